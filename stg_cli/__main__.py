@@ -1,0 +1,3 @@
+from stg_cli.cli import main
+
+main()

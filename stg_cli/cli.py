@@ -25,28 +25,21 @@ _stderr = Console(stderr=True)
 
 
 def main() -> None:
-    """Entry point: user errors become one red line and exit code 2 (STG_DEBUG=1: traceback)."""
+    """Entry point: user errors become one red line and exit code 2 (STG_DEBUG=1: traceback).
+
+    Usage errors (unknown command or option) are reported by Typer itself with exit code 2.
+    """
     try:
-        app(standalone_mode=False)
-    except (UserError, ValueError, RuntimeError, FileNotFoundError) as error:
+        app()
+    except KeyboardInterrupt:
+        _stderr.print("[red]interrupted[/red]")
+        sys.exit(130)
+    except (UserError, ValueError, RuntimeError, OSError) as error:
         if os.environ.get("STG_DEBUG") == "1":
             raise
         _stderr.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
-    except typer.Abort:
-        _stderr.print("[red]aborted[/red]")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        _stderr.print("[red]interrupted[/red]")
-        sys.exit(130)
-    except Exception as error:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except Exception as error:
         if os.environ.get("STG_DEBUG") == "1":
             raise
         _stderr.print(

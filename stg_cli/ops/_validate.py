@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -49,7 +51,10 @@ def same_dtype(value: Tensor, like: Tensor, name: str) -> None:
         raise ValueError(f"{name} must have dtype {like.dtype}, got {value.dtype}")
 
 
-def finite(value: float, name: str, *, positive: bool = False, non_negative: bool = False) -> None:
+def finite(value: object, name: str, *, positive: bool = False, non_negative: bool = False) -> float:
+    """The value as a float, checked to be a finite real number (and > 0 or >= 0 if asked)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     number = float(value)
     if number != number or number in (float("inf"), float("-inf")):
         raise ValueError(f"{name} must be finite, got {value}")
@@ -57,3 +62,11 @@ def finite(value: float, name: str, *, positive: bool = False, non_negative: boo
         raise ValueError(f"{name} must be > 0, got {value}")
     if non_negative and number < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
+    return number
+
+
+def count(value: object, name: str) -> int:
+    """The value as an int, checked to be a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)

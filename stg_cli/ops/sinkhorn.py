@@ -46,23 +46,22 @@ def sinkhorn(
     frame_mask = _validate.mask(frame_mask, (batch, frames), "frame_mask", P)
     _validate.finite(eps, "eps", positive=True)
     _validate.finite(tol, "tol", non_negative=True)
-    if int(iters) < 0:
-        raise ValueError(f"iters must be >= 0, got {iters}")
+    iters = _validate.count(iters, "iters")
     if P.dtype not in NATIVE_DTYPES:
         P = P.float()
     if _native.use_native("sinkhorn", P.device, P.dtype, NATIVE_DTYPES):
-        return torch.ops.stg.sinkhorn(P, word_mask, frame_mask, float(eps), int(iters), float(tol))
-    return reference.sinkhorn(P, word_mask, frame_mask, eps, int(iters), tol)
+        return torch.ops.stg.sinkhorn(P, word_mask, frame_mask, float(eps), iters, float(tol))
+    return reference.sinkhorn(P, word_mask, frame_mask, eps, iters, tol)
 
 
 def _register() -> None:
     @torch.library.register_fake("stg::sinkhorn")
     def _(P, word_mask, frame_mask, eps, iters, tol):
-        return torch.empty_like(P), P.new_empty((P.shape[0],), dtype=torch.int64)
+        return P.new_empty(P.shape), P.new_empty((P.shape[0],), dtype=torch.int64)
 
     @torch.library.register_fake("stg::sinkhorn_backward")
     def _(grad_log_q, P, word_mask, frame_mask, eps, n_iter):
-        return torch.empty_like(P)
+        return P.new_empty(P.shape)
 
     def setup_context(ctx, inputs, output):
         P, word_mask, frame_mask, eps, _, _ = inputs

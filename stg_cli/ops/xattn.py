@@ -29,7 +29,7 @@ def xattn(
     Args:
         q: queries [B, M, D]; k, v: keys and values [B, L, D] (same dtype and device).
         key_mask: [B, L] bool, True for real keys (None: all real).
-        scale: logit scale, 1/sqrt(D) by default.
+        scale: logit scale, 1/sqrt(D) by default (1 when D = 0).
         return_probs: also return the attention probabilities (heatmaps need them, training
             does not).
 
@@ -50,8 +50,9 @@ def xattn(
         _validate.same_dtype(value, q, name)
         _validate.same_device(value, q, name)
     key_mask = _validate.mask(key_mask, (batch, keys), "key_mask", q)
-    scale = 1.0 / math.sqrt(dim) if scale is None else float(scale)
-    _validate.finite(scale, "scale")
+    if scale is None:
+        scale = 1.0 / math.sqrt(dim) if dim > 0 else 1.0
+    scale = _validate.finite(scale, "scale")
     native_dtypes = NATIVE_DTYPES.get(q.device.type, ())
     if _native.use_native("xattn", q.device, q.dtype, native_dtypes):
         out, _, probs = torch.ops.stg.xattn(q, k, v, key_mask, scale, bool(return_probs))
@@ -66,14 +67,14 @@ def _register() -> None:
         lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
         probs_shape = (batch, rows, k.shape[1]) if return_probs else (0,)
         return (
-            torch.empty_like(q),
+            q.new_empty(q.shape),
             q.new_empty((batch, rows), dtype=lse_dtype),
             q.new_empty(probs_shape),
         )
 
     @torch.library.register_fake("stg::xattn_backward")
     def _(grad_out, grad_probs, q, k, v, key_mask, out, lse, scale):
-        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
 
     def setup_context(ctx, inputs, output):
         q, k, v, key_mask, scale, return_probs = inputs

@@ -19,6 +19,10 @@ struct ValidBlock {
   std::vector<int64_t> rows;
   std::vector<int64_t> cols;
   std::vector<T> kernel;  // [K', U'] = P / eps on valid entries
+
+  bool is_full(int64_t K, int64_t U) const {
+    return static_cast<int64_t>(rows.size()) == K && static_cast<int64_t>(cols.size()) == U;
+  }
 };
 
 template <typename T>
@@ -35,6 +39,13 @@ void gather_block(const T* P, const bool* word_mask, const bool* frame_mask, int
   const int64_t n_cols = static_cast<int64_t>(block.cols.size());
   block.kernel.resize(block.rows.size() * block.cols.size());
   const T inv_eps = static_cast<T>(1.0 / eps);
+  if (block.is_full(K, U)) {
+    const int64_t size = K * U;
+    T* dst = block.kernel.data();
+#pragma omp simd
+    for (int64_t i = 0; i < size; ++i) dst[i] = P[i] * inv_eps;
+    return;
+  }
   for (size_t i = 0; i < block.rows.size(); ++i) {
     const T* row = P + block.rows[i] * U;
     T* dst = block.kernel.data() + static_cast<int64_t>(i) * n_cols;
@@ -80,33 +91,157 @@ inline void column_logsumexp(const T* __restrict x, const T* __restrict f, int64
   for (int64_t j = 0; j < cols; ++j) col_lse[j] = peak[j] + std::log(total[j]);
 }
 
-// Runs the iterations on one dense block. When f_history/g_history are given, the potentials
-// after every iteration are appended (g_history starts with the initial zeros).
+// Runs `iters` log-domain iterations on one dense block and records the potentials after
+// every iteration (g_history starts with the initial zeros): the reverse pass needs them.
 template <typename T>
-STG_SIMD_CLONES int64_t iterate_block(const T* x, int64_t rows, int64_t cols, int64_t iters,
-                                      double tol, T* f, T* g, std::vector<T>* f_history,
-                                      std::vector<T>* g_history) {
+STG_SIMD_CLONES void iterate_block_with_history(const T* x, int64_t rows, int64_t cols,
+                                                int64_t iters, std::vector<T>& f_history,
+                                                std::vector<T>& g_history) {
+  const T log_a = -std::log(static_cast<T>(rows));
+  const T log_b = -std::log(static_cast<T>(cols));
+  std::vector<T> f(rows, T(0)), g(cols, T(0));
+  std::vector<T> row_lse(rows), peak(cols), total(cols), col_lse(cols);
+  g_history.assign(g.begin(), g.end());
+  f_history.clear();
+  for (int64_t step = 0; step < iters; ++step) {
+    for (int64_t i = 0; i < rows; ++i) row_lse[i] = row_logsumexp(x + i * cols, g.data(), cols);
+    for (int64_t i = 0; i < rows; ++i) f[i] = log_a - row_lse[i];
+    column_logsumexp(x, f.data(), rows, cols, peak.data(), total.data(), col_lse.data());
+    for (int64_t j = 0; j < cols; ++j) g[j] = log_b - col_lse[j];
+    f_history.insert(f_history.end(), f.begin(), f.end());
+    g_history.insert(g_history.end(), g.begin(), g.end());
+  }
+}
+
+// Bounds on the row and column scalings of a linear-domain step. Kernel entries below
+// exp_poly's floor (e^-87 in float, e^-708 in double) are not represented exactly; with both
+// scalings within e^±30 (float) or e^±276 (double) such an entry changes a mass by less than
+// the type's rounding error for K·U up to ~e^10, so the step is as exact as the log domain.
+// A step that would leave the bounds is redone in the log domain.
+template <typename T>
+struct ScalingRange;
+template <>
+struct ScalingRange<float> {
+  static constexpr float low = 1e-13f, high = 1e13f;
+};
+template <>
+struct ScalingRange<double> {
+  static constexpr double low = 1e-120, high = 1e120;
+};
+
+// scaling[i] = target / mass[i]; false (scaling unspecified) if any falls outside the range.
+template <typename T>
+inline bool rescale_within_range(const T* mass, T target, int64_t n, T* scaling) {
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) {
+    scaling[i] = target / mass[i];
+    ok = ok && scaling[i] >= ScalingRange<T>::low && scaling[i] <= ScalingRange<T>::high;
+  }
+  return ok;
+}
+
+// Runs up to `iters` iterations (see sinkhorn.h for the tol rule), writes the log plan of the
+// dense block to log_plan (row stride plan_stride) and returns the count done. Computed mostly
+// in the scaling domain:
+// after a log-domain iteration the plan kernel = exp(x + f + g) is materialised once and the
+// next iterations only rescale rows and columns (u, v) with multiply-adds, which is exact in
+// exact arithmetic. A step whose masses leave ScalingRange is absorbed into f, g and redone
+// in the log domain, so extreme inputs keep the log-domain robustness.
+template <typename T>
+STG_SIMD_CLONES int64_t iterate_block_scaled(const T* x, int64_t rows, int64_t cols,
+                                             int64_t iters, double tol, T* log_plan,
+                                             int64_t plan_stride) {
   const T log_a = -std::log(static_cast<T>(rows));
   const T log_b = -std::log(static_cast<T>(cols));
   const T a = static_cast<T>(1) / static_cast<T>(rows);
-  std::fill(f, f + rows, T(0));
-  std::fill(g, g + cols, T(0));
+  const T b = static_cast<T>(1) / static_cast<T>(cols);
+  std::vector<T> f(rows, T(0)), g(cols, T(0));
+  std::vector<T> kernel(rows * cols), u(rows), v(cols), row_mass(rows), col_mass(cols);
+  std::vector<T> next_u(rows), next_v(cols);
   std::vector<T> row_lse(rows), peak(cols), total(cols), col_lse(cols);
-  if (g_history) g_history->insert(g_history->end(), g, g + cols);
+  bool scaled = false;
+  auto absorb = [&] {
+    for (int64_t i = 0; i < rows; ++i) f[i] += std::log(u[i]);
+    for (int64_t j = 0; j < cols; ++j) g[j] += std::log(v[j]);
+    scaled = false;
+  };
+  auto log_domain_columns = [&] {
+    column_logsumexp(x, f.data(), rows, cols, peak.data(), total.data(), col_lse.data());
+    for (int64_t j = 0; j < cols; ++j) g[j] = log_b - col_lse[j];
+  };
+  auto materialise = [&] {
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* xrow = x + i * cols;
+      T* krow = kernel.data() + i * cols;
+      const T fi = f[i];
+#pragma omp simd
+      for (int64_t j = 0; j < cols; ++j) krow[j] = exp_poly(xrow[j] + fi + g[j]);
+    }
+    std::fill(u.begin(), u.end(), T(1));
+    std::fill(v.begin(), v.end(), T(1));
+    scaled = true;
+  };
   int64_t done = 0;
   for (int64_t step = 0; step < iters; ++step) {
-    for (int64_t i = 0; i < rows; ++i) row_lse[i] = row_logsumexp(x + i * cols, g, cols);
+    if (scaled) {
+      for (int64_t i = 0; i < rows; ++i) {
+        const T* krow = kernel.data() + i * cols;
+        T mass = 0;
+#pragma omp simd reduction(+ : mass)
+        for (int64_t j = 0; j < cols; ++j) mass += krow[j] * v[j];
+        row_mass[i] = mass;
+      }
+      if (rescale_within_range(row_mass.data(), a, rows, next_u.data())) {
+        if (tol > 0 && step > 0) {
+          T error = 0;
+          for (int64_t i = 0; i < rows; ++i) error += std::abs(u[i] * row_mass[i] - a);
+          if (error < static_cast<T>(tol)) break;
+        }
+        u.swap(next_u);
+        std::fill(col_mass.begin(), col_mass.end(), T(0));
+        for (int64_t i = 0; i < rows; ++i) {
+          const T* krow = kernel.data() + i * cols;
+          const T ui = u[i];
+#pragma omp simd
+          for (int64_t j = 0; j < cols; ++j) col_mass[j] += ui * krow[j];
+        }
+        ++done;
+        if (rescale_within_range(col_mass.data(), b, cols, next_v.data())) {
+          v.swap(next_v);
+          continue;
+        }
+        absorb();
+        log_domain_columns();
+        materialise();
+        continue;
+      }
+      absorb();
+    }
+    for (int64_t i = 0; i < rows; ++i) row_lse[i] = row_logsumexp(x + i * cols, g.data(), cols);
     if (tol > 0 && step > 0) {
       T error = 0;
       for (int64_t i = 0; i < rows; ++i) error += std::abs(std::exp(f[i] + row_lse[i]) - a);
       if (error < static_cast<T>(tol)) break;
     }
     for (int64_t i = 0; i < rows; ++i) f[i] = log_a - row_lse[i];
-    column_logsumexp(x, f, rows, cols, peak.data(), total.data(), col_lse.data());
-    for (int64_t j = 0; j < cols; ++j) g[j] = log_b - col_lse[j];
-    if (f_history) f_history->insert(f_history->end(), f, f + rows);
-    if (g_history) g_history->insert(g_history->end(), g, g + cols);
+    log_domain_columns();
     ++done;
+    if (step + 1 < iters) materialise();
+  }
+  // x + f + g is summed exactly as when the kernel was materialised and the small log-scalings
+  // are added last: folding them into potentials of magnitude |P|/eps first would round them
+  // away in float32.
+  std::vector<T>& log_u = next_u;
+  std::vector<T>& log_v = next_v;
+  for (int64_t i = 0; i < rows; ++i) log_u[i] = scaled ? std::log(u[i]) : T(0);
+  for (int64_t j = 0; j < cols; ++j) log_v[j] = scaled ? std::log(v[j]) : T(0);
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* xrow = x + i * cols;
+    T* out = log_plan + i * plan_stride;
+    const T fi = f[i];
+    const T log_ui = log_u[i];
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) out[j] = (xrow[j] + fi + g[j]) + (log_ui + log_v[j]);
   }
   return done;
 }
@@ -171,28 +306,32 @@ template <typename scalar_t>
 void forward_cpu(const scalar_t* P, const bool* word_mask, const bool* frame_mask, int64_t K,
                  int64_t U, double eps, int64_t iters, double tol, scalar_t* log_q,
                  int64_t* n_iter, int64_t batch_begin, int64_t batch_end) {
+  FlushDenormals flush_denormals;
   ValidBlock<scalar_t> block;
-  std::vector<scalar_t> f, g;
+  std::vector<scalar_t> dense_plan;
   const scalar_t neg_inf = -std::numeric_limits<scalar_t>::infinity();
   for (int64_t b = batch_begin; b < batch_end; ++b) {
     gather_block(P + b * K * U, word_mask + b * K, frame_mask + b * U, K, U, eps, block);
     scalar_t* out = log_q + b * K * U;
-    std::fill(out, out + K * U, neg_inf);
     const int64_t rows = static_cast<int64_t>(block.rows.size());
     const int64_t cols = static_cast<int64_t>(block.cols.size());
     if (rows == 0 || cols == 0) {
+      std::fill(out, out + K * U, neg_inf);
       n_iter[b] = 0;
       continue;
     }
-    f.resize(rows);
-    g.resize(cols);
-    n_iter[b] = iterate_block(block.kernel.data(), rows, cols, iters, tol, f.data(), g.data(),
-                              static_cast<std::vector<scalar_t>*>(nullptr),
-                              static_cast<std::vector<scalar_t>*>(nullptr));
+    if (block.is_full(K, U)) {
+      n_iter[b] = iterate_block_scaled(block.kernel.data(), rows, cols, iters, tol, out, U);
+      continue;
+    }
+    dense_plan.resize(rows * cols);
+    n_iter[b] = iterate_block_scaled(block.kernel.data(), rows, cols, iters, tol,
+                                     dense_plan.data(), cols);
+    std::fill(out, out + K * U, neg_inf);
     for (int64_t i = 0; i < rows; ++i) {
-      const scalar_t* xrow = block.kernel.data() + i * cols;
+      const scalar_t* plan_row = dense_plan.data() + i * cols;
       scalar_t* orow = out + block.rows[i] * U;
-      for (int64_t j = 0; j < cols; ++j) orow[block.cols[j]] = xrow[j] + f[i] + g[j];
+      for (int64_t j = 0; j < cols; ++j) orow[block.cols[j]] = plan_row[j];
     }
   }
 }
@@ -203,7 +342,7 @@ void backward_cpu(const scalar_t* grad_log_q, const scalar_t* P, const bool* wor
                   const int64_t* n_iter, scalar_t* grad_P, int64_t batch_begin,
                   int64_t batch_end) {
   ValidBlock<scalar_t> block;
-  std::vector<scalar_t> f, g, f_history, g_history, grad_x;
+  std::vector<scalar_t> f_history, g_history, grad_x;
   for (int64_t b = batch_begin; b < batch_end; ++b) {
     gather_block(P + b * K * U, word_mask + b * K, frame_mask + b * U, K, U, eps, block);
     scalar_t* grad_out = grad_P + b * K * U;
@@ -211,12 +350,8 @@ void backward_cpu(const scalar_t* grad_log_q, const scalar_t* P, const bool* wor
     const int64_t rows = static_cast<int64_t>(block.rows.size());
     const int64_t cols = static_cast<int64_t>(block.cols.size());
     if (rows == 0 || cols == 0) continue;
-    f.resize(rows);
-    g.resize(cols);
-    f_history.clear();
-    g_history.clear();
-    const int64_t n_done = iterate_block(block.kernel.data(), rows, cols, n_iter[b], 0.0,
-                                         f.data(), g.data(), &f_history, &g_history);
+    iterate_block_with_history(block.kernel.data(), rows, cols, n_iter[b], f_history,
+                               g_history);
     grad_x.resize(rows * cols);
     const scalar_t* grad_in = grad_log_q + b * K * U;
     for (int64_t i = 0; i < rows; ++i) {
@@ -224,7 +359,7 @@ void backward_cpu(const scalar_t* grad_log_q, const scalar_t* P, const bool* wor
         grad_x[i * cols + j] = grad_in[block.rows[i] * U + block.cols[j]];
       }
     }
-    reverse_block(block.kernel.data(), rows, cols, n_done, f_history, g_history, grad_x.data());
+    reverse_block(block.kernel.data(), rows, cols, n_iter[b], f_history, g_history, grad_x.data());
     const scalar_t inv_eps = static_cast<scalar_t>(1.0 / eps);
     for (int64_t i = 0; i < rows; ++i) {
       for (int64_t j = 0; j < cols; ++j) {

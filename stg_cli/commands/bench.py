@@ -1,0 +1,168 @@
+"""``stg bench``: microbenchmarks of the native ops against their references."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from stg_cli import bench as bench_lib
+
+
+def command(
+    names: list[str] | None = typer.Argument(
+        None,
+        metavar="[NAME]...",
+        help="Benchmarks to run: sinkhorn, xattn, rollout or all (default: all).",
+        show_default=False,
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="Fewer repeats and smaller shapes where the full one is slow."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the JSON report to this file."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (the CPU, plus CUDA when available), cpu or cuda."
+    ),
+) -> None:
+    """Time the native ops against their references; print a table (or JSON) with peak memory."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("benchmarks", total=None)
+
+        def on_progress(completed: int, total: int, label: str | None) -> None:
+            progress.update(task, completed=completed, total=total, description=label or "done")
+
+        report = bench_lib.run_benchmarks(
+            names, quick=quick, device=device, on_progress=on_progress
+        )
+    if out is not None:
+        write_json(report, out)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    console = Console()
+    print_report(report, console)
+    if out is not None:
+        console.print(f"wrote {escape(str(out))}", highlight=False)
+
+
+def write_json(report: bench_lib.BenchReport, path: Path) -> None:
+    """Writes ``report.to_dict()`` as indented JSON, creating the parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def print_report(report: bench_lib.BenchReport, console: Console) -> None:
+    """One table per case (op, shape, device), a line on the targets and the machine line."""
+    for (op, shape, device), rows in _by_case(report.results).items():
+        comparisons = [
+            item
+            for item in report.comparisons
+            if (item.op, item.shape, item.device) == (op, shape, device)
+        ]
+        title = f"[bold]{escape(op)}[/bold]  {escape(shape)}  ({escape(device)})"
+        console.print(_case_table(title, rows, comparisons))
+    targets = [item for item in report.comparisons if item.target_min is not None]
+    met = sum(item.met is True for item in targets)
+    missed = sum(item.met is False for item in targets)
+    unmeasured = len(targets) - met - missed
+    mode = "quick" if report.quick else "full"
+    console.print(
+        f"[bold]targets[/bold]: [green]{met} met[/green], [red]{missed} missed[/red], "
+        f"{unmeasured} not measured ({mode} run, {report.duration_s:.0f} s)"
+    )
+    console.print(f"[bold]machine[/bold]: {escape(report.machine.summary())}", highlight=False)
+
+
+def _by_case(
+    results: list[bench_lib.BenchResult],
+) -> dict[tuple[str, str, str], list[bench_lib.BenchResult]]:
+    cases: dict[tuple[str, str, str], list[bench_lib.BenchResult]] = {}
+    for row in results:
+        cases.setdefault((row.op, row.shape, row.device), []).append(row)
+    return cases
+
+
+def _case_table(
+    title: str, rows: list[bench_lib.BenchResult], comparisons: list[bench_lib.Comparison]
+) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("variant", overflow="fold")
+    table.add_column("median ms", justify="right")
+    table.add_column("peak MB", justify="right")
+    table.add_column("vs reference", justify="right")
+    table.add_column("native vs this")
+    for row in rows:
+        if row.median_ms is None:
+            verdicts = [f"[dim]skipped: {escape(row.note or '')}[/dim]"]
+        else:
+            verdicts = [
+                _comparison_text(item) for item in comparisons if item.baseline == row.variant
+            ]
+            if row.note is not None:
+                verdicts.append(f"[dim]{escape(row.note)}[/dim]")
+        table.add_row(
+            escape(row.variant),
+            _number(row.median_ms),
+            _number(row.peak_mb),
+            _times(row.speedup_vs_reference),
+            "\n".join(verdicts),
+        )
+    return table
+
+
+def _comparison_text(item: bench_lib.Comparison) -> str:
+    """E.g. "12.3× faster (target ≥ 10×: met)" or "2.10× more memory"."""
+    if item.ratio is None:
+        return "[dim]not measured[/dim]"
+    if item.measure == "time":
+        better, worse = "faster", "slower"
+    else:
+        better, worse = "less memory", "more memory"
+    text = (
+        f"{_number(item.ratio)}× {better}"
+        if item.ratio >= 1
+        else f"{_number(1 / item.ratio)}× {worse}"
+    )
+    if item.target_min is None:
+        return text
+    minimum = item.target_min
+    goal = f"≥ {minimum:g}×" if minimum >= 1 else f"within {1 / minimum:g}×"
+    verdict = "[green]met[/green]" if item.met else "[red]missed[/red]"
+    return f"{text} (target {goal}: {verdict})"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{_number(value)}×"

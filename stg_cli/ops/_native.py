@@ -79,8 +79,17 @@ def has_kernel(op: str, device_type: str) -> bool:
     return device_type in status().kernels.get(op, ())
 
 
-def use_native(op: str, device: torch.device, dtype: torch.dtype, native_dtypes: tuple) -> bool:
-    """Decides whether ``op`` runs natively; warns once per reason when it cannot."""
+def use_native(
+    op: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    native_dtypes: tuple,
+    size_limit: str | None = None,
+) -> bool:
+    """Decides whether ``op`` runs natively; warns once per reason when it cannot.
+
+    ``size_limit`` names a limit of the kernel that the inputs exceed, if any.
+    """
     state = status()
     if not state.loaded:
         reason = state.reason or "unknown reason"
@@ -88,6 +97,8 @@ def use_native(op: str, device: torch.device, dtype: torch.dtype, native_dtypes:
         reason = f"stg_cli._C has no {device.type} kernel for {op}"
     elif dtype not in native_dtypes:
         reason = f"{op} has no native kernel for {dtype} on {device.type}"
+    elif size_limit is not None:
+        reason = f"{op} on {device.type} supports {size_limit}"
     else:
         return True
     if reason not in _warned:

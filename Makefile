@@ -34,8 +34,10 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(NATIVE_SOURCES)
 	$(BIN)/python -c "import stg_cli.ops as o, sys; s = o.status(); print('stg: native extension', 'loaded' if s.loaded else 'NOT loaded: ' + str(s.reason)); sys.exit(0 if s.loaded else 1)"
 	touch $(STAMP)
 
+# Compile-only check of the CUDA kernels with nvcc (no GPU, no CUDA torch needed);
+# STG_CUDA_CHECK_TORCH=1 also compiles the torch-facing launchers against the venv's torch.
 cuda-check:
-	bash csrc/cuda_check.sh
+	PYTHON="$(BIN)/python" bash csrc/cuda_check.sh
 
 clean:
 	rm -rf build stg_cli/_C*.so $(STAMP)

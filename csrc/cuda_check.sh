@@ -81,7 +81,7 @@ else
   [[ $cmake_macros_found == 1 ]] || torch_flags+=(-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE)
   for op in sinkhorn xattn; do
     compile "torch launcher csrc/$op/cuda/${op}_cuda.cu, sm_90" \
-      -c -O3 -std=c++17 -arch=sm_90 --expt-relaxed-constexpr \
+      -c -O3 -std=c++20 -arch=sm_90 --expt-relaxed-constexpr \
       -Xcompiler -Wall,-Wextra "${half_flags[@]}" "${torch_flags[@]}" \
       "csrc/$op/cuda/${op}_cuda.cu" -o "$out/${op}_cuda.o" || failed=1
   done

@@ -28,9 +28,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../../common/cuda_device.cuh"
+
 namespace stg::sinkhorn {
 
-constexpr int kWarpSize = 32;
+using stg::device::kWarpSize;
 constexpr int kMaxWarps = 32;
 constexpr int kMaxThreads = kWarpSize * kMaxWarps;
 // Dynamic shared memory a kernel may use without opting in.
@@ -41,39 +43,7 @@ enum class Placement { kOnChip, kGlobal, kTooLarge };
 
 namespace detail {
 
-constexpr unsigned kFullWarp = 0xffffffffu;
-
-__device__ __forceinline__ float exp_of(float x) { return expf(x); }
-__device__ __forceinline__ double exp_of(double x) { return exp(x); }
-__device__ __forceinline__ float log_of(float x) { return logf(x); }
-__device__ __forceinline__ double log_of(double x) { return log(x); }
-__device__ __forceinline__ float abs_of(float x) { return fabsf(x); }
-__device__ __forceinline__ double abs_of(double x) { return fabs(x); }
-__device__ __forceinline__ float max_of(float a, float b) { return fmaxf(a, b); }
-__device__ __forceinline__ double max_of(double a, double b) { return fmax(a, b); }
-
-template <typename T>
-__host__ __device__ constexpr T negative_infinity() {
-  return -cuda::std::numeric_limits<T>::infinity();
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T value) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(kFullWarp, value, offset);
-  }
-  return value;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_max(T value) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value = max_of(value, __shfl_xor_sync(kFullWarp, value, offset));
-  }
-  return value;
-}
+using namespace stg::device;
 
 // log Σ_{i<n} exp(value(i)), computed by one warp; every lane returns the result. -inf entries
 // contribute nothing and an all -inf slice gives -inf (never NaN).

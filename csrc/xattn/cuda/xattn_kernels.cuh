@@ -35,11 +35,13 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../../common/cuda_device.cuh"
+
 namespace stg::xattn {
 
 constexpr int kMaxHeadDim = 512;
 constexpr int kMaxKeys = 256;
-constexpr int kWarpSize = 32;
+using stg::device::kWarpSize;
 // Warps per block of the row kernels.
 constexpr int kRowWarps = 4;
 constexpr int kRowThreads = kRowWarps * kWarpSize;
@@ -94,37 +96,7 @@ constexpr int kRowsPerBlock = kRowWarps * kRowsPerWarp<scalar_t>;
 
 namespace detail {
 
-constexpr unsigned kFullWarp = 0xffffffffu;
-
-__device__ __forceinline__ float exp_of(float x) { return expf(x); }
-__device__ __forceinline__ double exp_of(double x) { return exp(x); }
-__device__ __forceinline__ float log_of(float x) { return logf(x); }
-__device__ __forceinline__ double log_of(double x) { return log(x); }
-__device__ __forceinline__ float max_of(float a, float b) { return fmaxf(a, b); }
-__device__ __forceinline__ double max_of(double a, double b) { return fmax(a, b); }
-
-template <typename T>
-__host__ __device__ constexpr T negative_infinity() {
-  return -cuda::std::numeric_limits<T>::infinity();
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T value) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value += __shfl_xor_sync(kFullWarp, value, offset);
-  }
-  return value;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_max(T value) {
-#pragma unroll
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    value = max_of(value, __shfl_xor_sync(kFullWarp, value, offset));
-  }
-  return value;
-}
+using namespace stg::device;
 
 // values[r][c] = row_r[lane + 32c] for the warp's rows (zero past D and for rows ≥ M).
 template <typename scalar_t, int kRows, int kChunks>

@@ -13,6 +13,7 @@
 #include <limits>
 #include <tuple>
 
+#include "../../common/op_checks.h"
 #include "sinkhorn_kernels.cuh"
 
 namespace stg::sinkhorn {
@@ -23,26 +24,9 @@ constexpr int64_t kIntMax = std::numeric_limits<int>::max();
 void check_problem(const char* op, const at::Tensor& P, const at::Tensor& word_mask,
                    const at::Tensor& frame_mask, double eps) {
   TORCH_CHECK(P.is_cuda(), op, ": P must be a CUDA tensor, got device ", P.device());
-  TORCH_CHECK(P.dim() == 3, op, ": P must have shape [B, K, U], got ", P.sizes());
-  TORCH_CHECK(P.scalar_type() == at::kFloat || P.scalar_type() == at::kDouble, op,
-              ": P must be float32 or float64, got ", P.scalar_type());
-  const int64_t B = P.size(0), K = P.size(1), U = P.size(2);
-  TORCH_CHECK(B <= kIntMax && K <= kIntMax && U <= kIntMax, op, ": P is too large, got ",
-              P.sizes());
-  TORCH_CHECK(word_mask.device() == P.device(), op, ": word_mask must be on ", P.device(),
-              " like P, got ", word_mask.device());
-  TORCH_CHECK(word_mask.scalar_type() == at::kBool, op, ": word_mask must be bool, got ",
-              word_mask.scalar_type());
-  TORCH_CHECK(word_mask.dim() == 2 && word_mask.size(0) == B && word_mask.size(1) == K, op,
-              ": word_mask must have shape [B, K] = [", B, ", ", K, "], got ", word_mask.sizes());
-  TORCH_CHECK(frame_mask.device() == P.device(), op, ": frame_mask must be on ", P.device(),
-              " like P, got ", frame_mask.device());
-  TORCH_CHECK(frame_mask.scalar_type() == at::kBool, op, ": frame_mask must be bool, got ",
-              frame_mask.scalar_type());
-  TORCH_CHECK(frame_mask.dim() == 2 && frame_mask.size(0) == B && frame_mask.size(1) == U, op,
-              ": frame_mask must have shape [B, U] = [", B, ", ", U, "], got ",
-              frame_mask.sizes());
-  TORCH_CHECK(eps > 0 && std::isfinite(eps), op, ": eps must be positive and finite, got ", eps);
+  checks::check_sinkhorn(P, word_mask, frame_mask, eps, 0, 0.0);
+  TORCH_CHECK(P.size(0) <= kIntMax && P.size(1) <= kIntMax && P.size(2) <= kIntMax, op,
+              ": P is too large, got ", P.sizes());
 }
 
 size_t device_shared_limit(const at::Tensor& tensor) {

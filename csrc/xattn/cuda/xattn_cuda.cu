@@ -12,6 +12,7 @@
 #include <optional>
 #include <tuple>
 
+#include "../../common/op_checks.h"
 #include "xattn_kernels.cuh"
 
 namespace stg::xattn {
@@ -42,35 +43,16 @@ at::ScalarType lse_dtype(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-void check_like(const char* op, const char* name, const at::Tensor& tensor, const at::Tensor& q,
-                at::IntArrayRef sizes) {
-  TORCH_CHECK(tensor.device() == q.device(), op, ": ", name, " must be on ", q.device(),
-              " like q, got ", tensor.device());
-  TORCH_CHECK(tensor.scalar_type() == q.scalar_type(), op, ": ", name, " must have q's dtype ",
-              q.scalar_type(), ", got ", tensor.scalar_type());
-  TORCH_CHECK(tensor.sizes() == sizes, op, ": ", name, " must have shape ", sizes, ", got ",
-              tensor.sizes());
-}
-
 // Checks q[B,M,D], k[B,L,D], v[B,L,D], key_mask[B,L] and the kernel limits.
 void check_attention(const char* op, const at::Tensor& q, const at::Tensor& k,
-                     const at::Tensor& v, const at::Tensor& key_mask) {
+                     const at::Tensor& v, const at::Tensor& key_mask, double scale) {
   TORCH_CHECK(q.is_cuda(), op, ": q must be a CUDA tensor, got device ", q.device());
-  TORCH_CHECK(q.dim() == 3, op, ": q must have shape [B, M, D], got ", q.sizes());
+  checks::check_xattn(q, k, v, key_mask, scale);
   const auto dtype = q.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf ||
                   dtype == at::kBFloat16,
               op, ": q must be float16, bfloat16, float32 or float64, got ", dtype);
-  TORCH_CHECK(k.dim() == 3, op, ": k must have shape [B, L, D], got ", k.sizes());
   const int64_t B = q.size(0), M = q.size(1), D = q.size(2), L = k.size(1);
-  check_like(op, "k", k, q, {B, L, D});
-  check_like(op, "v", v, q, {B, L, D});
-  TORCH_CHECK(key_mask.device() == q.device(), op, ": key_mask must be on ", q.device(),
-              " like q, got ", key_mask.device());
-  TORCH_CHECK(key_mask.scalar_type() == at::kBool, op, ": key_mask must be bool, got ",
-              key_mask.scalar_type());
-  TORCH_CHECK(key_mask.dim() == 2 && key_mask.size(0) == B && key_mask.size(1) == L, op,
-              ": key_mask must have shape [B, L] = [", B, ", ", L, "], got ", key_mask.sizes());
   TORCH_CHECK(D <= kMaxHeadDim, op, ": the feature size D = ", D, " exceeds the kernel's limit ",
               kMaxHeadDim);
   TORCH_CHECK(L <= kMaxKeys, op, ": the number of keys L = ", L, " exceeds the kernel's limit ",
@@ -89,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> xattn_cuda(const at::Tensor& q_in
                                                           const at::Tensor& v_in,
                                                           const at::Tensor& key_mask_in,
                                                           double scale, bool return_probs) {
-  check_attention("xattn", q_in, k_in, v_in, key_mask_in);
+  check_attention("xattn", q_in, k_in, v_in, key_mask_in, scale);
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   const at::Tensor q = q_in.contiguous();
   const at::Tensor k = k_in.contiguous();
@@ -123,20 +105,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> xattn_backward_cuda(
     const at::Tensor& key_mask_in, const at::Tensor& out, const at::Tensor& lse_in,
     double scale) {
   const char* op = "xattn_backward";
-  check_attention(op, q_in, k_in, v_in, key_mask_in);
+  check_attention(op, q_in, k_in, v_in, key_mask_in, scale);
+  checks::check_xattn_backward(grad_out_in, grad_probs_in, q_in, k_in, v_in, key_mask_in, out,
+                               lse_in, scale);
   const int64_t B = q_in.size(0), M = q_in.size(1), D = q_in.size(2), L = k_in.size(1);
-  check_like(op, "grad_out", grad_out_in, q_in, {B, M, D});
   // out is part of the schema but not needed: Drow = Σ_j P·dP is formed from its definition.
-  check_like(op, "out", out, q_in, {B, M, D});
+  checks::expect_same_dtype(grad_out_in, q_in, "grad_out", "q");
   const bool has_grad_probs = grad_probs_in.has_value() && grad_probs_in->defined();
-  if (has_grad_probs) check_like(op, "grad_probs", *grad_probs_in, q_in, {B, M, L});
+  if (has_grad_probs) checks::expect_same_dtype(*grad_probs_in, q_in, "grad_probs", "q");
   const auto acc_dtype = lse_dtype(q_in.scalar_type());
-  TORCH_CHECK(lse_in.device() == q_in.device(), op, ": lse must be on ", q_in.device(),
-              " like q, got ", lse_in.device());
   TORCH_CHECK(lse_in.scalar_type() == acc_dtype, op, ": lse must be ", acc_dtype, " for q of dtype ",
               q_in.scalar_type(), ", got ", lse_in.scalar_type());
-  TORCH_CHECK(lse_in.dim() == 2 && lse_in.size(0) == B && lse_in.size(1) == M, op,
-              ": lse must have shape [B, M] = [", B, ", ", M, "], got ", lse_in.sizes());
 
   const c10::cuda::CUDAGuard device_guard(q_in.device());
   const at::Tensor grad_out = grad_out_in.contiguous();

@@ -28,9 +28,9 @@ $(BIN)/python:
 
 # torch first and pinned, then the build tools, then stg compiled against that torch.
 $(STAMP): $(BIN)/python pyproject.toml setup.py $(NATIVE_SOURCES)
-	$(BIN)/python -m pip install --upgrade "pip>=23" "setuptools>=77" wheel ninja
-	$(BIN)/python -m pip install "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --no-build-isolation -e ".[dev]"
+	$(BIN)/python -m pip install -q --upgrade "pip>=23" "setuptools>=77" wheel ninja
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[dev]"
 	$(BIN)/python -c "import stg_cli.ops as o, sys; s = o.status(); print('stg: native extension', 'loaded' if s.loaded else 'NOT loaded: ' + str(s.reason)); sys.exit(0 if s.loaded else 1)"
 	touch $(STAMP)
 

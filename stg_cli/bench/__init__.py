@@ -16,6 +16,7 @@ import torch
 
 from stg_cli.bench import rollout, sinkhorn, xattn
 from stg_cli.bench.common import (
+    NATIVE,
     BenchReport,
     BenchResult,
     Case,
@@ -143,7 +144,7 @@ def run_benchmarks(
         names=names,
         quick=quick,
         devices=sorted({case.device for case in cases}, key=lambda name: name != "cpu"),
-        machine=machine_info(),
+        machine=machine_info(sorted({torch.device(case.device) for case in cases}, key=str)),
         results=results,
         comparisons=comparisons,
         started_at=started_at,

@@ -31,7 +31,7 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 
@@ -74,13 +74,18 @@ class Target:
 
 @dataclass(frozen=True)
 class Case:
-    """A problem of one op at one shape on one device, with its variants and targets."""
+    """A problem of one op at one shape on one device, with its variants and targets.
+
+    ``bytes_moved`` is the least memory traffic the problem needs (every input read and every
+    output written once, in bytes); each row's achieved GB/s is computed from it.
+    """
 
     op: str
     shape: str
     device: str
     variants: list[Variant]
     targets: list[Target] = field(default_factory=list)
+    bytes_moved: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class BenchResult:
     memory_method: str | None
     speedup_vs_reference: float | None = None
     note: str | None = None
+    gb_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +178,7 @@ class MachineInfo:
     extension_reason: str | None
     native_kernels: dict[str, list[str]]
     gpu: str | None
+    copy_gb_per_s: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line, e.g. ``AMD EPYC (2 cores, 23 GB), 2 torch threads, torch 2.13.0, ...``."""
@@ -205,8 +212,9 @@ class BenchReport:
         return asdict(self)
 
 
-def machine_info() -> MachineInfo:
-    """Collects CPU model, cores, memory, versions, threads, the extension and the GPU."""
+def machine_info(devices: Sequence[torch.device] = ()) -> MachineInfo:
+    """Collects CPU model, cores, memory, versions, threads, the extension and the GPU, and
+    measures the copy bandwidth of each device in ``devices``."""
     environment = collect_environment()
     memory_total = _meminfo_bytes("MemTotal")
     return MachineInfo(
@@ -223,7 +231,22 @@ def machine_info() -> MachineInfo:
         extension_reason=environment.extension_reason,
         native_kernels=environment.native_kernels,
         gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        copy_gb_per_s={str(device): copy_bandwidth_gb_per_s(device) for device in devices},
     )
+
+
+def copy_bandwidth_gb_per_s(device: torch.device, megabytes: int = 256) -> float:
+    """Measured memory bandwidth of a plain tensor copy on ``device`` (read + write), in GB/s.
+
+    The median of 5 copies of a ``megabytes`` MB float32 buffer, after one warm-up copy: the
+    yardstick for the achieved GB/s of the ops.
+    """
+    numel = megabytes * 1_000_000 // 4
+    source = torch.ones(numel, device=device)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    times_ms = [_timed_once(lambda: target.copy_(source), device) for _ in range(5)]
+    return 2 * numel * 4 / (statistics.median(times_ms) / 1000.0) / 1e9
 
 
 def native_variant(
@@ -484,17 +507,21 @@ def _row(
             memory_method=None,
             note=notes.get(name, "not timed"),
         )
+    median_ms = statistics.median(times_ms)
     return BenchResult(
         op=case.op,
         variant=name,
         shape=case.shape,
         device=case.device,
-        median_ms=statistics.median(times_ms),
+        median_ms=median_ms,
         min_ms=min(times_ms),
         repeats=len(times_ms),
         peak_mb=peak_mb,
         memory_method=method,
         note=notes.get(name),
+        gb_per_s=case.bytes_moved / (median_ms / 1000.0) / 1e9
+        if case.bytes_moved and median_ms > 0
+        else None,
     )
 
 

@@ -37,6 +37,7 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 Variant(REFERENCE, lambda: _rollout_call(reference.rollout, device)),
             ],
             targets=[Target(REFERENCE, "time", 3.0)],
+            bytes_moved=4 * CLIPS * (LAYERS * (REGIONS + WORDS) ** 2 + WORDS * (REGIONS + WORDS)),
         ),
         Case(
             op="rollout_paper",
@@ -47,6 +48,7 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 Variant(REFERENCE, lambda: _paper_call(reference.rollout_paper, device)),
             ],
             targets=[Target(REFERENCE, "time")],
+            bytes_moved=4 * CLIPS * (3 * REGIONS * WORDS + WORDS * WORDS + REGIONS),
         ),
     ]
 

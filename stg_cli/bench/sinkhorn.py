@@ -60,6 +60,7 @@ def _case(iters: int, device: torch.device) -> Case:
         device=str(device),
         variants=variants,
         targets=_targets(device),
+        bytes_moved=CLIPS * (2 * WORDS * FRAMES * 4 + WORDS + FRAMES + 8),
     )
 
 

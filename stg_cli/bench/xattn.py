@@ -70,6 +70,8 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 Target(MATERIALISING_VARIANT, "memory", 5.0),
                 Target(MATERIALISING_VARIANT, "time"),
             ],
+            # forward: q, k, v in, out; backward: grad_out, q, k, v in, grad q, k, v out (fp32).
+            bytes_moved=4 * pairs * (5 * REGIONS * DIM + 6 * WORDS * DIM),
         )
     ]
 

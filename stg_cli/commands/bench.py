@@ -81,7 +81,9 @@ def print_report(report: bench_lib.BenchReport, console: Console) -> None:
             if (item.op, item.shape, item.device) == (op, shape, device)
         ]
         title = f"[bold]{escape(op)}[/bold]  {escape(shape)}  ({escape(device)})"
-        console.print(_case_table(title, rows, comparisons))
+        table = _case_table(title, rows, comparisons)
+        table.caption = _bandwidth_caption(rows, report.machine.copy_gb_per_s.get(device))
+        console.print(table)
     targets = [item for item in report.comparisons if item.target_min is not None]
     met = sum(item.met is True for item in targets)
     missed = sum(item.met is False for item in targets)
@@ -92,6 +94,15 @@ def print_report(report: bench_lib.BenchReport, console: Console) -> None:
         f"{unmeasured} not measured ({mode} run, {report.duration_s:.0f} s)"
     )
     console.print(f"[bold]machine[/bold]: {escape(report.machine.summary())}", highlight=False)
+
+
+def _bandwidth_caption(rows: list[bench_lib.BenchResult], copy_gb_per_s: float | None) -> str:
+    """E.g. "native: 12.3 GB/s of inputs and outputs (plain copy: 40.1 GB/s)"."""
+    native = next((row for row in rows if row.variant == bench_lib.NATIVE), None)
+    if native is None or native.gb_per_s is None:
+        return ""
+    copy = f" (plain copy: {_number(copy_gb_per_s)} GB/s)" if copy_gb_per_s else ""
+    return f"native: {_number(native.gb_per_s)} GB/s of inputs and outputs{copy}"
 
 
 def _by_case(

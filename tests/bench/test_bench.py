@@ -37,9 +37,11 @@ def test_quick_rollout_run_times_native_and_reference():
             assert row.median_ms is not None and row.median_ms > 0
             assert row.peak_mb is not None and row.peak_mb >= 0
             assert row.repeats >= 3
+            assert row.gb_per_s is not None and row.gb_per_s > 0
     assert rows[("rollout", "reference")].speedup_vs_reference == pytest.approx(1.0)
     rollout_target = [c for c in report.comparisons if c.op == "rollout" and c.target_min]
     assert rollout_target and rollout_target[0].ratio is not None
+    assert report.machine.copy_gb_per_s["cpu"] > 0
     payload = report.to_dict()
     assert payload["machine"]["cpu_cores"] >= 1
     assert json.loads(json.dumps(payload))["results"]

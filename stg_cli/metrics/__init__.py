@@ -18,6 +18,21 @@ Conventions and their defaults:
 Bad arguments raise ValueError naming the argument.
 """
 
+from stg_cli.metrics.annotations import (
+    DataDefects,
+    FrameBox,
+    GroundTruth,
+    Segment,
+    find_defects,
+    load_frame_sizes,
+    load_ground_seg,
+    load_grounding_youtube,
+    load_grounding_youtube_boxes,
+    load_mining_youtube_segments,
+    load_pickle,
+    load_vid2step,
+    load_youcook_interactions,
+)
 from stg_cli.metrics.ap import (
     TemporalDetection,
     ap_from_precision_recall,
@@ -45,7 +60,11 @@ from stg_cli.metrics.tubes import (
 )
 
 __all__ = [
+    "DataDefects",
+    "FrameBox",
+    "GroundTruth",
     "LabeledTube",
+    "Segment",
     "TemporalDetection",
     "TubeDetection",
     "VideoMap",
@@ -54,8 +73,17 @@ __all__ = [
     "box_area",
     "box_intersection",
     "box_iou",
+    "find_defects",
     "ground_truth_tubes",
     "is_degenerate",
+    "load_frame_sizes",
+    "load_ground_seg",
+    "load_grounding_youtube",
+    "load_grounding_youtube_boxes",
+    "load_mining_youtube_segments",
+    "load_pickle",
+    "load_vid2step",
+    "load_youcook_interactions",
     "point_in_box",
     "rescale_box",
     "segment_iou",

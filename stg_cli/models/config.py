@@ -1,0 +1,91 @@
+"""The configuration of the global-local grounding model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from stg_cli.ops import SELECTION_MODES
+
+ATTENTION_STACKS: dict[str, tuple[str, ...]] = {
+    "cross-self-cross": ("cross", "self", "cross"),
+    "self-cross": ("self", "cross"),
+    "cross-self": ("cross", "self"),
+    "cross-cross": ("cross", "cross"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and frame-selection settings (dims come from the feature store).
+
+    Attributes:
+        visual_dim, text_dim: Dv and Dw of the stored features.
+        dim: d, the joint embedding width of f, g, f' and g'.
+        grid: (gh, gw) grid of the visual tokens, N = gh * gw.
+        attention: the local stack, one of :data:`ATTENTION_STACKS` (paper Table 8).
+        frames_u: U, candidate frames per training window.
+        frames_t: T, frames kept by the selection (and frames per clip in the heatmaps).
+        select: frame selection mode (sinkhorn | none | global | local).
+        tau_select: τ_sel dividing the word–frame cosine before selection.
+        sinkhorn_eps, sinkhorn_iters, sinkhorn_tol: Sinkhorn settings.
+        gated: projections are gated units (linear, then x * sigmoid(W x + b)).
+        attention_scale: logit scale of the cross/self attention; None means 1/sqrt(d).
+    """
+
+    visual_dim: int
+    text_dim: int
+    dim: int = 512
+    grid: tuple[int, int] = (7, 7)
+    attention: str = "cross-self-cross"
+    frames_u: int = 16
+    frames_t: int = 8
+    select: str = "sinkhorn"
+    tau_select: float = 0.1
+    sinkhorn_eps: float = 0.05
+    sinkhorn_iters: int = 3
+    sinkhorn_tol: float = 0.0
+    gated: bool = False
+    attention_scale: float | None = None
+
+    def __post_init__(self) -> None:
+        self.grid = (int(self.grid[0]), int(self.grid[1]))
+        if self.attention not in ATTENTION_STACKS:
+            raise ValueError(
+                f"attention must be one of {', '.join(ATTENTION_STACKS)}, got {self.attention!r}"
+            )
+        if self.select not in SELECTION_MODES:
+            raise ValueError(
+                f"select must be one of {', '.join(SELECTION_MODES)}, got {self.select!r}"
+            )
+        for name in ("visual_dim", "text_dim", "dim", "frames_u", "frames_t"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.frames_t > self.frames_u:
+            raise ValueError(
+                f"frames_t ({self.frames_t}) must not exceed frames_u ({self.frames_u})"
+            )
+        if self.grid[0] < 1 or self.grid[1] < 1:
+            raise ValueError(f"grid must be positive, got {self.grid}")
+
+    @property
+    def num_cells(self) -> int:
+        """N, grid tokens per frame."""
+        return self.grid[0] * self.grid[1]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (``grid`` as a list)."""
+        data = asdict(self)
+        data["grid"] = list(self.grid)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        values = dict(data)
+        if "grid" in values:
+            values["grid"] = tuple(values["grid"])
+        return cls(**values)

@@ -1,0 +1,410 @@
+"""The global-local grounding model: projections, frame selection and the local attention stack.
+
+Global branch (when): f maps a frame's global token, g a sentence token to d; both are
+L2-normalised. Local branch (where): f' maps grid tokens, g' word tokens to d, and a stack of
+masked attention layers (cross → self → cross by default) contextualises them; the pooled
+outputs are compared. Training and inference (``heatmaps``) run the very same layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stg_cli.models.config import ATTENTION_STACKS, ModelConfig
+from stg_cli.ops import FrameSelection, reference, rollout, rollout_paper, select_frames, xattn
+
+HEATMAP_MODES = ("paper", "rollout")
+OPS_CHOICES = ("native", "reference")
+
+
+class Projection(nn.Module):
+    """Linear map to d, optionally a gated unit: y = W x + b; y ← y · σ(W_g y + b_g)."""
+
+    def __init__(self, in_dim: int, out_dim: int, gated: bool = False) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+        self.gate = nn.Linear(out_dim, out_dim) if gated else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[..., in_dim] → [..., out_dim]."""
+        y = self.linear(x)
+        if self.gate is not None:
+            y = y * torch.sigmoid(self.gate(y))
+        return y
+
+
+class SelfAttention(nn.Module):
+    """Single-head self-attention with Q/K/V/out projections and a residual connection."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+
+@dataclass
+class LocalOutput:
+    """What the local stack produces for a batch of (video, sentence) pairs.
+
+    Attributes:
+        video: [P, R, d] contextualised region tokens. words: [P, K, d] word tokens.
+        maps: attention probabilities per layer when asked, each a dict with
+            ``kind`` ("cross" or "self"), and ``r2w`` [P, R, K] / ``w2r`` [P, K, R] (cross) or
+            ``rr`` [P, R, R] / ``ww`` [P, K, K] (self); empty otherwise.
+    """
+
+    video: Tensor
+    words: Tensor
+    maps: list[dict]
+
+
+@dataclass
+class ForwardOutput:
+    """Training forward pass of a batch of B clips.
+
+    Attributes:
+        video_global: v_g [B, d] L2-normalised. sentence_global: s_g [B, d] L2-normalised.
+        local_similarity: one [c, c] matrix per chunk of c clips, entry [k, l] the cosine of
+            the pooled local embeddings of video k cross-attended with sentence l (empty when
+            the local branch is not computed).
+        selection: the frames chosen out of the U candidates.
+    """
+
+    video_global: Tensor | None
+    sentence_global: Tensor | None
+    local_similarity: list[Tensor]
+    selection: FrameSelection
+
+
+class GroundingModel(nn.Module):
+    """Projections f, g, f', g', the frame selector and the local attention stack.
+
+    ``ops`` chooses the attention kernels: "native" (``stg_cli.ops.xattn``, which itself runs
+    the reference when no kernel exists) or "reference" (the bmm formulation, for benchmarks).
+    """
+
+    def __init__(self, config: ModelConfig, ops: str = "native") -> None:
+        super().__init__()
+        if ops not in OPS_CHOICES:
+            raise ValueError(f"ops must be one of {', '.join(OPS_CHOICES)}, got {ops!r}")
+        self.config = config
+        self.ops = ops
+        d = config.dim
+        self.frame_proj = Projection(config.visual_dim, d, config.gated)  # f
+        self.sentence_proj = Projection(config.text_dim, d, config.gated)  # g
+        self.region_proj = Projection(config.visual_dim, d, config.gated)  # f'
+        self.word_proj = Projection(config.text_dim, d, config.gated)  # g'
+        self.layers = ATTENTION_STACKS[config.attention]
+        self.video_self = nn.ModuleList(
+            SelfAttention(d) for kind in self.layers if kind == "self"
+        )
+        self.word_self = nn.ModuleList(SelfAttention(d) for kind in self.layers if kind == "self")
+        self.scale = config.attention_scale if config.attention_scale is not None else d**-0.5
+
+    # ----------------------------------------------------------------- global branch
+
+    def frame_embeddings(self, global_feats: Tensor) -> Tensor:
+        """f: [..., Dv] frame global tokens → [..., d] L2-normalised."""
+        return F.normalize(self.frame_proj(global_feats.to(self._dtype())), dim=-1)
+
+    def sentence_embeddings(self, sentence: Tensor) -> Tensor:
+        """g: [..., Dw] sentence tokens → [..., d] L2-normalised."""
+        return F.normalize(self.sentence_proj(sentence.to(self._dtype())), dim=-1)
+
+    # ----------------------------------------------------------------- selection
+
+    @torch.no_grad()
+    def select(
+        self,
+        global_feats: Tensor,
+        frame_mask: Tensor,
+        words: Tensor,
+        word_mask: Tensor,
+        sentence: Tensor,
+        boundary: Tensor | None,
+    ) -> FrameSelection:
+        """Picks T of U candidate frames with the global projections (no gradient).
+
+        Args:
+            global_feats [B, U, Dv], frame_mask [B, U], words [B, K, Dw], word_mask [B, K],
+            sentence [B, Dw], boundary [B, 2] (first/last frame of the ASR sentence).
+        """
+        cfg = self.config
+        frames = self.frame_embeddings(global_feats).float()
+        word_emb = self.sentence_embeddings(words).float()
+        sim = torch.einsum("bkd,bud->bku", word_emb, frames) / cfg.tau_select
+        sentence_sim = None
+        if cfg.select == "global":
+            sentence_sim = torch.einsum(
+                "bd,bud->bu", self.sentence_embeddings(sentence).float(), frames
+            ) / cfg.tau_select
+        return select_frames(
+            sim,
+            word_mask,
+            frame_mask,
+            cfg.frames_t,
+            cfg.select,
+            sentence_frame_sim=sentence_sim,
+            boundary=boundary,
+            eps=cfg.sinkhorn_eps,
+            iters=cfg.sinkhorn_iters,
+            tol=cfg.sinkhorn_tol,
+        )
+
+    # ----------------------------------------------------------------- local branch
+
+    def _attend(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float, probs: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        k, v = k.to(q.dtype), v.to(q.dtype)
+        if self.ops == "reference":
+            return reference.xattn(q, k, v, mask, scale, probs)
+        return xattn(q, k, v, mask, scale=scale, return_probs=probs)
+
+    def _self_attend(
+        self, layer: SelfAttention, x: Tensor, mask: Tensor, probs: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        q, k, v = layer.query(x), layer.key(x), layer.value(x)
+        out, attn = self._attend(q, k, v, mask, q.shape[-1] ** -0.5, probs)
+        return x + layer.out(out), attn
+
+    def local_stack(
+        self,
+        video: Tensor,
+        words: Tensor,
+        region_mask: Tensor,
+        word_mask: Tensor,
+        return_maps: bool = False,
+    ) -> LocalOutput:
+        """Runs the attention stack on P (video, sentence) pairs.
+
+        Args:
+            video: [P, R, d] projected region tokens (f'). words: [P, K, d] projected words (g').
+            region_mask: [P, R] bool. word_mask: [P, K] bool (padded tokens are never keys).
+            return_maps: also return every layer's attention probabilities (heatmaps).
+
+        The first cross-attention has no residual (CA1 replaces each token by its context in
+        the other modality); later cross-attentions and every self-attention are residual.
+        A fully padded side gives zero context, never NaN.
+        """
+        maps: list[dict] = []
+        self_index = 0
+        seen_cross = False
+        for kind in self.layers:
+            if kind == "cross":
+                new_video, r2w = self._attend(video, words, words, word_mask, self.scale, return_maps)
+                new_words, w2r = self._attend(words, video, video, region_mask, self.scale, return_maps)
+                if seen_cross:
+                    new_video, new_words = video + new_video, words + new_words
+                video, words = new_video, new_words
+                seen_cross = True
+                if return_maps:
+                    maps.append({"kind": "cross", "r2w": r2w, "w2r": w2r})
+            else:
+                video, rr = self._self_attend(self.video_self[self_index], video, region_mask, return_maps)
+                words, ww = self._self_attend(self.word_self[self_index], words, word_mask, return_maps)
+                self_index += 1
+                if return_maps:
+                    maps.append({"kind": "self", "rr": rr, "ww": ww})
+        return LocalOutput(video=video, words=words, maps=maps)
+
+    @staticmethod
+    def pool(tokens: Tensor, mask: Tensor) -> Tensor:
+        """Masked mean over tokens: [P, L, d], [P, L] → [P, d] (zeros when all masked)."""
+        weights = mask.to(tokens.dtype)
+        return (tokens * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+
+    def local_similarity(
+        self, regions: Tensor, region_mask: Tensor, words: Tensor, word_mask: Tensor
+    ) -> Tensor:
+        """Every video of a chunk against every sentence of it.
+
+        Args:
+            regions: [c, R, d] projected region tokens; words: [c, K, d] projected words.
+
+        Returns:
+            [c, c] cosine of the pooled local embeddings, entry [k, l] = video k with sentence l.
+        """
+        count = regions.shape[0]
+        video_index = torch.arange(count, device=regions.device).repeat_interleave(count)
+        sentence_index = torch.arange(count, device=regions.device).repeat(count)
+        out = self.local_stack(
+            regions[video_index],
+            words[sentence_index],
+            region_mask[video_index],
+            word_mask[sentence_index],
+        )
+        video = F.normalize(self.pool(out.video, region_mask[video_index]).float(), dim=-1)
+        sentence = F.normalize(self.pool(out.words, word_mask[sentence_index]).float(), dim=-1)
+        return (video * sentence).sum(-1).view(count, count)
+
+    # ----------------------------------------------------------------- training forward
+
+    def forward(
+        self,
+        global_feats: Tensor,
+        grid_feats: Tensor,
+        frame_mask: Tensor,
+        sentence: Tensor,
+        words: Tensor,
+        word_mask: Tensor,
+        boundary: Tensor | None = None,
+        local_chunk: int = 16,
+        compute_global: bool = True,
+        compute_local: bool = True,
+    ) -> ForwardOutput:
+        """One training forward pass.
+
+        Args:
+            global_feats: [B, U, Dv] candidate frames' global tokens.
+            grid_feats: [B, U, N, Dv] their grid tokens.
+            frame_mask: [B, U] bool, False for padding. boundary: [B, 2] int64 (for ``none``).
+            sentence: [B, Dw]; words: [B, K, Dw]; word_mask: [B, K] bool.
+            local_chunk: c, clips per chunk of the local branch (c² pairs at a time).
+        """
+        selection = self.select(global_feats, frame_mask, words, word_mask, sentence, boundary)
+        batch, chosen = selection.indices.shape
+        gather = selection.indices
+        sel_global = torch.gather(
+            global_feats, 1, gather[:, :, None].expand(-1, -1, global_feats.shape[-1])
+        )
+        sel_mask = selection.mask
+        video_global = sentence_global = None
+        if compute_global:
+            weights = sel_mask.to(sel_global.dtype)[..., None]
+            pooled = (sel_global * weights).sum(1) / weights.sum(1).clamp(min=1)
+            video_global = self.frame_embeddings(pooled)
+            sentence_global = self.sentence_embeddings(sentence)
+        local: list[Tensor] = []
+        if compute_local:
+            cells = grid_feats.shape[2]
+            sel_grid = torch.gather(
+                grid_feats,
+                1,
+                gather[:, :, None, None].expand(-1, -1, cells, grid_feats.shape[-1]),
+            )
+            regions = self.region_proj(sel_grid.to(self._dtype())).reshape(batch, chosen * cells, -1)
+            region_mask = sel_mask[:, :, None].expand(-1, -1, cells).reshape(batch, chosen * cells)
+            word_tokens = self.word_proj(words.to(self._dtype()))
+            step = max(1, int(local_chunk))
+            for start in range(0, batch, step):
+                stop = min(batch, start + step)
+                local.append(
+                    self.local_similarity(
+                        regions[start:stop],
+                        region_mask[start:stop],
+                        word_tokens[start:stop],
+                        word_mask[start:stop],
+                    )
+                )
+        return ForwardOutput(video_global, sentence_global, local, selection)
+
+    # ----------------------------------------------------------------- inference heatmaps
+
+    @torch.no_grad()
+    def heatmaps(
+        self,
+        grid: Tensor,
+        words: Tensor,
+        word_mask: Tensor | None = None,
+        mode: str = "paper",
+        clip_frames: int | None = None,
+    ) -> Tensor:
+        """Per-frame probability over the N grid cells for one query.
+
+        Args:
+            grid: [T, N, Dv] grid tokens of T frames (run in clips of ≤ ``clip_frames``,
+                default ``frames_t``).
+            words: [K, Dw] the query's word tokens; word_mask: [K] bool (None: all real).
+            mode: ``paper`` — mean over regions of A_CA2[r→w]·A_SA[w→w]·A_CA1[w→r] (first and
+                last cross layer, the word self-attention or identity when the stack has none);
+                ``rollout`` — attention rollout over the joint region + word graph of all
+                layers, read off the real words' rows, averaged.
+
+        Returns:
+            [T, N] float32, each row non-negative and summing to 1 (uniform where the chain
+            gives no mass).
+        """
+        if mode not in HEATMAP_MODES:
+            raise ValueError(f"mode must be one of {', '.join(HEATMAP_MODES)}, got {mode!r}")
+        if grid.dim() != 3 or words.dim() != 2:
+            raise ValueError(
+                f"grid must be [T, N, Dv] and words [K, Dw], got {tuple(grid.shape)} and {tuple(words.shape)}"
+            )
+        frames, cells, _ = grid.shape
+        num_words = words.shape[0]
+        device = next(self.parameters()).device
+        if word_mask is None:
+            word_mask = torch.ones(num_words, dtype=torch.bool)
+        word_mask = word_mask.to(device=device, dtype=torch.bool)
+        if frames == 0:
+            return torch.zeros(0, cells)
+        if num_words == 0 or not bool(word_mask.any()):
+            return torch.full((frames, cells), 1.0 / cells)
+        per_clip = int(clip_frames or self.config.frames_t)
+        clips = -(-frames // per_clip)
+        padded = torch.zeros(clips * per_clip, cells, grid.shape[-1], dtype=torch.float32)
+        padded[:frames] = grid.float()
+        frame_mask = torch.zeros(clips * per_clip, dtype=torch.bool)
+        frame_mask[:frames] = True
+        padded, frame_mask = padded.to(device), frame_mask.to(device)
+        regions = self.region_proj(padded.to(self._dtype())).reshape(clips, per_clip * cells, -1)
+        region_mask = frame_mask.view(clips, per_clip, 1).expand(-1, -1, cells).reshape(clips, -1)
+        word_tokens = self.word_proj(words.to(device=device, dtype=self._dtype()))
+        word_tokens = word_tokens[None].expand(clips, -1, -1).contiguous()
+        masks = word_mask[None].expand(clips, -1).contiguous()
+        out = self.local_stack(regions, word_tokens, region_mask, masks, return_maps=True)
+        if mode == "paper":
+            heat = self._paper_chain(out.maps, masks)
+        else:
+            heat = self._rollout_chain(out.maps, region_mask, masks)
+        heat = heat.float().clamp(min=0).reshape(clips * per_clip, cells)[:frames]
+        heat = heat * (heat.sum(1, keepdim=True) > 0)
+        total = heat.sum(1, keepdim=True)
+        uniform = torch.full_like(heat, 1.0 / cells)
+        return torch.where(total > 0, heat / total.clamp(min=1e-30), uniform).cpu()
+
+    @staticmethod
+    def _paper_chain(maps: list[dict], word_mask: Tensor) -> Tensor:
+        crosses = [m for m in maps if m["kind"] == "cross"]
+        selfs = [m for m in maps if m["kind"] == "self"]
+        first, last = crosses[0], crosses[-1]
+        ca1, ca2 = first["w2r"].float(), last["r2w"].float()
+        if selfs:
+            sa = selfs[0]["ww"].float()
+        else:
+            eye = torch.eye(word_mask.shape[1], device=ca1.device)
+            sa = eye[None].expand(word_mask.shape[0], -1, -1).contiguous()
+        return rollout_paper(ca2.contiguous(), sa.contiguous(), ca1.contiguous(), word_mask)
+
+    @staticmethod
+    def _rollout_chain(maps: list[dict], region_mask: Tensor, word_mask: Tensor) -> Tensor:
+        batch, regions = region_mask.shape
+        num_words = word_mask.shape[1]
+        size = regions + num_words
+        valid = torch.cat([region_mask, word_mask], 1).float()
+        layers = []
+        for layer in maps:
+            joint = torch.zeros(batch, size, size, device=region_mask.device)
+            if layer["kind"] == "cross":
+                joint[:, :regions, regions:] = layer["r2w"].float()
+                joint[:, regions:, :regions] = layer["w2r"].float()
+            else:
+                joint[:, :regions, :regions] = layer["rr"].float()
+                joint[:, regions:, regions:] = layer["ww"].float()
+            # Padded tokens neither attend nor are attended: rollout's identity keeps them apart.
+            layers.append(joint * valid[:, :, None] * valid[:, None, :])
+        stacked = torch.stack(layers, 1)
+        rows = torch.arange(regions, size, device=region_mask.device)
+        read = rollout(stacked, rows)[:, :, :regions]
+        weights = word_mask.float()
+        return (read * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+
+    def _dtype(self) -> torch.dtype:
+        return self.frame_proj.linear.weight.dtype

@@ -1,0 +1,175 @@
+"""Tests of the grounding model on random tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stg_cli.models import ATTENTION_STACKS, GroundingModel, ModelConfig
+from stg_cli.ops import SELECTION_MODES
+
+DV, DW, D, GRID = 12, 10, 16, (2, 3)
+
+
+def make_model(**overrides) -> GroundingModel:
+    torch.manual_seed(0)
+    config = ModelConfig(visual_dim=DV, text_dim=DW, dim=D, grid=GRID, frames_u=6, frames_t=3, **overrides)
+    return GroundingModel(config)
+
+
+def make_batch(batch=4, frames=6, words=5, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    cells = GRID[0] * GRID[1]
+    frame_mask = torch.ones(batch, frames, dtype=torch.bool)
+    frame_mask[1, 4:] = False
+    frame_mask[2, 2:] = False  # fewer real frames than T
+    word_mask = torch.ones(batch, words, dtype=torch.bool)
+    word_mask[0, 3:] = False
+    return dict(
+        global_feats=torch.randn(batch, frames, DV, generator=g),
+        grid_feats=torch.randn(batch, frames, cells, DV, generator=g),
+        frame_mask=frame_mask,
+        sentence=torch.randn(batch, DW, generator=g),
+        words=torch.randn(batch, words, DW, generator=g),
+        word_mask=word_mask,
+        boundary=torch.tensor([[1, 4]] * batch),
+    )
+
+
+def test_config_round_trip_and_validation():
+    config = ModelConfig(visual_dim=3, text_dim=4, grid=(7, 7))
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="attention"):
+        ModelConfig(visual_dim=3, text_dim=4, attention="self-self")
+    with pytest.raises(ValueError, match="select"):
+        ModelConfig(visual_dim=3, text_dim=4, select="random")
+    with pytest.raises(ValueError, match="frames_t"):
+        ModelConfig(visual_dim=3, text_dim=4, frames_u=4, frames_t=8)
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_dict({"visual_dim": 3, "text_dim": 4, "bogus": 1})
+
+
+def test_embeddings_are_normalised():
+    model = make_model()
+    f = model.frame_embeddings(torch.randn(7, DV))
+    g = model.sentence_embeddings(torch.randn(2, 3, DW))
+    assert f.shape == (7, D) and g.shape == (2, 3, D)
+    torch.testing.assert_close(f.norm(dim=-1), torch.ones(7))
+    torch.testing.assert_close(g.norm(dim=-1), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("attention", list(ATTENTION_STACKS))
+@pytest.mark.parametrize("select", SELECTION_MODES)
+def test_forward_shapes_and_gradients(attention, select):
+    model = make_model(attention=attention, select=select)
+    out = model(**make_batch(), local_chunk=3)
+    assert out.video_global.shape == out.sentence_global.shape == (4, D)
+    assert [tuple(s.shape) for s in out.local_similarity] == [(3, 3), (1, 1)]
+    assert out.selection.indices.shape == (4, 3)
+    assert out.selection.mask[2].tolist() == [True, True, False]
+    loss = out.video_global.sum() + out.sentence_global.sum()
+    loss = loss + sum(s.sum() for s in out.local_similarity)
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+    assert any(p.grad.abs().sum() > 0 for p in model.video_self.parameters()) or "self" not in attention
+
+
+def test_selection_has_no_gradient_and_respects_frame_mask():
+    model = make_model()
+    batch = make_batch()
+    out = model(**batch)
+    assert not out.selection.scores.requires_grad
+    for sample in range(4):
+        chosen = out.selection.indices[sample][out.selection.mask[sample]]
+        assert batch["frame_mask"][sample, chosen].all()
+
+
+def test_local_similarity_entry_matches_single_pair():
+    """Entry [k, l] of the chunk matrix is video k attended with sentence l alone."""
+    model = make_model()
+    batch = make_batch()
+    out = model(**batch, local_chunk=4)
+    sel = out.selection
+    cells = GRID[0] * GRID[1]
+    k, l = 1, 3
+    grid = batch["grid_feats"][k, sel.indices[k]]
+    regions = model.region_proj(grid).reshape(1, -1, D)
+    region_mask = sel.mask[k][:, None].expand(-1, cells).reshape(1, -1)
+    words = model.word_proj(batch["words"][l : l + 1])
+    single = model.local_stack(regions, words, region_mask, batch["word_mask"][l : l + 1])
+    v = torch.nn.functional.normalize(model.pool(single.video, region_mask), dim=-1)
+    s = torch.nn.functional.normalize(model.pool(single.words, batch["word_mask"][l : l + 1]), dim=-1)
+    torch.testing.assert_close(out.local_similarity[0][k, l], (v * s).sum(), rtol=1e-4, atol=1e-5)
+
+
+def test_fully_masked_words_give_finite_outputs():
+    model = make_model()
+    batch = make_batch()
+    batch["word_mask"][3] = False
+    out = model(**batch)
+    assert torch.isfinite(out.video_global).all()
+    assert all(torch.isfinite(s).all() for s in out.local_similarity)
+
+
+def test_native_and_reference_ops_agree():
+    model = make_model()
+    batch = make_batch()
+    native = model(**batch).local_similarity[0]
+    model.ops = "reference"
+    ref = model(**batch).local_similarity[0]
+    torch.testing.assert_close(native, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", list(ATTENTION_STACKS))
+@pytest.mark.parametrize("mode", ["paper", "rollout"])
+def test_heatmaps_are_probabilities(attention, mode):
+    model = make_model(attention=attention)
+    g = torch.Generator().manual_seed(3)
+    grid = torch.randn(7, GRID[0] * GRID[1], DV, generator=g)  # 7 frames: clips of 3, 3, 1
+    words = torch.randn(4, DW, generator=g)
+    mask = torch.tensor([True, True, True, False])
+    heat = model.heatmaps(grid, words, mask, mode=mode)
+    assert heat.shape == (7, 6) and heat.dtype == torch.float32
+    assert (heat >= 0).all()
+    torch.testing.assert_close(heat.sum(1), torch.ones(7))
+    # padded words do not change the map
+    again = model.heatmaps(grid, words[:3], None, mode=mode)
+    torch.testing.assert_close(heat, again, rtol=1e-4, atol=1e-6)
+
+
+def test_heatmaps_use_the_training_layers():
+    """Changing the local stack's self-attention weights changes the heatmap."""
+    model = make_model()
+    grid = torch.randn(3, 6, DV)
+    words = torch.randn(3, DW)
+    before = model.heatmaps(grid, words, mode="paper")
+    with torch.no_grad():
+        model.word_self[0].key.weight.mul_(5.0)
+    after = model.heatmaps(grid, words, mode="paper")
+    assert not torch.allclose(before, after)
+
+
+def test_heatmaps_follow_the_matching_region():
+    """A region whose projected token equals the query word gets the most mass."""
+    model = make_model(attention="cross-cross")
+    with torch.no_grad():
+        model.region_proj.linear.weight.zero_()
+        model.region_proj.linear.bias.zero_()
+        model.region_proj.linear.weight[:DV, :DV] = torch.eye(DV) * 3
+        model.word_proj.linear.weight.zero_()
+        model.word_proj.linear.bias.zero_()
+        model.word_proj.linear.weight[:DW, :DW] = torch.eye(DW) * 3
+    grid = torch.zeros(1, 6, DV)
+    grid[0, 4, 2] = 4.0
+    words = torch.zeros(1, DW)
+    words[0, 2] = 4.0
+    heat = model.heatmaps(grid, words, mode="paper")
+    assert int(heat[0].argmax()) == 4
+
+
+def test_heatmaps_reject_bad_mode():
+    model = make_model()
+    with pytest.raises(ValueError, match="mode"):
+        model.heatmaps(torch.zeros(1, 6, DV), torch.zeros(1, DW), mode="magic")

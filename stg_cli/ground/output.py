@@ -1,0 +1,182 @@
+"""Prediction files written by ``stg ground`` (read back by ``stg score``).
+
+Per video, in the output folder (``<name>`` is the sanitised video id, see :func:`safe_name`):
+
+- ``<name>.json``::
+
+    {"video": id, "width": W, "height": H, "fps": f, "duration": s, "queries": [...],
+     "segments": [{"label": str, "start": s, "end": s, "score": f}],
+     "frames": [{"t": s, "label": str | "background", "score": f,
+                 "point": [x, y] | null, "box": [x1, y1, x2, y2] | null}],
+     "heatmaps": "<name>.heatmaps.npz"}
+
+- ``<name>.heatmaps.npz``: ``times`` float32 [F], ``cells`` float32 [F, gh, gw] (the per-frame
+  probability over grid cells for the frame's predicted label, zeros for background frames),
+  ``similarity`` float32 [F, Q] (frame × query cosine, columns in "queries" order), ``queries``
+  (str [Q]).
+
+and ``predictions.json`` = ``{video_id: <the per-video object>}`` for the videos of the run.
+Coordinates are pixels of the video's own width × height; every file is written atomically
+(temporary file in the same folder, then renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stg_cli.ground.spatial import FrameLocation
+from stg_cli.ground.temporal import BACKGROUND_LABEL, TemporalDetection
+
+BACKGROUND = "background"
+COMBINED_NAME = "predictions.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_NAME = 120
+
+
+@dataclass(frozen=True)
+class VideoGrounding:
+    """Everything ``stg ground`` found in one video.
+
+    Attributes:
+        video_id: the id (file stem or the id given in the query pools).
+        width, height: original frame size in pixels (as displayed).
+        fps: rate of the analysed frames.
+        duration: video duration in seconds.
+        queries: the pool, in similarity column order.
+        times: float [F] analysed frame times in seconds.
+        similarity: float [F, Q] frame × query cosines.
+        detection: temporal labels, scores and segments.
+        cells: float [F, gh, gw] per-frame cell probabilities of the predicted label (0 on
+            background frames).
+        locations: per frame the point and box, None on background frames.
+    """
+
+    video_id: str
+    width: int
+    height: int
+    fps: float
+    duration: float
+    queries: list[str]
+    times: np.ndarray
+    similarity: np.ndarray
+    detection: TemporalDetection
+    cells: np.ndarray
+    locations: Sequence[FrameLocation | None]
+
+    def label(self, frame: int) -> str:
+        """The predicted label of a frame: a query or "background"."""
+        index = int(self.detection.labels[frame])
+        return BACKGROUND if index == BACKGROUND_LABEL else self.queries[index]
+
+    def to_prediction(self) -> dict:
+        """The per-video JSON object (see the module docstring)."""
+        frames = []
+        for index, time in enumerate(np.asarray(self.times, dtype=np.float64).tolist()):
+            location = self.locations[index]
+            frames.append(
+                {
+                    "t": round(time, 6),
+                    "label": self.label(index),
+                    "score": _float(self.detection.scores[index]),
+                    "point": None if location is None else list(location.point),
+                    "box": None if location is None or location.box is None else list(location.box),
+                }
+            )
+        return {
+            "video": self.video_id,
+            "width": int(self.width),
+            "height": int(self.height),
+            "fps": float(self.fps),
+            "duration": float(self.duration),
+            "queries": list(self.queries),
+            "segments": [
+                {
+                    "label": self.queries[segment.query],
+                    "start": round(segment.start, 6),
+                    "end": round(segment.end, 6),
+                    "score": _float(segment.score),
+                }
+                for segment in self.detection.segments
+            ],
+            "frames": frames,
+            "heatmaps": heatmaps_name(self.video_id),
+        }
+
+
+def safe_name(video_id: str) -> str:
+    """A file-name stem for ``video_id``: letters, digits, ``.``, ``_`` and ``-`` only.
+
+    Ids that are already safe (YouTube ids, ordinary file stems) are kept as they are; any other
+    id has its unsafe characters replaced by ``_``, is cut to a bounded length and gets 8 hex
+    digits of its SHA-256, so that two different ids never share a name. A leading dot is
+    replaced too (no hidden files, no ``..``).
+    """
+    if video_id and len(video_id) <= _MAX_NAME and not _UNSAFE.search(video_id) and not video_id.startswith("."):
+        return video_id
+    cleaned = _UNSAFE.sub("_", video_id)[:_MAX_NAME].lstrip(".") or "video"
+    digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned}-{digest}"
+
+
+def heatmaps_name(video_id: str) -> str:
+    """``<safe name>.heatmaps.npz``."""
+    return f"{safe_name(video_id)}.heatmaps.npz"
+
+
+def write_video(grounding: VideoGrounding, out: Path) -> dict:
+    """Writes ``<name>.json`` and ``<name>.heatmaps.npz`` into ``out``; returns the JSON object."""
+    out.mkdir(parents=True, exist_ok=True)
+    prediction = grounding.to_prediction()
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer,
+        times=np.asarray(grounding.times, dtype=np.float32),
+        cells=np.asarray(grounding.cells, dtype=np.float32),
+        similarity=np.asarray(grounding.similarity, dtype=np.float32).reshape(
+            len(grounding.times), len(grounding.queries)
+        ),
+        queries=np.asarray(grounding.queries, dtype=str),
+    )
+    atomic_write_bytes(out / heatmaps_name(grounding.video_id), buffer.getvalue())
+    atomic_write_json(out / f"{safe_name(grounding.video_id)}.json", prediction)
+    return prediction
+
+
+def write_combined(predictions: Mapping[str, dict], out: Path) -> Path:
+    """Writes ``predictions.json`` ``{video_id: prediction}`` into ``out``; returns its path."""
+    path = out / COMBINED_NAME
+    atomic_write_json(path, dict(predictions))
+    return path
+
+
+def atomic_write_json(path: Path, data: object) -> None:
+    """Indented JSON, written to a temporary file beside ``path`` and renamed over it."""
+    atomic_write_bytes(path, (json.dumps(data, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``data`` to a temporary file in ``path``'s folder, then renames it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _float(value: float) -> float:
+    value = float(value)
+    return round(value, 6) if np.isfinite(value) else 0.0

@@ -1,0 +1,73 @@
+"""Query files: text lines and per-video pools."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stg_cli.errors import UserError
+from stg_cli.ground.queries import load_queries, parse_query_lines
+
+
+def test_text_file_skips_blanks_comments_and_duplicates(tmp_path):
+    path = tmp_path / "q.txt"
+    path.write_text("# steps\ncrack egg\n\n  pour milk  \ncrack egg\n   # indented comment\nwhisk\n")
+    queries = load_queries(path)
+    assert queries.for_video("any") == ["crack egg", "pour milk", "whisk"]
+    assert queries.all_queries == ["crack egg", "pour milk", "whisk"]
+
+
+def test_hash_inside_a_query_is_kept():
+    assert parse_query_lines("add #2 pencil\n") == ["add #2 pencil"]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "# only a comment\n  \n"])
+def test_empty_text_file_is_a_user_error(tmp_path, content):
+    path = tmp_path / "q.txt"
+    path.write_text(content)
+    with pytest.raises(UserError, match="no queries"):
+        load_queries(path)
+
+
+def test_missing_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_queries(tmp_path / "nope.txt")
+
+
+def test_vid2step_pools_drop_background(tmp_path):
+    path = tmp_path / "vid2step.json"
+    path.write_text(json.dumps({"v1": ["crack eggs", "background", "pour eggs", "crack eggs"],
+                                "v2": ["fold it", "background"]}))
+    queries = load_queries(path)
+    assert queries.for_video("v1") == ["crack eggs", "pour eggs"]
+    assert queries.for_video("v2") == ["fold it"]
+    assert queries.all_queries == ["crack eggs", "pour eggs", "fold it"]
+    with pytest.raises(UserError, match="no queries for video 'v3'"):
+        queries.for_video("v3")
+
+
+def test_vid2step_with_only_background_is_a_user_error(tmp_path):
+    path = tmp_path / "vid2step.json"
+    path.write_text(json.dumps({"v1": ["background"]}))
+    with pytest.raises(UserError, match="no queries"):
+        load_queries(path)
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"v": "crack"}', '{"v": [1]}'])
+def test_malformed_json_is_a_user_error(tmp_path, content):
+    path = tmp_path / "pools.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match="pools.json"):
+        load_queries(path)
+
+
+def test_real_vid2step_loads():
+    from pathlib import Path
+
+    path = Path("/work/shared/data/groundingyoutube/vid2step.json")
+    if not path.exists():
+        pytest.skip("real annotations not present")
+    queries = load_queries(path)
+    pool = queries.for_video("-1okAudsnAc")
+    assert "crack eggs" in pool and "background" not in pool

@@ -1,0 +1,181 @@
+"""``stg score``: score grounding predictions on a dataset's annotations."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stg_cli.errors import UserError
+from stg_cli.metrics.predictions import load_predictions
+from stg_cli.metrics.score import DATASETS, ScoreReport, load_ground_truth, score
+
+TITLES = {
+    "groundingyoutube": "GroundingYouTube",
+    "synth": "synth (GroundingYouTube format)",
+    "miningyoutube": "MiningYouTube",
+    "youcook-interactions": "YouCook2-Interactions",
+}
+LISTED = 5
+
+
+def command(
+    predictions: Path = typer.Argument(
+        ..., help="Predictions: a folder of per-video JSONs, a combined JSON or one video's JSON."
+    ),
+    gt: list[Path] = typer.Option(
+        ..., "--gt", help="Annotation folder or files (repeat --gt for several)."
+    ),
+    dataset: str = typer.Option(..., "--dataset", help=" | ".join(DATASETS)),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    per_class: bool = typer.Option(False, "--per-class", help="Also print per-class tables."),
+    per_video: Path | None = typer.Option(
+        None, "--per-video", help="Write one CSV row per video to this file."
+    ),
+    tau: float = typer.Option(0.5, "--tau", help="Background score of the MiningYouTube alignment."),
+    tolerance: float = typer.Option(15.0, "--tolerance", help="Pixels of the tolerant pointing game."),
+    require_label: bool = typer.Option(
+        False,
+        "--require-label",
+        help="Pointing game and spatial accuracy also need the right predicted label.",
+    ),
+) -> None:
+    """Score predictions: IoU+Point, pointing game, video mAP, spatial accuracy/mAP, IoU/IoD."""
+    if dataset.strip().lower() not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    ground_truth = load_ground_truth(gt, dataset)
+    loaded = load_predictions(predictions)
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("scoring", total=None)
+        report = score(
+            loaded,
+            ground_truth,
+            dataset,
+            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            tau=tau,
+            tolerance=tolerance,
+            require_label=require_label,
+        )
+    if per_video is not None:
+        write_per_video(report, per_video)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    console = Console()
+    print_report(report, console, per_class)
+    if per_video is not None:
+        console.print(f"wrote {escape(str(per_video))}", highlight=False)
+
+
+def write_per_video(report: ScoreReport, path: Path) -> None:
+    """One CSV row per ground-truth video (columns: the keys of ``report.per_video``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(report.per_video[0]) if report.per_video else ["video"]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in report.per_video:
+            writer.writerow({key: _cell(value) for key, value in row.items()})
+
+
+def print_report(report: ScoreReport, console: Console, per_class: bool = False) -> None:
+    """The paper's layout for the dataset, then coverage, defects and notes."""
+    metrics = report.metrics
+    predicted = report.videos - len(report.missing)
+    title = (
+        f"[bold]{TITLES[report.dataset]}[/bold]  {report.videos} videos, "
+        f"{predicted} with predictions"
+    )
+    if report.dataset == "miningyoutube":
+        table = _table(title, ["IoU", "IoD", "IoU (pooled)", "IoD (pooled)"])
+        table.add_row(*(_pct(metrics[key]) for key in ("iou", "iod", "iou_pooled", "iod_pooled")))
+        console.print(table)
+    else:
+        if "iou_point" in metrics:
+            thresholds = [key for key in metrics if key.startswith("map@")]
+            headers = ["IoU+Point", "pooled"]
+            headers += [key[4:] for key in thresholds] + ["mean"]
+            table = _table(
+                f"{title}\nspatio-temporal grounding: IoU+Point, video mAP at tube IoU", headers
+            )
+            values = [metrics["iou_point"], metrics["iou_point_pooled"]]
+            values += [metrics[key] for key in thresholds] + [metrics.get("map_mean", 0.0)]
+            table.add_row(*(_pct(value) for value in values))
+            console.print(table)
+            title = ""
+        else:
+            title += "\n"
+        tolerance = report.options["tolerance"]
+        threshold = report.options["iou_threshold"]
+        table = _table(
+            f"{title}spatial grounding",
+            [
+                "pointing game",
+                f"±{tolerance:g} px",
+                f"spatial acc (IoU > {threshold:g})",
+                "spatial mAP",
+                "frames",
+            ],
+        )
+        table.add_row(
+            _pct(metrics["pointing_game"]),
+            _pct(metrics["pointing_game_tolerant"]),
+            _pct(metrics["spatial_accuracy"]),
+            _pct(metrics["spatial_map"]),
+            str(report.counts["pointing_frames"]),
+        )
+        console.print(table)
+    if per_class:
+        for name, values in report.per_class.items():
+            table = _table(f"[bold]{escape(name)}[/bold] per class", ["class", "%"])
+            for label, value in sorted(values.items()):
+                table.add_row(escape(label), _pct(value))
+            console.print(table)
+    console.print(_listing("without predictions (scored as empty)", report.missing), highlight=False)
+    console.print(_listing("predicted but not annotated (ignored)", report.unknown), highlight=False)
+    defects = report.defects
+    console.print(
+        f"[bold]data defects[/bold]: {defects['degenerate_boxes']} degenerate boxes, "
+        f"{defects['boxes_outside_frame']} boxes outside the frame, "
+        f"{defects['zero_length_segments']} zero-length segments; "
+        f"{escape(report.defect_rule)}",
+        highlight=False,
+    )
+    for note in report.notes:
+        console.print(f"[bold]note[/bold]: {escape(note)}", highlight=False)
+
+
+def _listing(what: str, videos: list[str]) -> str:
+    if not videos:
+        return f"[bold]videos {what}[/bold]: none"
+    shown = ", ".join(escape(video) for video in videos[:LISTED])
+    more = f" and {len(videos) - LISTED} more" if len(videos) > LISTED else ""
+    return f"[bold]videos {what}[/bold]: {len(videos)} ({shown}{more})"
+
+
+def _table(title: str, headers: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for header in headers:
+        table.add_column(header, justify="right")
+    return table
+
+
+def _pct(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _cell(value: object) -> object:
+    return f"{value:.4f}" if isinstance(value, float) else value

@@ -1,0 +1,233 @@
+"""Frame-level grounding metrics: pointing game, IoU+Point, spatial accuracy and spatial AP,
+and the predicted tubes that video mAP ranks.
+
+Frames are the annotated seconds (1 fps). A ground-truth frame is a ``FrameBox`` (second, box,
+step label); the prediction's answer for that second is a ``FramePrediction`` (or None when the
+prediction has no frame there, which counts as a miss). Labels are compared as given; the
+scorer maps predicted labels onto the annotation's spelling first.
+
+Definitions and defaults:
+
+- **pointing game** (trimmed, the ground-truth query given): over the ground-truth frames it is
+  handed, a hit when the predicted point lies inside the box, edges included, widened by
+  ``tolerance`` pixels (0; the ±15 px variant uses 15). ``require_label=False``: the frame's
+  predicted label is not checked (with True a frame labelled otherwise is a miss).
+  Accuracy = hits / frames.
+- **IoU+Point** (untrimmed, the query pool given), per video: a second is correct when the
+  predicted label equals the ground-truth label and the point is inside the box;
+  score = |correct| / |{ground-truth foreground seconds} ∪ {predicted foreground seconds}|.
+- **spatial accuracy** (V-HICO "meanAP"): a ground-truth frame is a hit when the predicted box
+  has IoU > ``threshold`` (0.3, strictly greater) with it, under the ``"pixel"`` box convention;
+  a frame without a predicted box is a miss. **Spatial AP** per class ranks the frames that
+  have a predicted box by their score; the positives are all ground-truth frames of the class;
+  all-point interpolation by default.
+- **predicted tubes**: each non-background segment with its label and score; its boxes are those
+  of the frames the prediction gives for the whole seconds ceil(start) … floor(end) whose label
+  equals the segment's and that have a box.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from stg_cli.metrics.annotations import BACKGROUND, FrameBox
+from stg_cli.metrics.ap import INTERPOLATIONS, average_precision
+from stg_cli.metrics.geometry import BOX_CONVENTIONS, box_iou, check_choice, point_in_box
+from stg_cli.metrics.predictions import VideoPrediction
+from stg_cli.metrics.tubes import TubeDetection
+
+
+@dataclass(frozen=True)
+class FramePrediction:
+    """What a prediction says about one second: its label, score, point and box (or None)."""
+
+    label: str
+    score: float
+    point: tuple[float, float] | None
+    box: tuple[float, float, float, float] | None
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``hits`` out of ``total``; ``percent`` is 0 when ``total`` is 0."""
+
+    hits: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.hits / self.total if self.total else 0.0
+
+    def __add__(self, other: Rate) -> Rate:
+        return Rate(self.hits + other.hits, self.total + other.total)
+
+
+@dataclass(frozen=True)
+class SpatialRecord:
+    """One ground-truth frame for spatial AP: its class, the predicted box's score (None when
+    there is no box) and whether the box is a hit."""
+
+    label: str
+    score: float | None
+    hit: bool
+
+
+def frame_predictions(
+    prediction: VideoPrediction | None, seconds: Sequence[int]
+) -> list[FramePrediction | None]:
+    """The prediction's frame for each second (None where it has none or no prediction)."""
+    if prediction is None:
+        return [None] * len(seconds)
+    indices = prediction.frame_indices(np.asarray(seconds, dtype=np.float64))
+    return [None if index < 0 else _frame(prediction, int(index)) for index in indices]
+
+
+def foreground_predictions(prediction: VideoPrediction | None) -> dict[int, FramePrediction]:
+    """Second → frame for every whole second whose frame is not background."""
+    if prediction is None:
+        return {}
+    return {
+        second: _frame(prediction, index)
+        for second, index in prediction.foreground_seconds().items()
+    }
+
+
+def pointing_game(
+    ground_truth: Sequence[FrameBox],
+    predicted: Sequence[FramePrediction | None],
+    tolerance: float = 0.0,
+    require_label: bool = False,
+) -> Rate:
+    """Hits of the predicted points in the ground-truth boxes, frame by frame.
+
+    Example: boxes [0,0,9,9] and [0,0,9,9]; points (9, 9) and (12, 5): exact 1/2 (12 > 9),
+    with tolerance 15 2/2 (12 <= 9 + 15).
+    """
+    _same_length(ground_truth, predicted)
+    hits = sum(
+        _points_in(frame, guess, tolerance, require_label)
+        for frame, guess in zip(ground_truth, predicted)
+    )
+    return Rate(hits, len(ground_truth))
+
+
+def iou_point(
+    ground_truth: Sequence[FrameBox],
+    predicted_foreground: Mapping[int, FramePrediction],
+    tolerance: float = 0.0,
+) -> Rate:
+    """IoU+Point of one video: (correct seconds, seconds in either foreground).
+
+    ``ground_truth`` holds the labelled annotated seconds (the ground-truth foreground) and
+    ``predicted_foreground`` the seconds the prediction labels with a step.
+    """
+    truth = {frame.second: frame for frame in ground_truth if frame.label != BACKGROUND}
+    correct = sum(
+        1
+        for second, guess in predicted_foreground.items()
+        if second in truth and _points_in(truth[second], guess, tolerance, True)
+    )
+    return Rate(correct, len(truth.keys() | predicted_foreground.keys()))
+
+
+def spatial_records(
+    ground_truth: Sequence[FrameBox],
+    predicted: Sequence[FramePrediction | None],
+    threshold: float = 0.3,
+    convention: str = "pixel",
+    require_label: bool = False,
+    unlabeled: str = "unlabeled",
+) -> list[SpatialRecord]:
+    """One record per ground-truth frame: hit when the predicted box has IoU > ``threshold``."""
+    _same_length(ground_truth, predicted)
+    check_choice(convention, BOX_CONVENTIONS, "convention")
+    records = []
+    for frame, guess in zip(ground_truth, predicted):
+        label = frame.label if frame.label is not None else unlabeled
+        if guess is None or guess.box is None or (require_label and guess.label != frame.label):
+            records.append(SpatialRecord(label, None, False))
+            continue
+        hit = box_iou(guess.box, frame.box, convention) > threshold
+        records.append(SpatialRecord(label, guess.score, hit))
+    return records
+
+
+def spatial_accuracy(records: Sequence[SpatialRecord]) -> Rate:
+    """Fraction of ground-truth frames whose predicted box is a hit."""
+    return Rate(sum(record.hit for record in records), len(records))
+
+
+def spatial_ap(
+    records: Sequence[SpatialRecord], interpolation: str = "all_point"
+) -> dict[str, float]:
+    """AP per class (as a fraction) over score-ranked frames; every class of ``records``.
+
+    Example: one class, frames scored .9 (hit), .8 (miss), .7 (no box): precision 1, 1/2 at
+    recall 1/3, 1/3; all-point AP = 1/3.
+    """
+    check_choice(interpolation, INTERPOLATIONS, "interpolation")
+    by_class: dict[str, list[SpatialRecord]] = {}
+    for record in records:
+        by_class.setdefault(record.label, []).append(record)
+    ap = {}
+    for label in sorted(by_class):
+        ranked = [record for record in by_class[label] if record.score is not None]
+        ap[label] = average_precision(
+            [record.score for record in ranked],
+            [record.hit for record in ranked],
+            len(by_class[label]),
+            interpolation,
+        )
+    return ap
+
+
+def predicted_tubes(prediction: VideoPrediction | None) -> list[TubeDetection]:
+    """The prediction's non-background segments as tubes (see the module docstring)."""
+    if prediction is None:
+        return []
+    tubes = []
+    for segment in prediction.segments:
+        if segment.label == BACKGROUND:
+            continue
+        seconds = np.arange(math.ceil(segment.start), math.floor(segment.end) + 1)
+        boxes = {}
+        for second, index in zip(seconds, prediction.frame_indices(seconds)):
+            if index < 0 or prediction.labels[index] != segment.label:
+                continue
+            box = prediction.boxes[index]
+            if not np.isnan(box[0]):
+                boxes[int(second)] = tuple(float(v) for v in box)
+        tubes.append(TubeDetection(prediction.video, segment.label, boxes, segment.score))
+    return tubes
+
+
+def _frame(prediction: VideoPrediction, index: int) -> FramePrediction:
+    point, box = prediction.points[index], prediction.boxes[index]
+    return FramePrediction(
+        label=prediction.labels[index],
+        score=float(prediction.scores[index]),
+        point=None if np.isnan(point[0]) else (float(point[0]), float(point[1])),
+        box=None if np.isnan(box[0]) else tuple(float(v) for v in box),
+    )
+
+
+def _points_in(
+    frame: FrameBox, guess: FramePrediction | None, tolerance: float, require_label: bool
+) -> bool:
+    if guess is None or guess.point is None:
+        return False
+    if require_label and guess.label != frame.label:
+        return False
+    return point_in_box(guess.point, frame.box, tolerance)
+
+
+def _same_length(ground_truth: Sequence, predicted: Sequence) -> None:
+    if len(ground_truth) != len(predicted):
+        raise ValueError(
+            f"ground_truth and predicted must have equal lengths, got {len(ground_truth)} "
+            f"and {len(predicted)}"
+        )

@@ -1,0 +1,562 @@
+"""Scoring a prediction set against a dataset's ground truth: ``score`` → ``ScoreReport``.
+
+Datasets and what is scored (all values in percent, as in the paper's tables):
+
+- ``groundingyoutube`` and ``synth`` (the same files; a synth benchmark keeps them in
+  ``test/annotations``): IoU+Point (mean over videos, and pooled over frames), pointing game
+  (exact and ±``tolerance`` px), video mAP at each threshold and their mean, spatial accuracy
+  (IoU > ``iou_threshold``) and spatial mAP (mean of the per-class APs);
+- ``miningyoutube``: temporal IoU and IoD after the order-preserving alignment of
+  ``stg_cli.metrics.alignment`` (each video's transcript = its ``seg.json`` steps by start time,
+  matched to the prediction's similarity columns by query text), mean over videos;
+- ``youcook-interactions``: pointing game (exact and ±``tolerance`` px), spatial accuracy and
+  spatial mAP (classes: the YouCook2 sentence of the segment holding the frame).
+
+The frames of the trimmed metrics (pointing game, spatial accuracy/AP) are the annotated
+seconds s inside a ground-truth segment (start <= s <= end); IoU+Point uses every annotated
+second. Definitions are in ``stg_cli.metrics.grounding``, ``tubes`` and ``alignment``.
+
+Rules:
+
+- every ground-truth video is scored; one without a prediction counts as an empty prediction
+  and is listed in ``missing``; predictions of videos the ground truth does not have are listed
+  in ``unknown`` and ignored;
+- predicted labels are matched to the annotation's spelling (as given, else after
+  ``stg_cli.text.normalize.normalize_text``);
+- prediction coordinates are rescaled from the prediction's width × height to the annotation
+  frame size (``id2wh_new.json``); where the size is unknown (YouCook2-Interactions) they are
+  used as given;
+- data defects: a degenerate ground-truth box (x1 >= x2 or y1 >= y2) cannot contain a point,
+  so its second is left out of the pointing game, IoU+Point and spatial accuracy/AP (on both
+  the ground-truth and the predicted side) and counted in ``counts["degenerate_frames"]``; in
+  tubes it is a zero-area box, and a ground-truth tube of only degenerate boxes (which no
+  prediction can overlap) is left out of video mAP (``counts["degenerate_tubes"]``). Boxes
+  reaching outside the frame are used as given.
+  Zero-length segments own no frame under half-open frame ranges.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from stg_cli.errors import UserError
+from stg_cli.metrics import grounding
+from stg_cli.metrics.alignment import (
+    DEFAULT_TAU,
+    FRAME_RANGES,
+    TemporalCounts,
+    align_transcript,
+    ground_truth_frame_labels,
+    temporal_counts,
+)
+from stg_cli.metrics.annotations import (
+    BACKGROUND,
+    FrameBox,
+    GroundTruth,
+    Segment,
+    find_defects,
+    load_frame_sizes,
+    load_ground_seg,
+    load_grounding_youtube_boxes,
+    load_mining_youtube_segments,
+    load_vid2step,
+    load_youcook_interactions,
+)
+from stg_cli.metrics.ap import INTERPOLATIONS
+from stg_cli.metrics.geometry import BOX_CONVENTIONS, check_choice, is_degenerate
+from stg_cli.metrics.grounding import Rate, SpatialRecord
+from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction
+from stg_cli.metrics.tubes import (
+    DEFAULT_THRESHOLDS,
+    TUBE_IOU_METHODS,
+    LabeledTube,
+    TubeDetection,
+    ground_truth_tubes,
+    video_map,
+)
+from stg_cli.text.normalize import normalize_text
+
+DATASETS = ("groundingyoutube", "miningyoutube", "youcook-interactions", "synth")
+
+DEFECT_RULE = (
+    "degenerate ground-truth boxes (x1 >= x2 or y1 >= y2) are left out of the pointing game, "
+    "IoU+Point and spatial accuracy/AP and are zero-area boxes in tubes (a tube of only "
+    "degenerate boxes is left out of video mAP); boxes outside the frame are used as given; "
+    "zero-length segments own no frame under half-open frame ranges"
+)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """Conventions of a scoring run (the defaults are the project's definitions).
+
+    Attributes:
+        tolerance: pixels of the tolerant pointing game (15).
+        iou_threshold: spatial accuracy/AP hit when box IoU > this (0.3).
+        thresholds: tube-IoU thresholds of video mAP (0.1 … 0.5).
+        box_convention: ``"pixel"`` (inclusive corners) or ``"continuous"``.
+        tube_method: ``"volume"`` or ``"temporal_x_spatial"`` (see ``tubes.tube_iou``).
+        interpolation: spatial AP, ``"all_point"`` or ``"trapezoid"`` (video mAP is all-point).
+        tau: background score of the MiningYouTube alignment (0.5).
+        frame_ranges: MiningYouTube frame ownership, ``"half_open"`` or ``"inclusive"``.
+        require_label: pointing game and spatial accuracy also require the frame's predicted
+            label to equal the ground-truth step (False: localisation only).
+    """
+
+    tolerance: float = 15.0
+    iou_threshold: float = 0.3
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    box_convention: str = "pixel"
+    tube_method: str = "volume"
+    interpolation: str = "all_point"
+    tau: float = DEFAULT_TAU
+    frame_ranges: str = "half_open"
+    require_label: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice(self.box_convention, BOX_CONVENTIONS, "box_convention")
+        check_choice(self.tube_method, TUBE_IOU_METHODS, "tube_method")
+        check_choice(self.interpolation, INTERPOLATIONS, "interpolation")
+        check_choice(self.frame_ranges, FRAME_RANGES, "frame_ranges")
+        for name in ("tolerance", "iou_threshold", "tau"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.tolerance < 0:
+            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+        if not 0 <= self.iou_threshold <= 1:
+            raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+        if not self.thresholds or not all(0 <= t <= 1 for t in self.thresholds):
+            raise ValueError(f"thresholds must be non-empty numbers in [0, 1], got {self.thresholds}")
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """The result of ``score``.
+
+    Attributes:
+        metrics: name → value in percent, in the paper's column order.
+        counts: name → integer counts behind the metrics (hits, frames, tubes, …).
+        per_class: metric → class → percent (spatial AP; video AP averaged over thresholds).
+        per_video: one row per ground-truth video (``video``, ``predicted`` and its metrics).
+        missing: ground-truth videos without a prediction (scored as empty).
+        unknown: predicted videos the ground truth does not have (ignored).
+        defects: the ground truth's defect counts and examples; ``defect_rule`` their handling.
+        notes: anything else worth knowing about this run (one line each).
+    """
+
+    dataset: str
+    videos: int
+    metrics: dict[str, float]
+    counts: dict[str, int]
+    per_class: dict[str, dict[str, float]]
+    per_video: list[dict]
+    missing: list[str]
+    unknown: list[str]
+    defects: dict
+    defect_rule: str
+    options: dict
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_ground_truth(paths: Sequence[Path | str], dataset: str) -> GroundTruth:
+    """The dataset's ground truth from folders and/or files, found by their released names.
+
+    groundingyoutube/synth: ``GoundingYouTubeBox.json`` (or ``box_anno.json``),
+    ``ground_seg.json``, optional ``id2wh_new.json`` and ``vid2step.json`` (a synth benchmark
+    folder is searched in ``test/annotations``); miningyoutube: ``seg.json``;
+    youcook-interactions: ``final_dataset_annotations.pkl``, ``final_dataset_segments.pkl`` and
+    optional ``youcookii_annotations_trainval.json``.
+
+    Raises:
+        UserError: unknown dataset, a missing path or a required file not found.
+    """
+    dataset = _dataset(dataset)
+    files = _files_by_name(paths, dataset)
+
+    def need(*names: str) -> Path:
+        for name in names:
+            if name in files:
+                return files[name]
+        where = ", ".join(str(Path(path)) for path in paths)
+        raise UserError(f"{' or '.join(names)} not found in {where} (needed for {dataset})")
+
+    if dataset == "youcook-interactions":
+        return load_youcook_interactions(
+            need("final_dataset_annotations.pkl"),
+            need("final_dataset_segments.pkl"),
+            files.get("youcookii_annotations_trainval.json"),
+        )
+    if dataset == "miningyoutube":
+        segments = load_mining_youtube_segments(need("seg.json"))
+        return GroundTruth({}, segments, {}, {}, find_defects({}, segments, {}, "continuous"), "continuous")
+    boxes = load_grounding_youtube_boxes(need("GoundingYouTubeBox.json", "box_anno.json"))
+    segments = load_ground_seg(need("ground_seg.json"))
+    sizes = load_frame_sizes(files["id2wh_new.json"]) if "id2wh_new.json" in files else {}
+    pools = load_vid2step(files["vid2step.json"]) if "vid2step.json" in files else {}
+    defects = find_defects(boxes, segments, sizes, "frames")
+    return GroundTruth(boxes, segments, sizes, pools, defects, "frames")
+
+
+def score(
+    predictions: Mapping[str, VideoPrediction],
+    ground_truth: GroundTruth,
+    dataset: str,
+    on_progress: ProgressCallback | None = None,
+    **options: object,
+) -> ScoreReport:
+    """Scores ``predictions`` (video id → prediction) on ``ground_truth`` of ``dataset``.
+
+    ``options`` are ``ScoreOptions`` fields; ``on_progress(done, total)`` is called per video.
+
+    Raises:
+        ValueError: an unknown option or a bad option value.
+        UserError: an unknown dataset, or (miningyoutube) a prediction without a usable
+            similarity matrix.
+    """
+    dataset = _dataset(dataset)
+    known = {item.name for item in fields(ScoreOptions)}
+    unknown_options = sorted(set(options) - known)
+    if unknown_options:
+        raise ValueError(f"unknown scoring option(s): {', '.join(unknown_options)}")
+    settings = ScoreOptions(**options)
+    if dataset == "miningyoutube":
+        videos = sorted(ground_truth.segments)
+    else:
+        videos = sorted(ground_truth.boxes)
+    video_set = set(videos)
+    missing = [video for video in videos if video not in predictions]
+    unknown = sorted(video for video in predictions if video not in video_set)
+    progress = on_progress or (lambda done, total: None)
+    if dataset == "miningyoutube":
+        body = _score_mining(predictions, ground_truth, videos, settings, progress)
+    else:
+        body = _score_spatial(predictions, ground_truth, videos, dataset, settings, progress)
+    metrics, counts, per_class, per_video, notes = body
+    return ScoreReport(
+        dataset=dataset,
+        videos=len(videos),
+        metrics=metrics,
+        counts=counts,
+        per_class=per_class,
+        per_video=per_video,
+        missing=missing,
+        unknown=unknown,
+        defects=asdict(ground_truth.defects),
+        defect_rule=DEFECT_RULE,
+        options={**asdict(settings), "thresholds": list(settings.thresholds)},
+        notes=notes,
+    )
+
+
+def canonical_labels(prediction: VideoPrediction, known: Sequence[str]) -> VideoPrediction:
+    """The prediction with its labels spelled as in ``known`` where they match after
+    normalisation (``background`` and unmatched labels are kept)."""
+    by_form = {}
+    for label in known:
+        by_form.setdefault(_normalized(label), label)
+    exact = set(known) | {BACKGROUND}
+
+    def fix(label: str) -> str:
+        if label in exact:
+            return label
+        return by_form.get(_normalized(label), label)
+
+    labels = [fix(label) for label in prediction.labels]
+    segments = [
+        PredictedSegment(fix(segment.label), segment.start, segment.end, segment.score)
+        for segment in prediction.segments
+    ]
+    if labels == prediction.labels and segments == prediction.segments:
+        return prediction
+    return replace(prediction, labels=labels, segments=segments)
+
+
+def _score_spatial(
+    predictions: Mapping[str, VideoPrediction],
+    ground_truth: GroundTruth,
+    videos: list[str],
+    dataset: str,
+    settings: ScoreOptions,
+    progress: ProgressCallback,
+) -> tuple:
+    notes: list[str] = []
+    untrimmed = dataset != "youcook-interactions"
+    pointing, pointing_tolerant, pooled = Rate(0, 0), Rate(0, 0), Rate(0, 0)
+    records: list[SpatialRecord] = []
+    iou_point_values: list[float] = []
+    gt_tubes: list[LabeledTube] = []
+    detections: list[TubeDetection] = []
+    per_video: list[dict] = []
+    degenerate_frames = degenerate_tubes = outside_segments = rescaled = 0
+    unsized = set()
+    for done, video in enumerate(videos):
+        frames = ground_truth.boxes.get(video, [])
+        segments = ground_truth.segments.get(video, [])
+        known = list(ground_truth.query_pools.get(video, []))
+        known += sorted({frame.label for frame in frames if frame.label} - set(known))
+        prediction = predictions.get(video)
+        if prediction is not None:
+            prediction = canonical_labels(prediction, known)
+            size = ground_truth.frame_sizes.get(video)
+            if size is None:
+                unsized.add(video)
+            elif size != (prediction.width, prediction.height):
+                prediction = prediction.rescaled(size, settings.box_convention)
+                rescaled += 1
+        valid = [frame for frame in frames if not is_degenerate(frame.box)]
+        degenerate_frames += len(frames) - len(valid)
+        trimmed = _inside_segments(valid, segments, labels_from_segments=not untrimmed)
+        outside_segments += len(valid) - len(trimmed)
+        guesses = grounding.frame_predictions(prediction, [frame.second for frame in trimmed])
+        video_pointing = grounding.pointing_game(trimmed, guesses, 0.0, settings.require_label)
+        video_tolerant = grounding.pointing_game(
+            trimmed, guesses, settings.tolerance, settings.require_label
+        )
+        video_records = grounding.spatial_records(
+            trimmed,
+            guesses,
+            settings.iou_threshold,
+            settings.box_convention,
+            settings.require_label,
+        )
+        pointing += video_pointing
+        pointing_tolerant += video_tolerant
+        records += video_records
+        row = {"video": video, "predicted": prediction is not None, "frames": len(trimmed)}
+        if untrimmed:
+            skipped = {frame.second for frame in frames} - {frame.second for frame in valid}
+            foreground = {
+                second: guess
+                for second, guess in grounding.foreground_predictions(prediction).items()
+                if second not in skipped
+            }
+            video_iou_point = grounding.iou_point(valid, foreground)
+            pooled += video_iou_point
+            if video_iou_point.total:
+                iou_point_values.append(video_iou_point.percent)
+            row["iou_point"] = video_iou_point.percent
+            tube_frames = {frame.second: (frame.box, frame.label) for frame in frames}
+            for tube in ground_truth_tubes(video, tube_frames):
+                if all(is_degenerate(box) for box in tube.boxes.values()):
+                    degenerate_tubes += 1
+                else:
+                    gt_tubes.append(tube)
+            detections += grounding.predicted_tubes(prediction)
+        row["pointing_game"] = video_pointing.percent
+        row["pointing_game_tolerant"] = video_tolerant.percent
+        row["spatial_accuracy"] = grounding.spatial_accuracy(video_records).percent
+        per_video.append(row)
+        progress(done + 1, len(videos))
+    metrics: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    per_class: dict[str, dict[str, float]] = {}
+    if untrimmed:
+        metrics["iou_point"] = float(np.mean(iou_point_values)) if iou_point_values else 0.0
+        metrics["iou_point_pooled"] = pooled.percent
+        counts["iou_point_correct"], counts["iou_point_union"] = pooled.hits, pooled.total
+    metrics["pointing_game"] = pointing.percent
+    metrics["pointing_game_tolerant"] = pointing_tolerant.percent
+    counts["pointing_hits"], counts["pointing_frames"] = pointing.hits, pointing.total
+    counts["pointing_tolerant_hits"] = pointing_tolerant.hits
+    if untrimmed and gt_tubes:
+        tube_map, tube_ap = _video_map(gt_tubes, detections, settings)
+        for threshold, value in tube_map.items():
+            metrics[f"map@{threshold:g}"] = value
+        metrics["map_mean"] = float(np.mean(list(tube_map.values())))
+        per_class["video_ap_mean"] = tube_ap
+        counts["gt_tubes"], counts["predicted_tubes"] = len(gt_tubes), len(detections)
+        counts["degenerate_tubes"] = degenerate_tubes
+    accuracy = grounding.spatial_accuracy(records)
+    metrics["spatial_accuracy"] = accuracy.percent
+    class_ap = grounding.spatial_ap(records, settings.interpolation)
+    metrics["spatial_map"] = 100.0 * float(np.mean(list(class_ap.values()))) if class_ap else 0.0
+    per_class["spatial_ap"] = {label: 100.0 * value for label, value in class_ap.items()}
+    counts["spatial_hits"] = int(accuracy.hits)
+    counts["degenerate_frames"] = degenerate_frames
+    counts["frames_outside_segments"] = outside_segments
+    counts["rescaled_videos"] = rescaled
+    if unsized:
+        notes.append(
+            f"annotation frame size unknown for {len(unsized)} predicted video(s): "
+            "coordinates used as given"
+        )
+    return metrics, counts, per_class, per_video, notes
+
+
+def _video_map(
+    gt_tubes: list[LabeledTube], detections: list[TubeDetection], settings: ScoreOptions
+) -> tuple[dict[float, float], dict[str, float]]:
+    """Video mAP per threshold and each class's AP averaged over thresholds (percent).
+
+    Classes are scored one at a time (``video_map`` of that class's tubes and detections),
+    which gives the same per-class APs without scanning every class's detections per class.
+    """
+    tubes_by_class: dict[str, list[LabeledTube]] = {}
+    for tube in gt_tubes:
+        tubes_by_class.setdefault(tube.label, []).append(tube)
+    detections_by_class: dict[str, list[TubeDetection]] = {}
+    for detection in detections:
+        if detection.label in tubes_by_class:
+            detections_by_class.setdefault(detection.label, []).append(detection)
+    thresholds = [float(t) for t in settings.thresholds]
+    ap_at: dict[float, list[float]] = {threshold: [] for threshold in thresholds}
+    per_class = {}
+    for label in sorted(tubes_by_class):
+        result = video_map(
+            tubes_by_class[label],
+            detections_by_class.get(label, []),
+            thresholds,
+            settings.box_convention,
+            settings.tube_method,
+        )
+        for threshold in thresholds:
+            ap_at[threshold].append(result.ap_per_class[threshold][label])
+        per_class[label] = 100.0 * result.mean
+    return {t: 100.0 * float(np.mean(values)) for t, values in ap_at.items()}, per_class
+
+
+def _score_mining(
+    predictions: Mapping[str, VideoPrediction],
+    ground_truth: GroundTruth,
+    videos: list[str],
+    settings: ScoreOptions,
+    progress: ProgressCallback,
+) -> tuple:
+    per_video, notes = [], []
+    totals = TemporalCounts(0, 0, 0)
+    ious, iods = [], []
+    unalignable = []
+    for done, video in enumerate(videos):
+        segments = sorted(ground_truth.segments[video], key=lambda s: (s.start, s.end, s.id or 0))
+        prediction = predictions.get(video)
+        if prediction is None:
+            frames = np.arange(0, max((s.end for s in segments), default=0) + 1, dtype=np.float64)
+            truth = ground_truth_frame_labels(frames, segments, settings.frame_ranges)
+            counts = temporal_counts(truth, [BACKGROUND] * len(truth))
+        else:
+            similarity = prediction.similarity()
+            steps = [segment.label for segment in segments]
+            columns = _step_columns(steps, similarity.queries, prediction)
+            aligned = align_transcript(similarity.matrix[:, columns], settings.tau)
+            if len(steps) > similarity.times.size:
+                unalignable.append(video)
+            labels = [steps[k] if k >= 0 else BACKGROUND for k in aligned]
+            truth = ground_truth_frame_labels(similarity.times, segments, settings.frame_ranges)
+            counts = temporal_counts(truth, labels)
+        totals = TemporalCounts(
+            totals.intersection + counts.intersection,
+            totals.union + counts.union,
+            totals.detected + counts.detected,
+        )
+        ious.append(100.0 * counts.iou)
+        iods.append(100.0 * counts.iod)
+        per_video.append(
+            {
+                "video": video,
+                "predicted": prediction is not None,
+                "steps": len(segments),
+                "iou": ious[-1],
+                "iod": iods[-1],
+            }
+        )
+        progress(done + 1, len(videos))
+    metrics = {
+        "iou": float(np.mean(ious)) if ious else 0.0,
+        "iod": float(np.mean(iods)) if iods else 0.0,
+        "iou_pooled": 100.0 * totals.iou,
+        "iod_pooled": 100.0 * totals.iod,
+    }
+    counts = {
+        "intersection_frames": totals.intersection,
+        "union_frames": totals.union,
+        "detected_frames": totals.detected,
+        "unalignable_videos": len(unalignable),
+    }
+    if unalignable:
+        notes.append(
+            f"{len(unalignable)} video(s) have fewer frames than steps and were left all "
+            f"background: {', '.join(unalignable[:5])}"
+        )
+    return metrics, counts, {}, per_video, notes
+
+
+def _step_columns(steps: list[str], queries: list[str], prediction: VideoPrediction) -> list[int]:
+    exact = {query: index for index, query in reversed(list(enumerate(queries)))}
+    normalized = {_normalized(query): index for index, query in reversed(list(enumerate(queries)))}
+    columns = []
+    for step in steps:
+        column = exact.get(step, normalized.get(_normalized(step)))
+        if column is None:
+            raise UserError(
+                f"{prediction.heatmaps}: step {step!r} of video {prediction.video} is not among "
+                "the similarity's queries"
+            )
+        columns.append(column)
+    return columns
+
+
+def _inside_segments(
+    frames: list[FrameBox], segments: list[Segment], labels_from_segments: bool
+) -> list[FrameBox]:
+    """Frames at a second inside a segment (start <= s <= end); unlabeled frames take the
+    label of the first such segment when ``labels_from_segments``."""
+    if not segments:
+        return []
+    starts = np.array([segment.start for segment in segments])
+    ends = np.array([segment.end for segment in segments])
+    kept = []
+    for frame in frames:
+        inside = np.flatnonzero((starts <= frame.second) & (frame.second <= ends))
+        if inside.size == 0:
+            continue
+        if labels_from_segments and frame.label is None:
+            frame = FrameBox(frame.second, frame.box, segments[int(inside[0])].label)
+        kept.append(frame)
+    return kept
+
+
+def _files_by_name(paths: Sequence[Path | str], dataset: str) -> dict[str, Path]:
+    if not paths:
+        raise UserError("no ground-truth path given")
+    files: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file():
+            files.setdefault(path.name, path)
+            continue
+        if not path.is_dir():
+            raise UserError(f"ground truth not found: {path}")
+        folder = path
+        if dataset == "synth":
+            for inner in (path / "test" / "annotations", path / "annotations"):
+                if inner.is_dir():
+                    folder = inner
+                    break
+        for child in sorted(folder.iterdir()):
+            if child.is_file():
+                files.setdefault(child.name, child)
+    return files
+
+
+def _dataset(dataset: str) -> str:
+    key = str(dataset).strip().lower()
+    if key not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    return key
+
+
+@functools.lru_cache(maxsize=65536)
+def _normalized(label: str) -> str:
+    return normalize_text(label)
+

@@ -1,0 +1,546 @@
+"""The training loop of ``stg train``: AdamW, warm-up + cosine, clipping, checkpoints, DDP.
+
+One step: the batch of this step (see :mod:`stg_cli.train.data`) → frame selection → global and
+local embeddings → NCE losses (see :mod:`stg_cli.train.losses`) → backward → gradient clipping
+→ AdamW → learning-rate schedule. Under ``torchrun`` every process runs this loop on its part
+of each global batch inside DistributedDataParallel; rank 0 alone writes files.
+
+Run folder: ``config.json`` (model, training and store settings), ``metrics.jsonl`` (one line
+per logged step), ``loss.png``, ``checkpoints/`` (see :mod:`stg_cli.train.checkpoint`),
+``export/`` (the inference export read by ``stg ground``) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from stg_cli.errors import UserError
+from stg_cli.models.config import ModelConfig
+from stg_cli.models.export import save_export, store_config_dict
+from stg_cli.models.grounding import GroundingModel
+from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
+from stg_cli.train.data import BatchOrder, ClipDataset
+from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
+from stg_cli.train.losses import LossConfig, global_loss, local_loss
+from stg_cli.train.plot import plot_losses, read_metrics
+
+DEFAULT_EPOCHS = 20.0
+STORE_KEYS = ("backbone", "text", "visual_dim", "text_dim", "grid", "fingerprint")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of a run (saved in its checkpoints and ``config.json``).
+
+    Attributes:
+        steps: optimizer steps of the run; None derives them from ``epochs``.
+        epochs: passes over the samples (default 20 when ``steps`` is None too).
+        batch_size: clips per step over all processes (split evenly between them).
+        lr: peak AdamW learning rate; weight_decay: AdamW weight decay.
+        warmup: linear warm-up, a fraction of the steps (< 1) or a number of steps (≥ 1);
+            then cosine decay to ``min_lr_ratio`` × lr.
+        grad_clip: maximum global gradient norm (0 disables clipping).
+        local_chunk: clips per chunk of the local loss (chunk² pairs are attended at once).
+        loss, temperature, margin: see :class:`stg_cli.train.losses.LossConfig`.
+        min_time: captions are widened to at least this many seconds.
+        amp: bfloat16 autocast; None = on for CUDA, never on the CPU.
+        log_every, checkpoint_every: in steps; keep: step checkpoints kept besides best.pt.
+    """
+
+    steps: int | None = None
+    epochs: float | None = None
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    local_chunk: int = 16
+    loss: str = "both"
+    temperature: float = 0.07
+    margin: float = 0.1
+    min_time: float = 5.0
+    amp: bool | None = None
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep: int = 3
+
+    def __post_init__(self) -> None:
+        LossConfig(self.loss, self.temperature, self.margin)
+        if self.steps is not None and self.steps < 1:
+            raise UserError(f"--steps must be >= 1, got {self.steps}")
+        if self.epochs is not None and not self.epochs > 0:
+            raise UserError(f"--epochs must be > 0, got {self.epochs}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be > 0, got {self.lr}")
+        if self.local_chunk < 1:
+            raise UserError(f"--local-chunk must be >= 1, got {self.local_chunk}")
+
+    @property
+    def loss_config(self) -> LossConfig:
+        return LossConfig(self.loss, self.temperature, self.margin)
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        if self.steps is not None:
+            return int(self.steps)
+        epochs = self.epochs if self.epochs is not None else DEFAULT_EPOCHS
+        return max(1, int(round(epochs * steps_per_epoch)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {field.name for field in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def lr_factor(step: int, total: int, warmup: float, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based): linear warm-up, cosine."""
+    warm = int(warmup) if warmup >= 1 else int(round(warmup * total))
+    warm = max(0, min(warm, total - 1))
+    if step < warm:
+        return (step + 1) / (warm + 1)
+    progress = (step - warm) / max(1, total - warm)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class StepLog:
+    """What the progress display and ``metrics.jsonl`` show after a step."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    loss_global: float | None
+    loss_local: float | None
+    lr: float
+    grad_norm: float
+    clips_per_s: float
+    elapsed_s: float
+    eta_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`."""
+
+    run_dir: Path
+    steps: int
+    total_steps: int
+    final_loss: float | None
+    first_loss: float | None
+    checkpoint: Path | None
+    export: Path | None
+    samples: int
+    world_size: int
+    elapsed_s: float
+    clips_per_s: float
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("run_dir", "checkpoint", "export"):
+            data[key] = None if data[key] is None else str(data[key])
+        return data
+
+
+class TrainingStopped(UserError):
+    """The loss or the gradient stopped being finite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the final checkpoint was written."""
+
+    def __init__(self, result: TrainResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
+Events = Callable[[str, object], None]
+
+
+def train(
+    features: Path | object,
+    out: Path,
+    model_options: dict | None = None,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    on_event: Events | None = None,
+    stop_after: int | None = None,
+    ops: str = "native",
+) -> TrainResult:
+    """Trains a grounding model on a feature store.
+
+    Args:
+        features: a feature store folder (or an opened store).
+        out: the run folder.
+        model_options: :class:`ModelConfig` fields other than the dims (dim, attention,
+            frames_u, frames_t, select, ...); the dims and grid come from the store.
+        config: optimisation settings.
+        resume: continue the run in ``out`` from its latest checkpoint with its saved model
+            and training settings (``model_options`` and ``config`` are then ignored).
+        device: auto | cpu | cuda (under torchrun each process takes its LOCAL_RANK GPU).
+        on_event: called on rank 0 as ``(kind, payload)``: ``"start"`` (dict), ``"step"``
+            (:class:`StepLog`), ``"checkpoint"`` (Path), ``"message"`` (str).
+        stop_after: stop (with a checkpoint) once this many steps are done in total, as if
+            interrupted there; the schedule still spans the full run.
+        ops: "native" or "reference" attention kernels (benchmarks).
+
+    Raises:
+        UserError: unusable store, store/checkpoint mismatch, run folder conflicts.
+        TrainingStopped: a non-finite loss or gradient.
+        TrainingInterrupted: Ctrl-C (after writing a checkpoint).
+    """
+    info = init_distributed(device)
+    try:
+        return _train(features, Path(out), model_options or {}, config or TrainConfig(), resume,
+                      info, on_event, stop_after, ops)
+    finally:
+        shutdown(info)
+
+
+def _open_store(features):
+    if isinstance(features, (str, Path)):
+        from stg_cli.features import FeatureStore
+
+        return FeatureStore.open(Path(features))
+    return features
+
+
+def _describe_store(store: dict) -> str:
+    grid = store.get("grid")
+    grid_text = f"{grid[0]}x{grid[1]}" if grid else "?"
+    return (
+        f"backbone {store.get('backbone')}, text {store.get('text')}, visual "
+        f"{store.get('visual_dim')}-d, text {store.get('text_dim')}-d, grid {grid_text}, "
+        f"fingerprint {str(store.get('fingerprint'))[:12]}"
+    )
+
+
+def check_store_matches(saved: dict, current: dict, run_dir: Path) -> None:
+    """Raises UserError when a run's checkpoint was trained on another kind of features."""
+    differs = [key for key in STORE_KEYS if key in saved and saved.get(key) != current.get(key)]
+    if differs:
+        raise UserError(
+            f"{run_dir} was trained on features with {_describe_store(saved)}, but this store "
+            f"has {_describe_store(current)} ({', '.join(differs)} differ); use the same "
+            "feature store or start a new run with another --out"
+        )
+
+
+def _emit(info: DistInfo, on_event: Events | None, kind: str, payload: object) -> None:
+    if on_event is not None and info.is_main:
+        on_event(kind, payload)
+
+
+class _StopRequest:
+    """First Ctrl-C asks the loop to stop after the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _train(features, out, model_options, config, resume, info, on_event, stop_after, ops):
+    store = _open_store(features)
+    store_config = store_config_dict(store.config)
+    manager = CheckpointManager(out, keep=config.keep)
+    state = None
+    if resume:
+        latest = manager.latest()
+        if latest is None:
+            raise UserError(f"--resume: {out} holds no checkpoint to resume from")
+        state = load_checkpoint(latest)
+        check_store_matches(state.get("store", {}), store_config, out)
+        model_config = ModelConfig.from_dict(state["model_config"])
+        config = TrainConfig.from_dict(state["train_config"])
+        manager = CheckpointManager(out, keep=config.keep)
+    else:
+        if manager.steps():
+            raise UserError(
+                f"{out} already holds a training run (step {manager.steps()[-1]}); pass --resume "
+                "to continue it or choose another --out"
+            )
+        options = dict(model_options)
+        options.setdefault("grid", tuple(store.config.grid))
+        try:
+            model_config = ModelConfig(
+                visual_dim=int(store.config.visual_dim),
+                text_dim=int(store.config.text_dim),
+                **options,
+            )
+        except (ValueError, TypeError) as error:
+            raise UserError(str(error)) from error
+        if tuple(model_config.grid) != tuple(store.config.grid):
+            raise UserError(
+                f"the model grid {model_config.grid} differs from the feature store's {tuple(store.config.grid)}"
+            )
+    dataset = ClipDataset(store, model_config.frames_u, config.min_time)
+    if config.batch_size % info.world_size:
+        raise UserError(
+            f"--batch-size {config.batch_size} is not divisible by the {info.world_size} processes"
+        )
+    order = BatchOrder(len(dataset), config.batch_size, config.seed)
+    total = config.total_steps(order.steps_per_epoch)
+    if state is not None and int(state["data"]["num_samples"]) != len(dataset):
+        raise UserError(
+            f"the feature store yields {len(dataset)} training samples but the run in {out} was "
+            f"trained on {state['data']['num_samples']}; resume with the same feature store"
+        )
+
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model = GroundingModel(model_config, ops=ops).to(info.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, config.warmup, config.min_lr_ratio)
+    )
+    start_step, best_loss, smoothed = 0, math.inf, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _restore_rng(state["rng"], info.device)
+        start_step = int(state["step"])
+        best_loss = float(state.get("best_loss", math.inf))
+        smoothed = state.get("smoothed_loss")
+    loss_config = config.loss_config
+    amp = config.amp if config.amp is not None else info.device.type == "cuda"
+    amp = amp and info.device.type == "cuda"
+    trained = (
+        DistributedDataParallel(
+            model,
+            device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            find_unused_parameters=loss_config.mode != "both",
+        )
+        if info.enabled
+        else model
+    )
+
+    metrics_path = out / "metrics.jsonl"
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(metrics_path, start_step)
+        (out / "config.json").write_text(
+            json.dumps(
+                {
+                    "model": model_config.to_dict(),
+                    "train": config.to_dict(),
+                    "store": store_config,
+                    "samples": len(dataset),
+                    "world_size": info.world_size,
+                    "total_steps": total,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    _emit(info, on_event, "start", {
+        "samples": len(dataset), "total_steps": total, "start_step": start_step,
+        "steps_per_epoch": order.steps_per_epoch, "world_size": info.world_size,
+        "device": str(info.device), "amp": amp, "model": model_config.to_dict(),
+    })
+
+    def checkpoint_state(step: int) -> dict:
+        return {
+            "step": step,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": _capture_rng(info.device),
+            "data": {"step": step, "num_samples": len(dataset), "global_batch": config.batch_size,
+                     "seed": config.seed, "epoch": order.epoch_of(step)},
+            "model_config": model_config.to_dict(),
+            "train_config": config.to_dict(),
+            "store": store_config,
+            "best_loss": best_loss,
+            "smoothed_loss": smoothed,
+            "world_size": info.world_size,
+        }
+
+    last_checkpoint = manager.latest()
+
+    def save(step: int) -> Path | None:
+        nonlocal best_loss, last_checkpoint
+        if not info.is_main:
+            return None
+        is_best = smoothed is not None and smoothed < best_loss
+        if is_best:
+            best_loss = smoothed
+        path = manager.save(checkpoint_state(step), step, best=is_best)
+        last_checkpoint = path
+        plot_losses(read_metrics(metrics_path), out / "loss.png")
+        _emit(info, on_event, "checkpoint", path)
+        return path
+
+    begin = time.perf_counter()
+    first_loss = None
+    last_loss = None
+    rate = None
+    step = start_step
+    interrupted = False
+    end_step = total if stop_after is None else min(total, int(stop_after))
+    per_rank = config.batch_size // info.world_size
+    with _StopRequest() as stop:
+        while step < end_step:
+            tick = time.perf_counter()
+            ids = order.ids(step, info.rank, info.world_size)
+            batch = dataset.batch(ids).to(info.device)
+            autocast = (
+                torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+            )
+            with autocast:
+                output = trained(
+                    **batch.model_inputs(),
+                    local_chunk=min(config.local_chunk, per_rank),
+                    compute_global=loss_config.uses_global,
+                    compute_local=loss_config.uses_local,
+                )
+            zero = torch.zeros((), device=info.device)
+            lg, lg_backward = (zero, zero)
+            if loss_config.uses_global:
+                lg, lg_backward = global_loss(
+                    output.video_global.float(), output.sentence_global.float(), loss_config,
+                    info.world_size, info.rank,
+                )
+            ll = local_loss(output.local_similarity, loss_config) if loss_config.uses_local else zero
+            flags = torch.stack([
+                lg.detach().float(), ll.detach().float(),
+                torch.tensor(0.0 if bool(torch.isfinite(lg + ll)) else 1.0, device=info.device),
+                torch.tensor(1.0 if stop.requested else 0.0, device=info.device),
+            ])
+            reduced = all_reduce_mean(torch.nan_to_num(flags, nan=0.0, posinf=0.0, neginf=0.0), info)
+            if reduced[2] > 0:
+                _stop_nonfinite(step + 1, "loss", lg, ll, loss_config, last_checkpoint)
+            if reduced[3] > 0:
+                interrupted = True
+                break
+            optimizer.zero_grad(set_to_none=True)
+            (lg_backward + ll).backward()
+            if config.grad_clip > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            else:
+                grad_norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters() if p.grad is not None))
+            if not torch.isfinite(grad_norm):
+                _stop_nonfinite(step + 1, "gradient norm", lg, ll, loss_config, last_checkpoint)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_value = float(reduced[0] + reduced[1])
+            first_loss = loss_value if first_loss is None else first_loss
+            last_loss = loss_value
+            smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
+            seconds = time.perf_counter() - tick
+            current = config.batch_size / max(seconds, 1e-9)
+            rate = current if rate is None else 0.9 * rate + 0.1 * current
+            log = StepLog(
+                step=step, total_steps=total, epoch=step / order.steps_per_epoch,
+                loss=loss_value,
+                loss_global=float(reduced[0]) if loss_config.uses_global else None,
+                loss_local=float(reduced[1]) if loss_config.uses_local else None,
+                lr=lr, grad_norm=float(grad_norm), clips_per_s=rate,
+                elapsed_s=time.perf_counter() - begin,
+                eta_s=(total - step) * config.batch_size / max(rate, 1e-9),
+            )
+            if info.is_main and (step % config.log_every == 0 or step == end_step or step == start_step + 1):
+                with open(metrics_path, "a") as handle:
+                    handle.write(json.dumps(log.to_dict()) + "\n")
+            _emit(info, on_event, "step", log)
+            if step % config.checkpoint_every == 0 and step < end_step:
+                save(step)
+    checkpoint = save(step) if step > start_step or interrupted or last_checkpoint is None else last_checkpoint
+    export = None
+    if info.is_main and (step >= total or interrupted or stop_after is not None):
+        export = save_export(model, out / "export", store_config)
+    elapsed = time.perf_counter() - begin
+    result = TrainResult(
+        run_dir=out, steps=step, total_steps=total, final_loss=last_loss, first_loss=first_loss,
+        checkpoint=checkpoint, export=export, samples=len(dataset), world_size=info.world_size,
+        elapsed_s=elapsed,
+        clips_per_s=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
+        interrupted=interrupted,
+    )
+    if info.is_main:
+        (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if interrupted:
+        raise TrainingInterrupted(result)
+    return result
+
+
+def _stop_nonfinite(step, what, lg, ll, loss_config, last_checkpoint) -> None:
+    parts = []
+    if loss_config.uses_global:
+        parts.append(f"global {float(lg.detach()):.4g}")
+    if loss_config.uses_local:
+        parts.append(f"local {float(ll.detach()):.4g}")
+    kept = (
+        f"the last good checkpoint is {last_checkpoint}"
+        if last_checkpoint is not None
+        else "no checkpoint had been written yet"
+    )
+    raise TrainingStopped(
+        f"training stopped at step {step}: the {what} is not finite ({', '.join(parts)}) "
+        f"{kept}; try a lower --lr"
+    )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops metric lines beyond ``step`` (a resumed run rewrites them)."""
+    if not path.exists():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _capture_rng(device: torch.device) -> dict:
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "python": [version, list(internal), gauss]}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)

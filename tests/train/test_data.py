@@ -1,0 +1,54 @@
+"""Tests of the training samples and the batch order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stg_cli.errors import UserError
+from stg_cli.train.data import BatchOrder, ClipDataset
+
+from train_fakes import make_store
+
+
+def test_dataset_collates_padded_batches(store):
+    data = ClipDataset(store, frames_u=8)
+    assert len(data) == 24
+    batch = data.batch([0, 5, 23])
+    assert batch.global_feats.shape == (3, 8, 12)
+    assert batch.grid_feats.shape == (3, 8, 4, 12)
+    assert batch.frame_mask.shape == (3, 8) and batch.boundary.shape == (3, 2)
+    assert batch.words.shape[0] == 3 and batch.words.shape[2] == 8
+    assert batch.word_mask.any(1).all()
+    assert batch.words.shape[1] == int(batch.word_mask.sum(1).max())
+    assert (batch.global_feats[~batch.frame_mask] == 0).all()
+    video = store.load("vid0")
+    window = data.windows[0]
+    np.testing.assert_allclose(
+        batch.global_feats[0, window >= 0].numpy(),
+        video.global_feats[window[window >= 0]].astype(np.float32),
+    )
+
+
+def test_dataset_rejects_wrong_dims_and_empty_stores():
+    bad = make_store()
+    bad.config = type(bad.config)(visual_dim=13)
+    with pytest.raises(UserError, match="expected"):
+        ClipDataset(bad, frames_u=8)
+    empty = make_store(videos=1)
+    empty.load("vid0").word_mask[:] = False
+    with pytest.raises(UserError, match="no training sample"):
+        ClipDataset(empty, frames_u=8)
+
+
+def test_batch_order_is_deterministic_and_splits_by_rank():
+    order = BatchOrder(num_samples=10, global_batch=4, seed=3)
+    assert order.steps_per_epoch == 2
+    assert list(order.ids(1)) == list(BatchOrder(10, 4, 3).ids(1))
+    whole = order.ids(5)
+    assert list(whole) == list(order.ids(5, 0, 2)) + list(order.ids(5, 1, 2))
+    epoch = set(order.ids(0)) | set(order.ids(1))
+    assert len(epoch) == 8
+    assert list(order.ids(0)) != list(order.ids(2))  # a new permutation per epoch
+    with pytest.raises(UserError, match="fewer than the batch size"):
+        BatchOrder(3, 4, 0)

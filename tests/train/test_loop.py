@@ -1,0 +1,111 @@
+"""Tests of the training loop: loss falls, exact resume, checkpoints, export, failures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from stg_cli.errors import UserError
+from stg_cli.models.export import load_export
+from stg_cli.train import TrainConfig, TrainingStopped, load_checkpoint, lr_factor, train
+from stg_cli.train.checkpoint import CheckpointManager
+from train_fakes import make_store
+
+MODEL = {"dim": 16, "frames_u": 8, "frames_t": 4}
+
+
+def config(**overrides) -> TrainConfig:
+    values = dict(steps=12, batch_size=8, lr=3e-3, local_chunk=4, log_every=2, checkpoint_every=4)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    factors = [lr_factor(step, 100, 0.1, 0.0) for step in range(100)]
+    assert factors[0] < factors[5] < factors[9] <= 1.0
+    assert max(factors) == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[-1] < 0.01
+
+
+def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
+    store = make_store(videos=6)
+    events = []
+    result = train(store, tmp_path / "run", MODEL, config(steps=40, checkpoint_every=10),
+                   on_event=lambda kind, payload: events.append(kind))
+    run = tmp_path / "run"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["step"] == 1 and rows[-1]["step"] == 40
+    first = sum(r["loss"] for r in rows[:3]) / 3
+    last = sum(r["loss"] for r in rows[-3:]) / 3
+    assert last < 0.8 * first
+    assert {"loss_global", "loss_local", "lr", "clips_per_s", "eta_s"} <= set(rows[-1])
+    assert (run / "loss.png").stat().st_size > 1000
+    assert CheckpointManager(run).steps() == [20, 30, 40]  # keep 3
+    assert (run / "checkpoints" / "best.pt").exists()
+    assert result.steps == 40 and result.export == run / "export"
+    assert events[0] == "start" and events.count("step") == 40 and "checkpoint" in events
+    state = load_checkpoint(run / "checkpoints" / "step-00000040.pt")
+    assert state["store"]["fingerprint"] == "fake-0001" and state["data"]["step"] == 40
+    loaded = load_export(run)
+    assert loaded.config.dim == 16 and loaded.store_config["backbone"] == "tiny"
+    for name, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, state["model"][name])
+    assert not loaded.model.training
+
+
+@pytest.mark.parametrize("select", ["sinkhorn", "none"])
+def test_resume_equals_straight_run(tmp_path, select):
+    store = make_store()
+    model = {**MODEL, "select": select}
+    train(store, tmp_path / "straight", model, config())
+    train(store, tmp_path / "halves", model, config(), stop_after=6)
+    assert CheckpointManager(tmp_path / "halves").steps()[-1] == 6
+    train(store, tmp_path / "halves", resume=True)
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "step-00000012.pt")
+    halves = load_checkpoint(tmp_path / "halves" / "checkpoints" / "step-00000012.pt")
+    for name, value in straight["model"].items():
+        torch.testing.assert_close(halves["model"][name], value, rtol=1e-5, atol=1e-6)
+    steps = [json.loads(l)["step"] for l in (tmp_path / "halves" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 12
+
+
+def test_resume_rejects_another_store(tmp_path):
+    train(make_store(), tmp_path / "run", MODEL, config(steps=2))
+    other = make_store(visual_dim=16, fingerprint="other")
+    with pytest.raises(UserError, match="visual 12-d.*visual 16-d"):
+        train(other, tmp_path / "run", resume=True)
+    with pytest.raises(UserError, match="already holds a training run"):
+        train(make_store(), tmp_path / "run", MODEL, config(steps=2))
+    with pytest.raises(UserError, match="no checkpoint"):
+        train(make_store(), tmp_path / "empty", resume=True)
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
+    store = make_store()
+    for video_id in store.video_ids:
+        video = store.load(video_id)
+        video.global_feats[20:] = float("inf")
+        video.grid_feats[20:] = float("inf")
+    with pytest.raises(TrainingStopped, match=r"step \d+: the loss is not finite"):
+        train(store, tmp_path / "run", MODEL, config(steps=30, checkpoint_every=1))
+    for step in CheckpointManager(tmp_path / "run").steps():
+        state = load_checkpoint(CheckpointManager(tmp_path / "run").path_for(step))
+        assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+@pytest.mark.parametrize("loss", ["global", "local"])
+def test_single_loss_modes_train(tmp_path, loss):
+    result = train(make_store(), tmp_path / "run", MODEL, config(steps=4, loss=loss))
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    other = "loss_local" if loss == "global" else "loss_global"
+    assert rows[-1][other] is None and math.isfinite(rows[-1]["loss"])
+    assert result.steps == 4
+
+
+def test_bad_batch_size_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="fewer than the batch size"):
+        train(make_store(videos=1, captions=2), tmp_path / "run", MODEL, config(batch_size=8))

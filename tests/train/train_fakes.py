@@ -1,0 +1,124 @@
+"""A small in-memory feature store with learnable structure, for the training tests.
+
+Each caption names one of a few concepts; its words are noisy copies of the concept's word
+vector and the frames inside the caption show the concept's visual vector in one grid cell
+(and in the frame's global token).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # the store's window function, once it exists
+    from stg_cli.features.samples import candidate_window  # noqa: F401
+except ImportError:  # pragma: no cover - until the feature store lands
+    def _candidate_window(frame_times, start, end, num_frames, min_time=5.0):
+        centre = (start + end) / 2
+        half = max(end - start, min_time) / 2
+        lo, hi = centre - half, centre + half
+        first = int(np.searchsorted(frame_times, lo))
+        inside = np.nonzero((frame_times >= lo) & (frame_times <= hi))[0]
+        span = len(inside)
+        begin = max(0, min(first - max(0, (num_frames - span) // 2), len(frame_times) - num_frames))
+        indices = np.arange(begin, begin + num_frames)
+        indices = np.where(indices < len(frame_times), indices, -1)
+        pos = np.nonzero(np.isin(indices, inside))[0]
+        boundary = np.array([pos.min(), pos.max()] if len(pos) else [0, num_frames - 1])
+        return indices.astype(np.int64), boundary.astype(np.int64)
+
+    samples = types.ModuleType("stg_cli.features.samples")
+    samples.candidate_window = _candidate_window
+    package = types.ModuleType("stg_cli.features")
+    package.samples = samples
+    package.__path__ = []
+    sys.modules.setdefault("stg_cli.features", package)
+    sys.modules.setdefault("stg_cli.features.samples", samples)
+
+
+@dataclass(frozen=True)
+class FakeStoreConfig:
+    backbone: str = "tiny"
+    weights: str | None = None
+    text: str = "word2vec"
+    grid: tuple[int, int] = (2, 2)
+    visual_dim: int = 12
+    text_dim: int = 8
+    fps: float = 1.0
+    input_size: tuple[int, int] = (32, 32)
+    fingerprint: str = "fake-0001"
+
+
+@dataclass
+class FakeVideo:
+    video_id: str
+    width: int
+    height: int
+    duration: float
+    frame_times: np.ndarray
+    global_feats: np.ndarray
+    grid_feats: np.ndarray
+    caption_times: np.ndarray
+    texts: list[str]
+    sentence: np.ndarray
+    words: np.ndarray
+    word_mask: np.ndarray
+
+
+class FakeStore:
+    def __init__(self, videos: list[FakeVideo], config: FakeStoreConfig) -> None:
+        self.config = config
+        self._videos = {video.video_id: video for video in videos}
+        self.video_ids = list(self._videos)
+
+    def load(self, video_id: str) -> FakeVideo:
+        return self._videos[video_id]
+
+
+def make_store(
+    videos: int = 4, captions: int = 6, seconds: int = 40, concepts: int = 5, seed: int = 0, **config
+) -> FakeStore:
+    cfg = FakeStoreConfig(**config)
+    rng = np.random.default_rng(seed)
+    cells = cfg.grid[0] * cfg.grid[1]
+    visual = rng.normal(size=(concepts, cfg.visual_dim))
+    textual = rng.normal(size=(concepts, cfg.text_dim))
+    result = []
+    for v in range(videos):
+        times = np.arange(seconds, dtype=np.float32) + 0.5
+        global_feats = rng.normal(size=(seconds, cfg.visual_dim)) * 0.5
+        grid = rng.normal(size=(seconds, cells, cfg.visual_dim)) * 0.5
+        caption_times, sentence, words, mask = [], [], [], []
+        for c in range(captions):
+            concept = int(rng.integers(concepts))
+            start = float(c * seconds / captions)
+            end = start + 3.0
+            frames = (times >= start) & (times <= end)
+            global_feats[frames] += visual[concept]
+            cell = int(rng.integers(cells))
+            grid[frames, cell] += 2 * visual[concept]
+            count = int(rng.integers(2, 5))
+            w = np.zeros((5, cfg.text_dim))
+            w[:count] = textual[concept] + rng.normal(size=(count, cfg.text_dim)) * 0.3
+            m = np.zeros(5, dtype=bool)
+            m[:count] = True
+            caption_times.append([start, end])
+            sentence.append(w[:count].mean(0))
+            words.append(w)
+            mask.append(m)
+        result.append(
+            FakeVideo(
+                video_id=f"vid{v}", width=64, height=48, duration=float(seconds),
+                frame_times=times, global_feats=global_feats.astype(np.float16),
+                grid_feats=grid.astype(np.float16),
+                caption_times=np.asarray(caption_times, dtype=np.float32),
+                texts=[f"caption {c}" for c in range(captions)],
+                sentence=np.asarray(sentence, dtype=np.float32),
+                words=np.asarray(words, dtype=np.float32), word_mask=np.asarray(mask),
+            )
+        )
+    return FakeStore(result, cfg)
+

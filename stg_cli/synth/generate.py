@@ -1,0 +1,255 @@
+"""``generate``: plans, renders and writes the whole synthetic benchmark into a folder.
+
+Layout of ``out``::
+
+    synth.json                       config, seed, vocabulary, counts and every video's plan
+    train/videos/<vid>.mp4           h264 (libx264, yuv420p)
+    train/captions.json              HowTo100M style {vid: {"start", "end", "text"}}
+    train/captions/<vid>.csv         start,end,text
+    train/corpus.txt                 extra narration-like sentences, one a line (word vectors)
+    test/videos/<vid>.mp4, test/captions.json, test/captions/<vid>.csv
+    test/annotations/                GoundingYouTubeBox.json, box_anno.json, ground_seg.json,
+                                     seg.json, vid2step.json, id2wh.json, id2wh_new.json
+    test/queries.txt                 every test query, one a line
+    preview.png                      (with preview=True) test frames with their boxes
+
+Everything is built in a hidden sibling folder and renamed to ``out`` at the end, so ``out`` is
+either the previous content or the complete new benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import stg_cli
+from stg_cli.errors import UserError
+from stg_cli.synth import annotations as files
+from stg_cli.synth.config import SynthConfig
+from stg_cli.synth.preview import contact_sheet
+from stg_cli.synth.render import VideoRenderer, encode_video
+from stg_cli.synth.script import VideoPlan, corpus, plan_video, vocabulary
+from stg_cli.synth.world import query_text
+
+FORMAT = "stg-synth/1"
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What ``generate`` wrote and how long rendering took (``frames_per_second`` counts
+    rendered and encoded frames per wall-clock second)."""
+
+    out: Path
+    train_videos: int
+    test_videos: int
+    frames: int
+    video_seconds: int
+    actions: int
+    boxes: int
+    captions: int
+    test_queries: int
+    seconds: float
+    frames_per_second: float
+    preview: Path | None = None
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "out": str(self.out),
+            "train_videos": self.train_videos,
+            "test_videos": self.test_videos,
+            "frames": self.frames,
+            "video_seconds": self.video_seconds,
+            "actions": self.actions,
+            "boxes": self.boxes,
+            "captions": self.captions,
+            "test_queries": self.test_queries,
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": round(self.frames_per_second, 1),
+            "preview": str(self.preview) if self.preview else None,
+            "config": self.config,
+        }
+
+
+def plan_all(config: SynthConfig) -> tuple[list[VideoPlan], list[VideoPlan]]:
+    """The train and test plans of ``config`` (no rendering)."""
+    config = config.validated()
+    taken: set[str] = set()
+    splits = []
+    for split, count in (("train", config.train_videos), ("test", config.test_videos)):
+        plans = []
+        for index in range(count):
+            plan = plan_video(config, split, index, taken)
+            taken.add(plan.video_id)
+            plans.append(plan)
+        splits.append(plans)
+    return splits[0], splits[1]
+
+
+def check_destination(out: Path, overwrite: bool) -> None:
+    """Refuses a non-empty ``out`` unless ``overwrite``, and even then one that is not a
+    benchmark written by ``stg synth`` (no ``synth.json``), so nothing else gets deleted."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"{out} is not empty (use --overwrite to replace a synth benchmark)")
+        if not (out / "synth.json").is_file():
+            raise UserError(f"{out} is not empty and holds no synth.json: refusing to replace it")
+
+
+def generate(
+    out: Path,
+    config: SynthConfig,
+    progress: Progress | None = None,
+    overwrite: bool = False,
+    preview: bool = False,
+) -> SynthSummary:
+    """Renders the benchmark of ``config`` into ``out``; see the module docstring for the
+    layout. ``progress(done_frames, total_frames, video_id)`` is called as frames are encoded."""
+    out = Path(out)
+    config = config.validated()
+    check_destination(out, overwrite)
+    train, test = plan_all(config)
+    total = sum(plan.num_frames for plan in train + test)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    started = time.perf_counter()
+    try:
+        done = 0
+        boxes: dict[str, dict[int, tuple[int, int, int, int]]] = {}
+        for plan in train + test:
+            renderer = VideoRenderer(plan, config.difficulty_settings)
+            videos = work / plan.split / "videos"
+            videos.mkdir(parents=True, exist_ok=True)
+
+            def on_frame(index: int, plan: VideoPlan = plan, base: int = done) -> None:
+                if progress is not None and (index + 1) % plan.fps == 0:
+                    progress(base + index + 1, total, plan.video_id)
+
+            encode_video(renderer, videos / f"{plan.video_id}.mp4", config.crf,
+                         config.x264_preset, on_frame)
+            done += plan.num_frames
+            if plan.split == "test":
+                boxes[plan.video_id] = {
+                    second: renderer.box(second)
+                    for action in plan.actions
+                    for second in range(action.start, action.end + 1)
+                }
+        seconds = time.perf_counter() - started
+        for split, plans in (("train", train), ("test", test)):
+            (work / split / "videos").mkdir(parents=True, exist_ok=True)
+            files.write_atomic(work / split / "captions.json", files.captions_json(plans))
+            for plan in plans:
+                files.write_atomic(work / split / "captions" / f"{plan.video_id}.csv",
+                                   files.captions_csv(plan))
+        files.write_atomic(work / "train" / "corpus.txt",
+                           "\n".join(corpus(config, config.corpus_sentences)) + "\n")
+        distractors = config.difficulty_settings.distractors
+        for name, text in files.ground_truth_files(
+            test, boxes, config.annotation_size, distractors, config.seed
+        ).items():
+            files.write_atomic(work / "test" / "annotations" / name, text)
+        queries = _unique(action.query for plan in test for action in plan.actions)
+        files.write_atomic(work / "test" / "queries.txt", "".join(q + "\n" for q in queries))
+        summary_counts = _counts(train, test)
+        files.write_atomic(work / "synth.json", json.dumps(
+            _manifest(config, train, test, summary_counts), indent=1) + "\n")
+        preview_path = None
+        if preview and test:
+            contact_sheet(work, work / "preview.png")
+            preview_path = out / "preview.png"
+        _swap(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return SynthSummary(
+        out=out,
+        train_videos=len(train),
+        test_videos=len(test),
+        frames=total,
+        video_seconds=summary_counts["video_seconds"],
+        actions=summary_counts["actions"],
+        boxes=summary_counts["boxes"],
+        captions=summary_counts["captions"],
+        test_queries=len(queries),
+        seconds=seconds,
+        frames_per_second=total / seconds if seconds > 0 else 0.0,
+        preview=preview_path,
+        config=config.to_dict(),
+    )
+
+
+def _swap(work: Path, out: Path) -> None:
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, trash)
+        os.replace(work, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(work, out)
+
+
+def _unique(items) -> list[str]:
+    seen: list[str] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _counts(train: list[VideoPlan], test: list[VideoPlan]) -> dict:
+    plans = train + test
+    return {
+        "train_videos": len(train),
+        "test_videos": len(test),
+        "video_seconds": sum(plan.duration for plan in plans),
+        "frames": sum(plan.num_frames for plan in plans),
+        "actions": sum(len(plan.actions) for plan in plans),
+        "narrated_actions": sum(
+            1 for plan in plans for c in plan.captions if c.kind == "narration"
+        ),
+        "captions": sum(len(plan.captions) for plan in plans),
+        "boxes": sum(a.end - a.start + 1 for plan in test for a in plan.actions),
+        "test_actions": sum(len(plan.actions) for plan in test),
+        "mentions": sum(len(plan.mentions) for plan in test),
+    }
+
+
+def _manifest(config: SynthConfig, train: list, test: list, counts: dict) -> dict:
+    nouns, verbs = vocabulary(config)
+    difficulty = config.difficulty_settings
+    return {
+        "format": FORMAT,
+        "stg_version": stg_cli.__version__,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "difficulty": {
+            "name": difficulty.name,
+            "narration_offset_range": [-difficulty.max_offset, difficulty.max_offset],
+            "narration_duration_jitter": difficulty.duration_jitter,
+            "unnarrated_probability": difficulty.unnarrated,
+            "fillers_per_minute": difficulty.fillers_per_minute,
+            "synonym_probability": difficulty.synonym,
+            "drop_word_probability": difficulty.drop_word,
+            "distractor_queries": difficulty.distractors,
+            "mention_only_probability": difficulty.mention_only,
+            "pixel_noise_std": difficulty.noise,
+            "camera_jitter_fraction": difficulty.jitter,
+        },
+        "vocabulary": {
+            "nouns": nouns,
+            "verbs": verbs,
+            "queries": [query_text(v, n) for v in verbs for n in nouns],
+        },
+        "counts": counts,
+        "videos": [plan.to_dict() for plan in train + test],
+    }

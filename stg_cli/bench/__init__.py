@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from stg_cli.bench import rollout, sinkhorn, xattn
+from stg_cli.bench import rollout, score, sinkhorn, xattn
 from stg_cli.bench.common import (
     NATIVE,
     BenchReport,
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Case]]] = {
     "sinkhorn": sinkhorn.cases,
     "xattn": xattn.cases,
     "rollout": rollout.cases,
+    "score": score.cases,
 }
 NOT_YET_AVAILABLE = ("ground", "train")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")

@@ -151,14 +151,14 @@ def spatial_records(
         if guess is None or guess.box is None or (require_label and guess.label != frame.label):
             records.append(SpatialRecord(label, None, False))
             continue
-        hit = box_iou(guess.box, frame.box, convention) > threshold
+        hit = bool(box_iou(guess.box, frame.box, convention) > threshold)
         records.append(SpatialRecord(label, guess.score, hit))
     return records
 
 
 def spatial_accuracy(records: Sequence[SpatialRecord]) -> Rate:
     """Fraction of ground-truth frames whose predicted box is a hit."""
-    return Rate(sum(record.hit for record in records), len(records))
+    return Rate(sum(bool(record.hit) for record in records), len(records))
 
 
 def spatial_ap(

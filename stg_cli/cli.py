@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from stg_cli.commands import bench, info, score, synth
+from stg_cli.commands import bench, info, score, synth, train
 from stg_cli.errors import UserError
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.command("info")(info.command)
 app.command("bench")(bench.command)
 app.command("score")(score.command)
 app.command("synth")(synth.command)
+app.command("train")(train.command)
 
 _stderr = Console(stderr=True)
 

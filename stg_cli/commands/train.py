@@ -1,0 +1,147 @@
+"""``stg train``: train the global-local grounding model on a feature store."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from stg_cli import train as train_lib
+from stg_cli.models.config import ATTENTION_STACKS
+from stg_cli.ops import SELECTION_MODES
+
+
+def command(
+    features: Path = typer.Argument(..., help="Feature store folder written by stg extract."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, metrics, export)."),
+    steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs)."),
+    epochs: float | None = typer.Option(
+        None, "--epochs", help=f"Passes over the samples (default {train_lib.loop.DEFAULT_EPOCHS:g} when --steps is not given)."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", help="Clips per step over all processes."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
+    weight_decay: float = typer.Option(0.01, "--weight-decay"),
+    warmup: float = typer.Option(0.05, "--warmup", help="Warm-up: fraction of steps (<1) or steps."),
+    grad_clip: float = typer.Option(1.0, "--grad-clip", help="Max gradient norm (0: off)."),
+    dim: int = typer.Option(512, "--dim", help="Joint embedding width d."),
+    frames_u: int = typer.Option(16, "--frames-u", help="Candidate frames U per window."),
+    frames_t: int = typer.Option(8, "--frames-t", help="Selected frames T."),
+    select: str = typer.Option("sinkhorn", "--select", help="|".join(SELECTION_MODES)),
+    loss: str = typer.Option("both", "--loss", help="both|global|local"),
+    attention: str = typer.Option(
+        "cross-self-cross", "--attention", help="|".join(ATTENTION_STACKS)
+    ),
+    local_chunk: int = typer.Option(16, "--local-chunk", help="Clips per local-loss chunk."),
+    temperature: float = typer.Option(0.07, "--temperature", help="NCE temperature."),
+    margin: float = typer.Option(0.1, "--margin", help="NCE margin δ (logit units)."),
+    min_time: float = typer.Option(5.0, "--min-time", help="Captions widened to this (s)."),
+    gated: bool = typer.Option(False, "--gated", help="Gated projection units."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
+    amp: bool | None = typer.Option(
+        None, "--amp/--no-amp", help="bfloat16 autocast (default: on for CUDA only)."
+    ),
+    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
+    keep: int = typer.Option(3, "--keep", help="Step checkpoints kept (plus best.pt)."),
+    log_every: int = typer.Option(10, "--log-every", help="Steps between metrics.jsonl lines."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out with its saved settings."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Train on FEATS; under torchrun every process trains on its share of each batch."""
+    config = train_lib.TrainConfig(
+        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        warmup=warmup, grad_clip=grad_clip, seed=seed, local_chunk=local_chunk, loss=loss,
+        temperature=temperature, margin=margin, min_time=min_time, amp=amp,
+        log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
+    )
+    model_options = dict(
+        dim=dim, frames_u=frames_u, frames_t=frames_t, select=select, attention=attention,
+        gated=gated,
+    )
+    main = int(os.environ.get("RANK", "0")) == 0
+    console = Console(stderr=True, quiet=not main)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=True,
+        disable=not main,
+    )
+    task = progress.add_task("train", total=None, status="")
+
+    def on_event(kind: str, payload: object) -> None:
+        if kind == "start":
+            progress.update(task, total=payload["total_steps"], completed=payload["start_step"])
+            console.print(
+                f"training on {payload['samples']} clips, {payload['total_steps']} steps "
+                f"({payload['steps_per_epoch']} per epoch), {payload['world_size']} process(es) "
+                f"on {payload['device']}" + (", bf16 autocast" if payload["amp"] else ""),
+                highlight=False,
+            )
+        elif kind == "step":
+            parts = [f"loss {payload.loss:.3f}"]
+            if payload.loss_global is not None and payload.loss_local is not None:
+                parts.append(f"(g {payload.loss_global:.3f} l {payload.loss_local:.3f})")
+            parts += [
+                f"lr {payload.lr:.2e}",
+                f"{payload.clips_per_s:.0f} clips/s",
+                f"ETA {_duration(payload.eta_s)}",
+            ]
+            progress.update(task, completed=payload.step, status=" ".join(parts))
+        elif kind == "checkpoint":
+            progress.console.print(f"checkpoint {escape(str(payload))}", highlight=False)
+
+    try:
+        with progress:
+            result = train_lib.train(
+                features, out, model_options, config, resume=resume, device=device,
+                on_event=on_event,
+            )
+    except train_lib.TrainingInterrupted as stop:
+        console.print(
+            f"[yellow]interrupted[/yellow] at step {stop.result.steps}; checkpoint "
+            f"{escape(str(stop.result.checkpoint))}; continue with --resume",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    if not main:
+        return
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    render(result, Console())
+
+
+def render(result: train_lib.TrainResult, console: Console) -> None:
+    """A small summary table of a finished run."""
+    table = Table(title="stg train", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    loss = "-" if result.final_loss is None else f"{result.final_loss:.4f}"
+    if result.first_loss is not None and result.final_loss is not None:
+        loss = f"{result.first_loss:.4f} → {result.final_loss:.4f}"
+    table.add_row("steps", f"{result.steps} / {result.total_steps}")
+    table.add_row("loss (first → last step)", loss)
+    table.add_row("clips/s", f"{result.clips_per_s:.1f} ({result.world_size} process(es))")
+    table.add_row("time", _duration(result.elapsed_s))
+    table.add_row("checkpoint", escape(str(result.checkpoint)))
+    table.add_row("export", escape(str(result.export)))
+    console.print(table)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -174,7 +174,9 @@ def plan_video(config: SynthConfig, split: str, index: int, taken: set[str]) -> 
         actions.append(Action(0, verb, objects[target].noun, target, start, end))
     mentions: list[Mention] = []
     if split == "test" and rng.random() < difficulty.mention_only:
-        gaps = [s for s in range(duration) if all(not a.start <= s <= a.end for a in actions)]
+        # A background second before the last action, so the refined ids skip a number.
+        last = actions[-1].start
+        gaps = [s for s in range(last) if all(not a.start <= s <= a.end for a in actions)]
         second = int(gaps[int(rng.integers(len(gaps)))])
         mentions.append(Mention(0, verbs[int(rng.integers(len(verbs)))],
                                 nouns[int(rng.integers(len(nouns)))], second))

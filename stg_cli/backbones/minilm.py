@@ -54,6 +54,9 @@ class MiniLMEncoder(TextEncoder):
     def __init__(self, folder: Path, packaged: bool, device: torch.device | str = "cpu") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.folder = folder
         self.packaged = packaged

@@ -8,7 +8,9 @@ Accepted inputs (times in seconds):
   CSV for many videos with a ``video_id`` column (``video_id,start,end,text``);
 * SubRip ``<video_id>.srt`` and WebVTT ``<video_id>.vtt`` (YouTube's rolling auto-captions, where
   each cue repeats the previous line, are de-duplicated);
-* a directory of any of these files (the video id is the file name without its suffix).
+* a directory of per-video files of these formats (the video id is the file name without its
+  suffix; only the files of the requested videos are read, so a folder of HowTo100M's 1.2 M
+  per-video CSVs costs nothing for a small subset). Many-video JSON/CSV files are given as files.
 
 Every caption's text is normalised with :func:`stg_cli.text.normalize.normalize_text`. Captions
 are skipped, and counted by reason in :class:`CaptionStats`, when their text is empty after
@@ -52,6 +54,7 @@ class CaptionStats:
     videos: int = 0
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason → count
+    unmatched: int = 0  # videos in the caption source that were not asked for
     bad_files: list[str] = field(default_factory=list)  # "path: reason"
 
     def to_dict(self) -> dict:
@@ -59,6 +62,7 @@ class CaptionStats:
             "videos": self.videos,
             "kept": self.kept,
             "skipped": dict(sorted(self.skipped.items())),
+            "unmatched_videos": self.unmatched,
             "bad_files": list(self.bad_files),
         }
 
@@ -150,6 +154,7 @@ def _parse_json(path: Path, stats: CaptionStats, video_ids: set[str] | None) -> 
     out = {}
     for video_id, entry in data.items():
         if video_ids is not None and video_id not in video_ids:
+            stats.unmatched += 1
             continue
         try:
             out[str(video_id)] = _from_columns(entry, stats)
@@ -168,17 +173,20 @@ def _parse_csv(path: Path, stats: CaptionStats, video_ids: set[str] | None) -> d
     out: dict[str, list[Caption]] = {}
     if not multi:
         out[path.stem] = []
+    unmatched: set[str] = set()
     for row in reader:
         video_id = str(row.get("video_id") or "").strip() if multi else path.stem
         if multi and not video_id:
             stats.skipped["no_video_id"] += 1
             continue
         if video_ids is not None and video_id not in video_ids:
+            unmatched.add(video_id)
             continue
         caption = _clean(row.get("start"), row.get("end"), row.get("text"), stats)
         bucket = out.setdefault(video_id, [])
         if caption is not None:
             bucket.append(caption)
+    stats.unmatched += len(unmatched) if multi else 0
     return out
 
 
@@ -253,10 +261,11 @@ def read_captions(path: str | os.PathLike, video_ids: Iterable[str] | None = Non
         raise UserError(f"captions not found: {path}")
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CAPTION_SUFFIXES)
-        if wanted is not None:
-            files = [p for p in files if p.stem in wanted or p.suffix.lower() in (".json", ".csv")]
-        if not files and wanted != set():
+        if not files:
             raise UserError(f"no caption files ({', '.join(CAPTION_SUFFIXES)}) in {path}")
+        if wanted is not None:
+            stats.unmatched += len({p.stem for p in files} - wanted)
+            files = [p for p in files if p.stem in wanted]
     else:
         files = [path]
     for file in files:
@@ -269,6 +278,7 @@ def read_captions(path: str | os.PathLike, video_ids: Iterable[str] | None = Non
             continue
         for video_id, captions in parsed.items():
             if wanted is not None and video_id not in wanted:
+                stats.unmatched += 1
                 continue
             out.setdefault(video_id, []).extend(captions)
     for video_id in out:

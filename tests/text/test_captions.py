@@ -130,3 +130,14 @@ def test_bad_inputs(tmp_path: Path) -> None:
     (empty / "y.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nok then\n")
     result = read_captions(empty)
     assert list(result.captions) == ["y"] and "WEBVTT" in result.stats.bad_files[0]
+
+
+def test_directory_reads_only_requested_videos(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("start,end,text\n0,1,chop\n")
+    (tmp_path / "b.csv").write_text("not,a,caption,file\n")
+    (tmp_path / "c.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nrinse\n")
+    result = read_captions(tmp_path, video_ids=["a", "zzz"])
+    assert result.captions == {"a": [Caption(0.0, 1.0, "chop")]}
+    assert result.stats.unmatched == 2 and not result.stats.bad_files
+    (tmp_path / "all.json").write_text(json.dumps({"x": {"start": [0], "end": [1], "text": ["go"]}, "y": {"start": [], "end": [], "text": []}}))
+    assert read_captions(tmp_path / "all.json", video_ids=["x"]).stats.unmatched == 1

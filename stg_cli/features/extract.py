@@ -1,0 +1,415 @@
+"""``stg extract`` as a library: videos + captions → a feature store (see :mod:`.store`).
+
+Steps: list the videos (a video's id is its file name without suffix), load the captions of
+those videos, pick this process's shard, load the visual backbone and the text encoder, open or
+create the store (refusing a store made with another configuration), then per video of the
+shard: skip it when already stored, when it has no usable caption; otherwise decode, encode,
+write atomically. A video that fails (unreadable, truncated, no video stream, non-finite
+features) is recorded under ``failures/`` and the run goes on.
+
+Text encoder: an existing store's ``text_encoder/`` is reused when it is the requested kind, so
+a resumed run encodes with the same vocabulary. Otherwise ``--text word2vec`` without
+``--text-weights`` trains word2vec on the captions of every video of the run (all shards: the
+training is deterministic, so every shard trains the same vectors), and the other encoders load
+their weights; the encoder is then saved into ``FEATS/text_encoder/``.
+
+Sharding: the videos sorted by id are dealt round-robin, video i going to shard i mod n; every
+shard must see the same video list. ``--shard i/n`` (0 ≤ i < n) or, under torchrun, the
+RANK/WORLD_SIZE environment variables choose the shard.
+
+Workers: with W ≥ 1, W processes decode videos ahead (at most W + 1 decoded videos are held in
+memory) while the main process runs the backbone; with W = 0 the main process decodes and
+encodes batch by batch (lowest memory). Features do not depend on W.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stg_cli.errors import UserError
+from stg_cli.features.encode import encode_frames, encode_video
+from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
+from stg_cli.text.captions import Caption, CaptionStats, read_captions
+from stg_cli.video import VideoError, decode_frames
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts", ".3gp", ".ogv")
+
+
+@dataclass
+class ExtractOptions:
+    backbone: str = "tiny"
+    text: str = "word2vec"
+    weights: Path | None = None
+    text_weights: Path | None = None
+    fps: float | None = None
+    shard: tuple[int, int] | None = None
+    workers: int = 0
+    device: str = "cpu"
+    batch_size: int = 32
+    word2vec_dim: int = 300
+    seed: int = 0
+
+
+@dataclass
+class VideoResult:
+    """What happened to one video: status done | stored (already, earlier run) | no_captions | failed."""
+
+    video_id: str
+    path: str
+    status: str
+    reason: str = ""
+    frames: int = 0
+    captions: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class ExtractSummary:
+    out: str
+    fingerprint: str
+    shard: tuple[int, int]
+    videos_found: int
+    ignored_files: list[str]
+    results: list[VideoResult]
+    caption_stats: CaptionStats
+    captions_without_video: int
+    seconds: float
+    text_encoder: str = ""
+    manifest_videos: int = 0
+    interrupted: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(result.status == status for result in self.results)
+
+    @property
+    def failed(self) -> list[VideoResult]:
+        return [result for result in self.results if result.status == "failed"]
+
+    @property
+    def frames(self) -> int:
+        return sum(result.frames for result in self.results if result.status == "done")
+
+    def to_dict(self) -> dict:
+        return {
+            "out": self.out,
+            "fingerprint": self.fingerprint,
+            "shard": list(self.shard),
+            "videos_found": self.videos_found,
+            "in_shard": len(self.results),
+            "done": self.count("done"),
+            "already_stored": self.count("stored"),
+            "no_captions": self.count("no_captions"),
+            "failed": self.count("failed"),
+            "failures": [{"video": r.video_id, "path": r.path, "reason": r.reason} for r in self.failed],
+            "skipped_no_captions": [r.video_id for r in self.results if r.status == "no_captions"],
+            "ignored_files": self.ignored_files,
+            "frames": self.frames,
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": round(self.frames / self.seconds, 2) if self.seconds > 0 else None,
+            "captions": self.caption_stats.to_dict(),
+            "captions_without_video": self.captions_without_video,
+            "text_encoder": self.text_encoder,
+            "store_videos": self.manifest_videos,
+            "interrupted": self.interrupted,
+        }
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n) with 0 ≤ i < n; UserError otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {text}: need 0 ≤ i < n")
+    return index, count
+
+
+def shard_from_env() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) as torchrun sets them, else (0, 1)."""
+    try:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    except ValueError:
+        raise UserError("RANK and WORLD_SIZE must be integers") from None
+    if world < 1 or not 0 <= rank < world:
+        raise UserError(f"bad torchrun environment: RANK={rank} WORLD_SIZE={world}")
+    return rank, world
+
+
+def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], list[str], list[str]]:
+    """Video files of ``inputs`` (folders are listed, not recursed; files are taken as given).
+
+    Returns ``({video_id: path}, ignored files, duplicate-id messages)``; a folder's files without
+    a video suffix are ignored.
+    """
+    videos: dict[str, Path] = {}
+    ignored: list[str] = []
+    duplicates: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            candidates = []
+            for child in sorted(path.iterdir()):
+                if child.is_file() and child.suffix.lower() in VIDEO_SUFFIXES:
+                    candidates.append(child)
+                elif child.is_file() and not child.name.startswith("."):
+                    ignored.append(str(child))
+        elif path.exists():
+            candidates = [path]
+        else:
+            raise UserError(f"video not found: {path}")
+        for candidate in candidates:
+            video_id = candidate.stem
+            if video_id in videos:
+                duplicates.append(f"{candidate}: duplicate video id {video_id!r} (also {videos[video_id]})")
+                continue
+            videos[video_id] = candidate
+    return videos, ignored, duplicates
+
+
+def _decode_job(path: str, fps: float, size: tuple[int, int], clip_len: int, clip_fps: float, threads: int):
+    """Worker process: the sampled clips of one video (VideoError is pickled back to the parent)."""
+    torch.set_num_threads(1)
+    decoded = decode_frames(path, fps, size, clip_len, clip_fps, threads=threads)
+    return decoded.info, decoded.times, decoded.frames
+
+
+def _text_encoder(out: Path, options: ExtractOptions, corpus: list[str]):
+    from stg_cli.backbones import TEXT_ENCODERS, load_text, load_text_from, train_word2vec
+
+    if options.text not in TEXT_ENCODERS:
+        raise UserError(f"unknown text encoder {options.text!r}; choose one of {', '.join(TEXT_ENCODERS)}")
+    saved = out / "text_encoder"
+    if saved.is_dir() and options.text_weights is None:
+        encoder = load_text_from(saved, device=options.device)
+        if encoder.name == options.text:
+            return encoder, True
+    if options.text == "word2vec" and options.text_weights is None:
+        if not corpus:
+            raise UserError("no caption to train word2vec on: give --text-weights or captions with text")
+        return train_word2vec(corpus, dim=options.word2vec_dim, seed=options.seed), False
+    return load_text(options.text, options.text_weights, device=options.device), False
+
+
+def _save_text_encoder(out: Path, encoder) -> None:
+    target = out / "text_encoder"
+    if target.exists():
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="text_encoder.", dir=out / "tmp"))
+    try:
+        encoder.save(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another shard saved it first; it is the same encoder (same fingerprint)
+            if not target.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _caption_arrays(encoder, captions: list[Caption]) -> dict[str, np.ndarray]:
+    features = encoder.encode([caption.text for caption in captions])
+    return {
+        "caption_times": np.array([[c.start, c.end] for c in captions], dtype=np.float32).reshape(-1, 2),
+        "sentence": features.sentence.float().numpy(),
+        "words": features.words.float().numpy(),
+        "word_mask": features.mask.numpy().astype(bool),
+    }
+
+
+def extract(
+    videos: list[str | os.PathLike],
+    captions: str | os.PathLike,
+    out: str | os.PathLike,
+    options: ExtractOptions | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_video: Callable[[VideoResult], None] | None = None,
+    on_frames: Callable[[int], None] | None = None,
+) -> ExtractSummary:
+    """Extract the features of ``videos`` into the store ``out`` (see the module docstring).
+
+    ``on_start(n)`` gets the number of videos of this shard, ``on_video`` each video's result,
+    ``on_frames(n)`` the frames encoded as they go. On KeyboardInterrupt the manifest is rebuilt
+    (every finished video stays) and the interrupt is raised again.
+    """
+    options = options or ExtractOptions()
+    from stg_cli.backbones import load_visual
+
+    started = time.perf_counter()
+    out = Path(out)
+    found, ignored, duplicates = find_videos(videos)
+    if not found and not duplicates:
+        raise UserError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {', '.join(map(str, videos))}")
+    caption_set = read_captions(captions, video_ids=list(found))
+    shard = options.shard or shard_from_env()
+    ids = sorted(found)
+    mine = [video_id for position, video_id in enumerate(ids) if position % shard[1] == shard[0]]
+
+    backbone = load_visual(options.backbone, options.weights, device=options.device)
+    spec = backbone.spec
+    fps = float(options.fps or spec.fps)
+    if not fps > 0:
+        raise UserError(f"--fps must be positive, got {options.fps}")
+    corpus = [caption.text for video_id in ids for caption in caption_set.captions.get(video_id, [])]
+    out.mkdir(parents=True, exist_ok=True)
+    encoder, reused = _text_encoder(out, options, corpus)
+    config = StoreConfig(
+        backbone=options.backbone,
+        weights=_weights_path(options.weights),
+        text=options.text,
+        grid=tuple(spec.grid),
+        visual_dim=int(spec.dim),
+        text_dim=int(encoder.dim),
+        fps=fps,
+        input_size=tuple(spec.input_size),
+        clip_len=int(spec.clip_len),
+        clip_fps=float(spec.clip_fps if spec.clip_len > 1 else fps),
+        text_weights=_weights_path(options.text_weights),
+        visual_fingerprint=backbone.fingerprint,
+        text_fingerprint=encoder.fingerprint,
+    ).with_fingerprint()
+    writer = StoreWriter(out, config)
+    if not reused:
+        _save_text_encoder(out, encoder)
+
+    results: list[VideoResult] = []
+    for message in duplicates:
+        path, _, reason = message.partition(": ")
+        results.append(VideoResult(Path(path).stem, path, "failed", reason))
+    todo: list[str] = []
+    for video_id in mine:
+        path = str(found[video_id])
+        if writer.is_done(video_id):
+            results.append(VideoResult(video_id, path, "stored"))
+        elif not caption_set.captions.get(video_id):
+            writer.clear_failure(video_id)
+            results.append(VideoResult(video_id, path, "no_captions", "no usable caption"))
+        else:
+            todo.append(video_id)
+    if on_start is not None:
+        on_start(len(mine))
+    for result in results:
+        if on_video is not None:
+            on_video(result)
+
+    summary = ExtractSummary(
+        out=str(out),
+        fingerprint=config.fingerprint,
+        shard=shard,
+        videos_found=len(found) + len(duplicates),
+        ignored_files=ignored,
+        results=results,
+        caption_stats=caption_set.stats,
+        captions_without_video=0,
+        seconds=0.0,
+        text_encoder=f"{encoder.name} ({encoder.fingerprint}{', reused' if reused else ''})",
+    )
+    last_manifest = time.monotonic()
+
+    def finish(video_id: str, status: str, reason: str = "", frames: int = 0, captions: int = 0, t0: float = 0.0):
+        nonlocal last_manifest
+        result = VideoResult(video_id, str(found[video_id]), status, reason, frames, captions, time.perf_counter() - t0)
+        if status == "failed":
+            writer.record_failure(video_id, str(found[video_id]), reason)
+        results.append(result)
+        if on_video is not None:
+            on_video(result)
+        if time.monotonic() - last_manifest > 30:
+            writer.rebuild_manifest()
+            last_manifest = time.monotonic()
+
+    def store(video_id: str, info, times: np.ndarray, global_feats, grid_feats, t0: float) -> None:
+        video_captions = caption_set.captions[video_id]
+        duration = info.duration if info.duration is not None else (float(times[-1]) + 1.0 / fps if len(times) else 0.0)
+        arrays = {
+            "frame_times": np.asarray(times, dtype=np.float32),
+            "global": global_feats.numpy(),
+            "grid": grid_feats.numpy(),
+            **_caption_arrays(encoder, video_captions),
+        }
+        meta = {**info.to_dict(), "duration": duration, "source": str(found[video_id]), "feature_fps": fps}
+        writer.write(video_id, arrays, [c.text for c in video_captions], meta)
+        finish(video_id, "done", frames=len(times), captions=len(video_captions), t0=t0)
+
+    try:
+        if options.workers <= 0:
+            for video_id in todo:
+                t0 = time.perf_counter()
+                try:
+                    encoding = encode_video(
+                        found[video_id], backbone, fps=fps, batch_size=options.batch_size, on_batch=on_frames
+                    )
+                    store(video_id, encoding.info, encoding.times.numpy(), encoding.global_feats, encoding.grid_feats, t0)
+                except (VideoError, ValueError, RuntimeError, OSError) as error:
+                    finish(video_id, "failed", _one_line(error), t0=t0)
+        else:
+            _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        summary.manifest_videos = writer.rebuild_manifest()["counts"]["videos"]
+        raise
+    manifest = writer.rebuild_manifest()
+    summary.manifest_videos = manifest["counts"]["videos"]
+    summary.captions_without_video = caption_set.stats.unmatched
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _weights_path(weights: Path | str | None) -> str | None:
+    """An absolute path for weights given as a path (``tiny`` takes a seed instead)."""
+    if weights is None:
+        return None
+    path = Path(weights).expanduser()
+    return str(path.resolve()) if path.exists() else str(weights)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames) -> None:
+    workers = options.workers
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
+    context = multiprocessing.get_context("spawn")
+    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pending: list[tuple[str, float, futures.Future]] = []
+    queue = list(todo)
+    try:
+        while queue or pending:
+            while queue and len(pending) < workers + 1:
+                video_id = queue.pop(0)
+                job = pool.submit(
+                    _decode_job, str(found[video_id]), fps, tuple(spec.input_size), spec.clip_len, clip_fps, threads
+                )
+                pending.append((video_id, time.perf_counter(), job))
+            video_id, t0, job = pending.pop(0)
+            try:
+                info, times, frames = job.result()
+                global_feats, grid_feats = encode_frames(backbone, frames, options.batch_size)
+                if on_frames is not None:
+                    on_frames(len(times))
+                store(video_id, info, times, global_feats, grid_feats, t0)
+            except (VideoError, ValueError, RuntimeError, OSError) as error:
+                finish(video_id, "failed", _one_line(error), t0=t0)
+            except futures.process.BrokenProcessPool:
+                finish(video_id, "failed", "the decoding worker died (out of memory?)", t0=t0)
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+                queue = [vid for vid, _, _ in pending] + queue
+                pending = []
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

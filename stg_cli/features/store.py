@@ -1,0 +1,468 @@
+"""The feature store: what ``stg extract`` writes and ``stg train``/``stg ground`` read.
+
+Layout of a store folder FEATS::
+
+    FEATS/store.json                 format version, configuration and its fingerprint
+    FEATS/manifest.json              the finished videos and the failures (rebuilt, see below)
+    FEATS/text_encoder/              the text encoder that encoded the captions (reloadable)
+    FEATS/videos/<name>/meta.json    per video: id, size, duration, captions' text, array shapes
+    FEATS/videos/<name>/*.npy        frame_times [U] f32, global [U, Dv] f16, grid [U, N, Dv] f16,
+                                     caption_times [C, 2] f32, sentence [C, Dw] f16,
+                                     words [C, K, Dw] f16, word_mask [C, K] bool
+    FEATS/failures/<name>.json       a video that could not be extracted, and why
+    FEATS/tmp/                       videos being written
+
+``<name>`` is the video id made safe as a file name (:func:`safe_name`).
+
+Atomicity and resumption: a video is written into ``FEATS/tmp/`` (arrays first, ``meta.json``
+last) and moved into ``FEATS/videos/`` with one ``os.replace``, so a folder under ``videos/`` is
+always complete; an interrupted run leaves at most a folder under ``tmp/``, which the next run
+removes. A rerun skips every video whose folder exists. The per-video ``meta.json`` files are the
+source of truth: ``manifest.json`` is rebuilt from them (and from ``failures/``) under a file lock
+and replaced atomically, so shards on several machines writing disjoint videos into one store
+never lose each other's entries. Every process of a store must use the same configuration: the
+fingerprint in ``store.json`` (backbone name and weights digest, text encoder digest, fps, input
+size, clip geometry, dtype and the store format version) is compared at every run and a mismatch
+is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stg_cli.errors import UserError
+
+STORE_FORMAT = "stg-features"
+#: Bumped whenever the layout or the meaning of an array changes.
+STORE_VERSION = 1
+FEATURE_DTYPE = np.float16
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_NAME = 120
+
+
+def safe_name(video_id: str) -> str:
+    """A folder name for ``video_id``: letters, digits, ``.``, ``_`` and ``-`` only.
+
+    Safe ids (YouTube ids, ordinary file stems) are kept; any other id has unsafe characters
+    replaced by ``_``, is cut to a bounded length and gets 8 hex digits of its SHA-256 so that two
+    ids never share a name. A leading dot is replaced too (no hidden folders, no ``..``).
+    """
+    if video_id and len(video_id) <= _MAX_NAME and not _UNSAFE.search(video_id) and not video_id.startswith("."):
+        return video_id
+    cleaned = _UNSAFE.sub("_", video_id)[:_MAX_NAME].lstrip(".") or "video"
+    digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned}-{digest}"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How the features of a store were made; ``fingerprint`` digests all of it.
+
+    ``weights``/``text_weights`` are the paths given to the backbones (informational: the
+    fingerprint holds the digests of the weights themselves), ``visual_fingerprint`` and
+    ``text_fingerprint`` the backbones' own fingerprints.
+    """
+
+    backbone: str
+    weights: str | None
+    text: str
+    grid: tuple[int, int]
+    visual_dim: int
+    text_dim: int
+    fps: float
+    input_size: tuple[int, int]
+    fingerprint: str = ""
+    clip_len: int = 1
+    clip_fps: float = 1.0
+    text_weights: str | None = None
+    visual_fingerprint: str = ""
+    text_fingerprint: str = ""
+    dtype: str = "float16"
+    version: int = STORE_VERSION
+
+    def identity(self) -> dict:
+        """The fields that decide the features' values (what the fingerprint digests)."""
+        return {
+            "version": self.version,
+            "backbone": self.backbone,
+            "visual_fingerprint": self.visual_fingerprint,
+            "text": self.text,
+            "text_fingerprint": self.text_fingerprint,
+            "fps": float(self.fps),
+            "input_size": list(self.input_size),
+            "clip_len": int(self.clip_len),
+            "clip_fps": float(self.clip_fps),
+            "grid": list(self.grid),
+            "visual_dim": int(self.visual_dim),
+            "text_dim": int(self.text_dim),
+            "dtype": self.dtype,
+        }
+
+    def with_fingerprint(self) -> StoreConfig:
+        text = json.dumps(self.identity(), sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return StoreConfig(**{**asdict(self), "fingerprint": digest})
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["grid"], out["input_size"] = list(self.grid), list(self.input_size)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> StoreConfig:
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        known["grid"] = tuple(int(v) for v in known["grid"])
+        known["input_size"] = tuple(int(v) for v in known["input_size"])
+        return cls(**known)
+
+    def differences(self, other: StoreConfig) -> list[str]:
+        """``"field: mine → other"`` for each identity field that differs."""
+        mine, theirs = self.identity(), other.identity()
+        return [f"{key}: {mine[key]} → {theirs[key]}" for key in mine if mine[key] != theirs[key]]
+
+
+@dataclass
+class VideoFeatures:
+    """The stored features of one video (arrays are memory-mapped, read-only).
+
+    frame_times [U] float32 seconds (sampling times k / fps); global_feats [U, Dv] float16;
+    grid_feats [U, N, Dv] float16 (cells row-major over the gh × gw grid of the whole frame);
+    caption_times [C, 2] float32 (start, end); texts [C] normalised caption text;
+    sentence [C, Dw] float16; words [C, K, Dw] float16; word_mask [C, K] bool.
+    width/height are the display size of the original video, duration in seconds.
+    """
+
+    video_id: str
+    width: int
+    height: int
+    duration: float
+    frame_times: np.ndarray
+    global_feats: np.ndarray
+    grid_feats: np.ndarray
+    caption_times: np.ndarray
+    texts: list[str]
+    sentence: np.ndarray
+    words: np.ndarray
+    word_mask: np.ndarray
+    meta: dict = field(default_factory=dict, repr=False)
+
+
+ARRAYS = {  # file stem → (VideoFeatures field, dtype on disk)
+    "frame_times": ("frame_times", np.float32),
+    "global": ("global_feats", FEATURE_DTYPE),
+    "grid": ("grid_feats", FEATURE_DTYPE),
+    "caption_times": ("caption_times", np.float32),
+    "sentence": ("sentence", FEATURE_DTYPE),
+    "words": ("words", FEATURE_DTYPE),
+    "word_mask": ("word_mask", np.bool_),
+}
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=1, sort_keys=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:
+        raise UserError(f"unreadable {what} {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"unreadable {what} {path}: not a JSON object")
+    return data
+
+
+def _to_storage(name: str, array: np.ndarray, dtype) -> np.ndarray:
+    array = np.asarray(array)
+    if dtype == FEATURE_DTYPE:
+        if not np.isfinite(array).all():
+            raise ValueError(f"non-finite values in the {name} features")
+        limit = float(np.finfo(FEATURE_DTYPE).max)
+        array = np.clip(array, -limit, limit)
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive advisory lock on ``path`` (flock; held by one process of one machine at a time)."""
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError as error:  # file systems without locks: the rebuild is still atomic
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class StoreWriter:
+    """Writes videos into a store folder (created, or resumed when its fingerprint matches)."""
+
+    def __init__(self, root: str | os.PathLike, config: StoreConfig) -> None:
+        self.root = Path(root)
+        self.config = config if config.fingerprint else config.with_fingerprint()
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"--out {self.root} exists and is not a folder")
+        if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / "store.json").exists():
+            raise UserError(f"--out {self.root} is a non-empty folder that is not a feature store")
+        for sub in ("videos", "failures", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        with _locked(self.root / ".lock"):
+            path = self.root / "store.json"
+            if path.exists():
+                existing = StoreConfig.from_dict(_read_json(path, "feature store")["config"])
+                if existing.fingerprint != self.config.fingerprint:
+                    changes = "; ".join(existing.differences(self.config)) or "fingerprint"
+                    raise UserError(
+                        f"{self.root} holds features made with another configuration ({changes}); "
+                        "use another --out or delete it to start over"
+                    )
+            else:
+                _write_json_atomic(
+                    path,
+                    {"format": STORE_FORMAT, "version": STORE_VERSION, "config": self.config.to_dict()},
+                )
+
+    def video_dir(self, video_id: str) -> Path:
+        return self.root / "videos" / safe_name(video_id)
+
+    def is_done(self, video_id: str) -> bool:
+        """Whether ``video_id`` is fully written (its folder exists: folders appear complete)."""
+        return (self.video_dir(video_id) / "meta.json").exists()
+
+    def write(
+        self,
+        video_id: str,
+        arrays: dict[str, np.ndarray],
+        texts: list[str],
+        info: dict,
+    ) -> Path:
+        """Atomically write one video: ``arrays`` keyed as :data:`ARRAYS`, ``info`` into meta.json.
+
+        Raises ValueError for non-finite features or inconsistent shapes (nothing is written).
+        """
+        missing = set(ARRAYS) - set(arrays)
+        if missing:
+            raise ValueError(f"missing arrays: {', '.join(sorted(missing))}")
+        frames = len(arrays["frame_times"])
+        captions = len(arrays["caption_times"])
+        shapes = {
+            "global": (frames, self.config.visual_dim),
+            "grid": (frames, self.config.grid[0] * self.config.grid[1], self.config.visual_dim),
+            "caption_times": (captions, 2),
+            "sentence": (captions, self.config.text_dim),
+        }
+        for key, shape in shapes.items():
+            if tuple(np.shape(arrays[key])) != shape:
+                raise ValueError(f"{key} has shape {tuple(np.shape(arrays[key]))}, expected {shape}")
+        if np.shape(arrays["words"])[:1] != (captions,) or np.shape(arrays["words"])[-1] != self.config.text_dim:
+            raise ValueError(f"words has shape {np.shape(arrays['words'])}")
+        if np.shape(arrays["word_mask"]) != np.shape(arrays["words"])[:2] or len(texts) != captions:
+            raise ValueError("word_mask, words and texts disagree")
+        stored = {name: _to_storage(name, arrays[name], dtype) for name, (_, dtype) in ARRAYS.items()}
+        name = safe_name(video_id)
+        final = self.root / "videos" / name
+        for stale in (self.root / "tmp").glob(f"{name}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.root / "tmp"))
+        try:
+            for stem, array in stored.items():
+                with open(tmp / f"{stem}.npy", "wb") as handle:
+                    np.save(handle, array)
+            meta = {
+                "video_id": video_id,
+                "fingerprint": self.config.fingerprint,
+                "frames": frames,
+                "captions": captions,
+                **info,
+                "texts": list(texts),
+                "arrays": {stem: [list(a.shape), a.dtype.name] for stem, a in stored.items()},
+            }
+            _write_json_atomic(tmp / "meta.json", meta)
+            if final.exists():  # written by an earlier run meanwhile, or a stale copy: replace it
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        failure = self.root / "failures" / f"{name}.json"
+        failure.unlink(missing_ok=True)
+        return final
+
+    def record_failure(self, video_id: str, source: str, reason: str) -> None:
+        """Remember why ``video_id`` failed (listed in the manifest until a later run succeeds)."""
+        path = self.root / "failures" / f"{safe_name(video_id)}.json"
+        _write_json_atomic(path, {"video_id": video_id, "source": source, "reason": reason})
+
+    def clear_failure(self, video_id: str) -> None:
+        (self.root / "failures" / f"{safe_name(video_id)}.json").unlink(missing_ok=True)
+
+    def rebuild_manifest(self) -> dict:
+        """Rebuild ``manifest.json`` from every video's meta.json and the failures, atomically."""
+        with _locked(self.root / ".lock"):
+            return rebuild_manifest(self.root, self.config)
+
+
+def rebuild_manifest(root: Path, config: StoreConfig) -> dict:
+    videos: dict[str, dict] = {}
+    for folder in sorted((root / "videos").iterdir()):
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue  # not a finished video
+        if meta.get("fingerprint") != config.fingerprint:
+            continue
+        videos[meta["video_id"]] = {
+            "dir": folder.name,
+            "frames": meta["frames"],
+            "captions": meta["captions"],
+            "duration": meta.get("duration"),
+            "width": meta.get("width"),
+            "height": meta.get("height"),
+        }
+    failures: dict[str, dict] = {}
+    for path in sorted((root / "failures").glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            record = json.loads(path.read_text())
+            if record["video_id"] not in videos:
+                failures[record["video_id"]] = {"source": record.get("source"), "reason": record.get("reason")}
+    manifest = {
+        "format": STORE_FORMAT,
+        "version": STORE_VERSION,
+        "fingerprint": config.fingerprint,
+        "config": config.to_dict(),
+        "counts": {
+            "videos": len(videos),
+            "frames": sum(v["frames"] for v in videos.values()),
+            "captions": sum(v["captions"] for v in videos.values()),
+            "failures": len(failures),
+        },
+        "videos": dict(sorted(videos.items())),
+        "failures": dict(sorted(failures.items())),
+    }
+    _write_json_atomic(root / "manifest.json", manifest)
+    return manifest
+
+
+class FeatureStore:
+    """Read access to a finished feature store (see the module docstring for the layout)."""
+
+    def __init__(self, root: Path, config: StoreConfig, manifest: dict) -> None:
+        self.root = root
+        self.config = config
+        self.manifest = manifest
+        self.video_ids: list[str] = list(manifest["videos"])
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> FeatureStore:
+        """Open the store at ``path``; UserError if it is missing, empty, unfinished or broken."""
+        root = Path(path)
+        if not root.exists():
+            raise UserError(f"feature store not found: {root}")
+        try:
+            header = _read_json(root / "store.json", "feature store")
+        except FileNotFoundError:
+            raise UserError(f"{root} is not a feature store (no store.json); create one with stg extract") from None
+        if header.get("format") != STORE_FORMAT:
+            raise UserError(f"{root}/store.json is not a stg feature store")
+        if header.get("version") != STORE_VERSION:
+            raise UserError(
+                f"{root} was written in store format {header.get('version')}, this stg reads "
+                f"format {STORE_VERSION}: extract the features again"
+            )
+        try:
+            config = StoreConfig.from_dict(header["config"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{root}/store.json has a broken configuration ({error})") from None
+        try:
+            manifest = _read_json(root / "manifest.json", "manifest")
+        except FileNotFoundError:
+            raise UserError(
+                f"{root} is unfinished (no manifest.json): rerun stg extract with --out {root}"
+            ) from None
+        if manifest.get("fingerprint") != config.fingerprint or not isinstance(manifest.get("videos"), dict):
+            raise UserError(f"{root}/manifest.json does not match {root}/store.json: rerun stg extract")
+        if not manifest["videos"]:
+            raise UserError(f"feature store {root} holds no video")
+        return cls(root, config, manifest)
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __contains__(self, video_id: str) -> bool:
+        return video_id in self.manifest["videos"]
+
+    def load(self, video_id: str) -> VideoFeatures:
+        """The features of ``video_id`` (memory-mapped); UserError if unknown or damaged."""
+        entry = self.manifest["videos"].get(video_id)
+        if entry is None:
+            raise UserError(f"video {video_id!r} is not in the feature store {self.root}")
+        folder = self.root / "videos" / entry["dir"]
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            arrays = {}
+            for stem, (name, dtype) in ARRAYS.items():
+                array = np.load(folder / f"{stem}.npy", mmap_mode="r", allow_pickle=False)
+                if array.dtype != dtype:
+                    raise ValueError(f"{stem}.npy is {array.dtype}, expected {np.dtype(dtype).name}")
+                expected = meta["arrays"][stem][0]
+                if list(array.shape) != expected:
+                    raise ValueError(f"{stem}.npy has shape {list(array.shape)}, expected {expected}")
+                arrays[name] = array
+        except (OSError, ValueError, KeyError) as error:
+            raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
+        return VideoFeatures(
+            video_id=video_id,
+            width=int(meta["width"]),
+            height=int(meta["height"]),
+            duration=float(meta["duration"]),
+            texts=list(meta["texts"]),
+            meta=meta,
+            **arrays,
+        )
+
+    def visual_backbone(self, device: str = "cpu"):
+        """The visual backbone that made this store, loaded from the recorded weights path."""
+        from stg_cli.backbones import load_visual
+
+        backbone = load_visual(self.config.backbone, self.config.weights, device=device)
+        if self.config.visual_fingerprint and backbone.fingerprint != self.config.visual_fingerprint:
+            raise UserError(
+                f"the {self.config.backbone} weights at {self.config.weights} are not the ones that "
+                f"made {self.root} (fingerprint {backbone.fingerprint}, store {self.config.visual_fingerprint})"
+            )
+        return backbone
+
+    def text_encoder(self, device: str = "cpu"):
+        """The text encoder that encoded this store's captions (saved in ``text_encoder/``)."""
+        from stg_cli.backbones import load_text_from
+
+        encoder = load_text_from(self.root / "text_encoder", device=device)
+        if self.config.text_fingerprint and encoder.fingerprint != self.config.text_fingerprint:
+            raise UserError(f"{self.root}/text_encoder does not match the store's text fingerprint")
+        return encoder

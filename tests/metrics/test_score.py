@@ -1,0 +1,416 @@
+"""``score``: hand-computed datasets, properties, real annotation files, ground-truth loading."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stg_cli.bench.score import generated_ground_truth
+from stg_cli.errors import UserError
+from stg_cli.metrics.alignment import ground_truth_frame_labels
+from stg_cli.metrics.annotations import FrameBox, GroundTruth, Segment, find_defects
+from stg_cli.metrics.baselines import baseline_predictions, prediction_to_dict, save_predictions
+from stg_cli.metrics.predictions import load_predictions, parse_prediction
+from stg_cli.metrics.score import load_ground_truth, score
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+GROUNDING = DATA / "groundingyoutube"
+YOUCOOK = DATA / "youcook2-interactions"
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"the released annotation files are not at {DATA}"
+)
+
+PERCENT_METRICS = (
+    "iou_point",
+    "iou_point_pooled",
+    "pointing_game",
+    "pointing_game_tolerant",
+    "map@0.1",
+    "map@0.2",
+    "map@0.3",
+    "map@0.4",
+    "map@0.5",
+    "map_mean",
+    "spatial_accuracy",
+    "spatial_map",
+)
+
+
+def ground_truth(boxes, segments, sizes=None, pools=None, convention="frames"):
+    sizes = sizes or {}
+    return GroundTruth(
+        boxes,
+        segments,
+        sizes,
+        pools or {},
+        find_defects(boxes, segments, sizes, convention),
+        convention,
+    )
+
+
+def hand_ground_truth():
+    """Video v1 in a 100 × 100 frame: "cut" at seconds 1-2, "stir" at second 4."""
+    cut, stir = (10.0, 10.0, 29.0, 29.0), (50.0, 50.0, 69.0, 69.0)
+    boxes = {"v1": [FrameBox(1, cut, "cut"), FrameBox(2, cut, "cut"), FrameBox(4, stir, "stir")]}
+    segments = {"v1": [Segment("v1", 1, 2, "cut", 0), Segment("v1", 4, 4, "stir", 1)]}
+    return ground_truth(boxes, segments, {"v1": (100, 100)}, {"v1": ["cut", "stir"]})
+
+
+def hand_prediction():
+    """A 200 × 200 prediction: coordinates halve onto the annotation frame (pixel convention:
+    40 → (40.5) / 2 − .5 = 19.75; box [20, 20, 59, 59] → [10, 10, 29, 29])."""
+    frames = [
+        {"t": 0, "label": "background", "score": 0.1, "point": None, "box": None},
+        {"t": 1, "label": "cut", "score": 0.9, "point": [40, 40], "box": [20, 20, 59, 59]},
+        {"t": 2, "label": "Cut.", "score": 0.6, "point": [100, 100], "box": [100, 100, 139, 139]},
+        {"t": 3, "label": "stir", "score": 0.5, "point": [0, 0], "box": None},
+        {"t": 4, "label": "stir", "score": 0.8, "point": [120, 120], "box": [100, 100, 139, 139]},
+        {"t": 5, "label": "background", "score": 0.1, "point": None, "box": None},
+    ]
+    segments = [
+        {"label": "cut", "start": 1, "end": 2, "score": 0.9},
+        {"label": "stir", "start": 3, "end": 4, "score": 0.8},
+    ]
+    value = {"video": "v1", "width": 200, "height": 200, "segments": segments, "frames": frames}
+    return parse_prediction(value, Path("v1.json"), "prediction")
+
+
+def test_hand_computed_grounding_youtube_case():
+    report = score({"v1": hand_prediction()}, hand_ground_truth(), "groundingyoutube")
+    metrics = report.metrics
+    # Rescaled points: 1 → (19.75, 19.75) in cut ✓; 2 → (49.75, 49.75) not in cut, not within
+    # 15 px (29 + 15 = 44) ✗; 4 → (59.75, 59.75) in stir ✓. Pointing game 2/3 both ways.
+    assert metrics["pointing_game"] == pytest.approx(200 / 3)
+    assert metrics["pointing_game_tolerant"] == pytest.approx(200 / 3)
+    # IoU+Point: foreground {1, 2, 4} ∪ predicted {1, 2, 3, 4}; correct {1, 4} → 2/4.
+    # ("Cut." is matched to "cut" after normalisation.)
+    assert metrics["iou_point"] == pytest.approx(50.0)
+    assert metrics["iou_point_pooled"] == pytest.approx(50.0)
+    # Spatial: 1 → IoU 1 ✓, 2 → [50..69] vs [10..29] IoU 0 ✗, 4 → IoU 1 ✓: 2/3.
+    # AP cut: .9 hit, .6 miss of 2 positives → 1/2; stir: 1 → mean 75.
+    assert metrics["spatial_accuracy"] == pytest.approx(200 / 3)
+    assert metrics["spatial_map"] == pytest.approx(75.0)
+    # Tubes: cut {1: [10..29], 2: [50..69]} vs ground truth {1, 2: [10..29]}: overlap 400 of
+    # 400 + 400 + 400 + 400 − 400 = 1200 → IoU 1/3, a hit up to θ = 0.3. The stir segment
+    # [3, 4] has a box only at 4 (3 has none): {4: [50..69]} = the ground truth → IoU 1.
+    # mAP: 100, 100, 100, (0 + 100) / 2, (0 + 100) / 2 → mean 80.
+    assert [metrics[f"map@{t}"] for t in (0.1, 0.2, 0.3, 0.4, 0.5)] == pytest.approx(
+        [100, 100, 100, 50, 50]
+    )
+    assert metrics["map_mean"] == pytest.approx(80.0)
+    assert report.counts["rescaled_videos"] == 1
+    assert report.per_class["spatial_ap"] == pytest.approx({"cut": 50.0, "stir": 100.0})
+    assert report.per_video[0]["iou_point"] == pytest.approx(50.0)
+
+
+def test_missing_and_unknown_videos_are_listed():
+    truth = hand_ground_truth()
+    other = replace(hand_prediction(), video="elsewhere")
+    report = score({"elsewhere": other}, truth, "synth")
+    assert report.missing == ["v1"] and report.unknown == ["elsewhere"]
+    assert all(report.metrics[key] == 0.0 for key in PERCENT_METRICS)
+    assert report.per_video[0]["predicted"] is False
+
+
+def test_degenerate_boxes_follow_the_documented_rule():
+    # Second 3 has an inverted box (x1 > x2): it is left out of the point metrics, even though
+    # the prediction labels it with a step; its tube of one zero-area box is left out of mAP.
+    boxes = {"v": [FrameBox(1, (0, 0, 9, 9), "a"), FrameBox(3, (12, 0, 10, 9), "b")]}
+    segments = {"v": [Segment("v", 1, 1, "a", 0), Segment("v", 3, 3, "b", 1)]}
+    truth = ground_truth(boxes, segments, {"v": (20, 20)})
+    assert truth.defects.degenerate_boxes == 1
+    report = score(baseline_predictions(truth, "oracle"), truth, "groundingyoutube")
+    assert report.counts["degenerate_frames"] == 1 and report.counts["degenerate_tubes"] == 1
+    assert report.counts["pointing_frames"] == 1 and report.counts["gt_tubes"] == 1
+    assert all(report.metrics[key] == pytest.approx(100.0) for key in PERCENT_METRICS)
+
+
+def mining_ground_truth():
+    segments = {"m": [Segment("m", 4, 6, "stir_egg", 1), Segment("m", 1, 3, "crack_egg", 0)]}
+    return ground_truth({}, segments, convention="continuous")
+
+
+def mining_prediction(tmp_path, similarity, queries=("crack egg", "stir egg")):
+    np.savez(
+        tmp_path / "m.heatmaps.npz",
+        times=np.arange(len(similarity), dtype=np.float32),
+        cells=np.zeros((len(similarity), 7, 7), dtype=np.float32),
+        similarity=np.asarray(similarity, dtype=np.float32),
+        queries=np.array(queries),
+    )
+    value = {"video": "m", "width": 64, "height": 48, "segments": [], "frames": [],
+             "heatmaps": "m.heatmaps.npz", "queries": list(queries)}
+    (tmp_path / "m.json").write_text(json.dumps(value))
+    return load_predictions(tmp_path / "m.json")
+
+
+def test_hand_computed_mining_youtube_case(tmp_path):
+    # Ground truth (half-open): t1, t2 crack_egg; t4, t5 stir_egg; t0, t3, t6 background.
+    # Similarity columns: crack egg, stir egg (matched to crack_egg / stir_egg by normalising).
+    similarity = [
+        [0.1, 0.1],  # t0 → background (.5)
+        [0.9, 0.2],  # t1 → crack (.9)
+        [0.4, 0.1],  # t2 → background: .4 < tau
+        [0.2, 0.1],  # t3 → background
+        [0.3, 0.9],  # t4 → stir
+        [0.2, 0.8],  # t5 → stir
+        [0.1, 0.9],  # t6 → stir (a false detection)
+    ]
+    predictions = mining_prediction(tmp_path, similarity)
+    report = score(predictions, mining_ground_truth(), "miningyoutube")
+    # crack: G {1, 2}, D {1} → ∩ 1, ∪ 2; stir: G {4, 5}, D {4, 5, 6} → ∩ 2, ∪ 3.
+    # IoU = 3/5 = 60 %, IoD = 3/(1 + 3) = 75 %.
+    assert report.metrics["iou"] == pytest.approx(60.0)
+    assert report.metrics["iod"] == pytest.approx(75.0)
+    assert report.counts["intersection_frames"] == 3
+    # tau = 0.35: t2 (.4) now pays more as crack than as background → crack G {1,2} = D.
+    # IoU = 4/5 = 80 %, IoD = 4/5 = 80 %.
+    lower = score(predictions, mining_ground_truth(), "miningyoutube", tau=0.35)
+    assert lower.metrics["iou"] == pytest.approx(80.0) and lower.metrics["iod"] == pytest.approx(80.0)
+
+
+def test_mining_youtube_without_prediction_or_query(tmp_path):
+    report = score({}, mining_ground_truth(), "miningyoutube")
+    assert report.missing == ["m"] and report.metrics["iou"] == 0.0 and report.metrics["iod"] == 0.0
+    predictions = mining_prediction(tmp_path, [[0.5, 0.5]] * 3, queries=("crack egg", "boil"))
+    with pytest.raises(UserError, match="stir_egg"):
+        score(predictions, mining_ground_truth(), "miningyoutube")
+
+
+def test_options_and_dataset_are_checked():
+    with pytest.raises(ValueError, match="unknown scoring option"):
+        score({}, hand_ground_truth(), "groundingyoutube", tolerence=3)
+    with pytest.raises(ValueError, match="box_convention"):
+        score({}, hand_ground_truth(), "groundingyoutube", box_convention="voc")
+    with pytest.raises(UserError, match="unknown dataset"):
+        score({}, hand_ground_truth(), "vidstg")
+
+
+def random_ground_truth(seed, videos):
+    generator = np.random.default_rng(seed)
+    boxes, segments, sizes = {}, {}, {}
+    for index in range(videos):
+        video = f"v{index}"
+        second, frames, runs = int(generator.integers(0, 3)), [], []
+        for run in range(int(generator.integers(1, 4))):
+            label = f"step {int(generator.integers(0, 3))}"
+            length = int(generator.integers(1, 4))
+            for offset in range(length):
+                x1, y1 = generator.integers(0, 50, 2)
+                width, height = generator.integers(1, 30, 2)
+                if generator.random() < 0.05:
+                    width = -2  # a degenerate box, as in the released files
+                frames.append(FrameBox(second + offset, (x1, y1, x1 + width, y1 + height), label))
+            runs.append(Segment(video, second, second + length - 1, label, run))
+            second += length + int(generator.integers(1, 3))
+        boxes[video], segments[video], sizes[video] = frames, runs, (80, 60)
+    return ground_truth(boxes, segments, sizes)
+
+
+dataset_seeds = st.tuples(st.integers(0, 2**32 - 1), st.integers(1, 4))
+property_settings = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@property_settings
+@given(dataset_seeds)
+def test_perfect_predictions_score_100(case):
+    truth = random_ground_truth(*case)
+    report = score(baseline_predictions(truth, "oracle"), truth, "groundingyoutube")
+    for key in PERCENT_METRICS:
+        if key.startswith("map") and not report.counts["gt_tubes"]:
+            continue
+        assert report.metrics[key] == pytest.approx(100.0), key
+
+
+@property_settings
+@given(dataset_seeds)
+def test_empty_predictions_score_0(case):
+    truth = random_ground_truth(*case)
+    background_only = {
+        video: replace(
+            prediction,
+            segments=[],
+            labels=["background"] * len(prediction.labels),
+            points=np.full_like(prediction.points, np.nan),
+            boxes=np.full_like(prediction.boxes, np.nan),
+        )
+        for video, prediction in baseline_predictions(truth, "oracle").items()
+    }
+    for predictions in ({}, background_only):
+        report = score(predictions, truth, "groundingyoutube")
+        assert all(report.metrics[key] == 0.0 for key in report.metrics)
+
+
+@property_settings
+@given(dataset_seeds, st.randoms(use_true_random=False))
+def test_invariant_to_video_order_and_json_key_order(tmp_path, case, shuffler):
+    truth = random_ground_truth(*case)
+    predictions = baseline_predictions(truth, "centre")
+    expected = score(predictions, truth, "groundingyoutube")
+    videos = list(truth.boxes)
+    shuffler.shuffle(videos)
+    shuffled_truth = replace(truth, boxes={v: truth.boxes[v] for v in videos})
+    reordered = {v: predictions[v] for v in reversed(videos)}
+
+    def shuffled_keys(value):
+        if isinstance(value, dict):
+            items = list(value.items())
+            shuffler.shuffle(items)
+            return {key: shuffled_keys(item) for key, item in items}
+        if isinstance(value, list):
+            return [shuffled_keys(item) for item in value]
+        return value
+
+    path = tmp_path / "shuffled.json"
+    path.write_text(json.dumps(shuffled_keys(
+        {video: prediction_to_dict(prediction) for video, prediction in reordered.items()}
+    )))
+    for candidate in (reordered, load_predictions(path)):
+        got = score(candidate, shuffled_truth, "groundingyoutube")
+        assert got.metrics == pytest.approx(expected.metrics)
+
+
+@property_settings
+@given(dataset_seeds, st.integers(0, 1000))
+def test_correcting_a_wrong_frame_never_lowers_a_score(case, pick):
+    truth = random_ground_truth(*case)
+    predictions = baseline_predictions(truth, "centre")
+    before = score(predictions, truth, "groundingyoutube")
+    wrong = [
+        (video, frame)
+        for video, frames in truth.boxes.items()
+        for frame in frames
+        if frame.box[0] < frame.box[2]
+        and not (frame.box[0] <= 39.5 <= frame.box[2] and frame.box[1] <= 29.5 <= frame.box[3])
+    ]
+    if not wrong:
+        return
+    video, frame = wrong[pick % len(wrong)]
+    prediction = predictions[video]
+    index = int(np.flatnonzero(prediction.times == frame.second)[0])
+    points, boxes = prediction.points.copy(), prediction.boxes.copy()
+    x1, y1, x2, y2 = frame.box
+    points[index], boxes[index] = ((x1 + x2) / 2, (y1 + y2) / 2), frame.box
+    fixed = {**predictions, video: replace(prediction, points=points, boxes=boxes)}
+    after = score(fixed, truth, "groundingyoutube")
+    for key in ("pointing_game", "iou_point", "iou_point_pooled", "spatial_accuracy"):
+        assert after.metrics[key] >= before.metrics[key] - 1e-9, key
+    assert after.counts["pointing_hits"] == before.counts["pointing_hits"] + 1
+
+
+def test_load_ground_truth_finds_files_by_name(tmp_path):
+    folder = tmp_path / "synth" / "test" / "annotations"
+    folder.mkdir(parents=True)
+    (folder / "GoundingYouTubeBox.json").write_text(
+        json.dumps({"v": {"3": {"box": [0, 0, 9, 9], "step": "cut"}}})
+    )
+    (folder / "ground_seg.json").write_text(
+        json.dumps({"v": [{"segment": [3, 3], "id": 7, "sentence": "cut"}]})
+    )
+    truth = load_ground_truth([tmp_path / "synth"], "synth")
+    assert truth.boxes["v"][0].label == "cut" and truth.segments["v"][0].id == 7
+    assert truth.frame_sizes == {}
+    same = load_ground_truth(
+        [folder / "GoundingYouTubeBox.json", folder / "ground_seg.json"], "groundingyoutube"
+    )
+    assert same.boxes == truth.boxes
+    with pytest.raises(UserError, match="seg.json not found"):
+        load_ground_truth([folder], "miningyoutube")
+    with pytest.raises(UserError, match="ground truth not found"):
+        load_ground_truth([tmp_path / "nothing"], "groundingyoutube")
+
+
+def test_generated_benchmark_ground_truth_has_the_released_size():
+    truth = generated_ground_truth(videos=3, boxes_per_video=20)
+    assert len(truth.boxes) == 3 and all(len(frames) >= 20 for frames in truth.boxes.values())
+    report = score(baseline_predictions(truth, "oracle"), truth, "groundingyoutube")
+    assert report.metrics["map_mean"] == pytest.approx(100.0)
+
+
+@pytest.fixture(scope="module")
+def grounding_truth():
+    return load_ground_truth([GROUNDING], "groundingyoutube")
+
+
+@needs_data
+def test_real_oracle_on_twenty_videos_scores_100(grounding_truth):
+    videos = sorted(grounding_truth.boxes)[:20]
+    truth = replace(grounding_truth, boxes={video: grounding_truth.boxes[video] for video in videos})
+    predictions = baseline_predictions(truth, "oracle")
+    predictions["not-annotated"] = replace(predictions[videos[0]], video="not-annotated")
+    report = score(predictions, truth, "groundingyoutube")
+    assert report.unknown == ["not-annotated"]
+    for key in PERCENT_METRICS:
+        assert report.metrics[key] == pytest.approx(100.0), key
+
+
+@needs_data
+@pytest.mark.slow
+def test_real_oracle_scores_100(grounding_truth, tmp_path):
+    path = save_predictions(baseline_predictions(grounding_truth, "oracle"), tmp_path / "o.json")
+    report = score(load_predictions(path), grounding_truth, "groundingyoutube")
+    assert report.videos == 250 and report.missing == [] and report.unknown == []
+    for key in PERCENT_METRICS:
+        assert report.metrics[key] == pytest.approx(100.0), key
+    assert report.counts["pointing_frames"] == 17_316 - 18
+    assert report.counts["degenerate_frames"] == 18 and report.counts["degenerate_tubes"] == 4
+
+
+@needs_data
+@pytest.mark.slow
+def test_real_centre_baseline_documented_numbers(grounding_truth):
+    report = score(baseline_predictions(grounding_truth, "centre"), grounding_truth, "synth")
+    expected = {
+        "iou_point": 67.96,
+        "iou_point_pooled": 67.01,
+        "pointing_game": 67.01,
+        "pointing_game_tolerant": 74.05,
+        "map@0.1": 90.93,
+        "map@0.5": 17.50,
+        "map_mean": 55.66,
+        "spatial_accuracy": 63.16,
+        "spatial_map": 52.08,
+    }
+    assert {key: round(report.metrics[key], 2) for key in expected} == expected
+    assert report.counts["pointing_hits"] == 11_592
+
+
+@needs_data
+def test_real_youcook_interactions_oracle(tmp_path):
+    truth = load_ground_truth([YOUCOOK], "youcook-interactions")
+    report = score(baseline_predictions(truth, "oracle"), truth, "youcook-interactions")
+    assert report.videos == 92
+    assert report.metrics["pointing_game"] == pytest.approx(100.0)
+    assert report.counts["pointing_frames"] + report.counts["frames_outside_segments"] == 2_570 - 1
+    assert "iou_point" not in report.metrics and any("frame size unknown" in n for n in report.notes)
+
+
+@needs_data
+def test_real_mining_youtube_oracle_similarity(tmp_path):
+    truth = load_ground_truth([GROUNDING / "seg.json"], "miningyoutube")
+    assert len(truth.segments) == 250 and truth.defects.zero_length_segments == 41
+    videos = sorted(truth.segments)[:20]
+    for video in videos:
+        segments = truth.segments[video]
+        times = np.arange(max(s.end for s in segments) + 3, dtype=np.float32)
+        queries = sorted({s.label for s in segments})
+        labels = ground_truth_frame_labels(times, segments)
+        similarity = np.array([[float(label == q) for q in queries] for label in labels])
+        np.savez(tmp_path / f"{video}.heatmaps.npz", times=times, similarity=similarity,
+                 queries=np.array(queries))
+        value = {"video": video, "width": 640, "height": 480, "segments": [], "frames": [],
+                 "heatmaps": f"{video}.heatmaps.npz"}
+        (tmp_path / f"{video}.json").write_text(json.dumps(value))
+    report = score(load_predictions(tmp_path), truth, "miningyoutube")
+    assert len(report.missing) == 230
+    scored = [row for row in report.per_video if row["predicted"]]
+    # Perfect similarity gives 100 unless a zero-length or overlapped step must still take a
+    # frame of its own (the alignment gives every transcript step at least one frame).
+    assert np.mean([row["iou"] for row in scored]) > 95
+    assert np.mean([row["iod"] for row in scored]) > 95

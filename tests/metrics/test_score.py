@@ -202,8 +202,8 @@ def random_ground_truth(seed, videos):
             for offset in range(length):
                 x1, y1 = generator.integers(0, 50, 2)
                 width, height = generator.integers(1, 30, 2)
-                if generator.random() < 0.05:
-                    width = -2  # a degenerate box, as in the released files
+                if frames and generator.random() < 0.05:
+                    width = -2  # a degenerate box (never the first), as in the released files
                 frames.append(FrameBox(second + offset, (x1, y1, x1 + width, y1 + height), label))
             runs.append(Segment(video, second, second + length - 1, label, run))
             second += length + int(generator.integers(1, 3))

@@ -182,7 +182,8 @@ def test_boxes_hold_the_rendered_action(bench):
             assert changed[inside].sum() >= 0.75 * changed.sum()
             difference = np.abs(decoded - plain).mean(axis=-1)
             assert difference[inside].mean() >= 5 * difference[~inside].mean()
-            assert np.abs(decoded - renderer.frame(index).astype(np.int16)).mean() < 8
+            # h264 at crf 23 smooths the pixel noise (std 5) away: a few levels of error.
+            assert np.abs(decoded - renderer.frame(index).astype(np.int16)).mean() < 12
             checked += 1
     assert checked == sum(len(b) for b in truth.boxes.values()) > 0
 

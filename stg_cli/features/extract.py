@@ -179,13 +179,6 @@ def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], l
     return videos, ignored, duplicates
 
 
-def _decode_job(path: str, fps: float, size: tuple[int, int], clip_len: int, clip_fps: float, threads: int):
-    """Worker process: the sampled clips of one video (VideoError is pickled back to the parent)."""
-    torch.set_num_threads(1)
-    decoded = decode_frames(path, fps, size, clip_len, clip_fps, threads=threads)
-    return decoded.info, decoded.times, decoded.frames
-
-
 def _text_encoder(out: Path, options: ExtractOptions, corpus: list[str]):
     from stg_cli.backbones import TEXT_ENCODERS, load_text, load_text_from, train_word2vec
 
@@ -384,7 +377,9 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
     workers = options.workers
     threads = max(1, (os.cpu_count() or 1) // workers)
     clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
-    context = multiprocessing.get_context("spawn")
+    # fork: workers only run PyAV and numpy (never torch), and start without re-importing stg
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
     pending: list[tuple[str, float, futures.Future]] = []
     queue = list(todo)
@@ -393,12 +388,14 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
             while queue and len(pending) < workers + 1:
                 video_id = queue.pop(0)
                 job = pool.submit(
-                    _decode_job, str(found[video_id]), fps, tuple(spec.input_size), spec.clip_len, clip_fps, threads
+                    decode_frames, str(found[video_id]), fps, tuple(spec.input_size), spec.clip_len,
+                    clip_fps, None, None, threads,
                 )
                 pending.append((video_id, time.perf_counter(), job))
             video_id, t0, job = pending.pop(0)
             try:
-                info, times, frames = job.result()
+                decoded = job.result()
+                info, times, frames = decoded.info, decoded.times, decoded.frames
                 global_feats, grid_feats = encode_frames(backbone, frames, options.batch_size)
                 if on_frames is not None:
                     on_frames(len(times))

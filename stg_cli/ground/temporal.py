@@ -77,10 +77,20 @@ def check_smooth(smooth: int) -> int:
     return smooth
 
 
-def frame_labels(similarity: np.ndarray, tau: float = DEFAULT_TAU) -> np.ndarray:
-    """Best query per frame if its cosine is ≥ ``tau``, else -1. similarity [F, Q] → int64 [F]."""
+def frame_labels(
+    similarity: np.ndarray, tau: float = DEFAULT_TAU, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """Best query per frame if its cosine is ≥ ``tau``, else -1. similarity [F, Q] → int64 [F].
+
+    ``allowed`` bool [Q]: queries that may be detected (others never win); None: all.
+    """
     similarity = _check_similarity(similarity)
-    if similarity.shape[1] == 0:
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != (similarity.shape[1],):
+            raise ValueError(f"allowed must have shape [{similarity.shape[1]}], got {allowed.shape}")
+        similarity = np.where(allowed[None, :], similarity, -np.inf)
+    if similarity.shape[1] == 0 or (allowed is not None and not allowed.any()):
         return np.full(similarity.shape[0], BACKGROUND_LABEL, dtype=np.int64)
     best = similarity.argmax(axis=1)
     best_score = similarity[np.arange(similarity.shape[0]), best]
@@ -120,6 +130,7 @@ def detect(
     times: np.ndarray,
     tau: float = DEFAULT_TAU,
     smooth: int = DEFAULT_SMOOTH,
+    allowed: np.ndarray | None = None,
 ) -> TemporalDetection:
     """Labels, scores and segments of a video (see the module docstring).
 
@@ -128,12 +139,14 @@ def detect(
         times: float [F] frame times in seconds, increasing.
         tau: detection threshold on the cosine.
         smooth: majority-filter window in frames (0/1: off).
+        allowed: bool [Q], queries that may be detected (None: all); the pipeline excludes
+            queries the text encoder has no word of.
     """
     similarity = _check_similarity(similarity)
     times = np.asarray(times, dtype=np.float64)
     if times.shape != (similarity.shape[0],):
         raise ValueError(f"times must have shape [{similarity.shape[0]}], got {times.shape}")
-    labels = majority_filter(frame_labels(similarity, tau), similarity, smooth, tau)
+    labels = majority_filter(frame_labels(similarity, tau, allowed), similarity, smooth, tau)
     frames = similarity.shape[0]
     scores = np.zeros(frames, dtype=np.float32)
     if similarity.shape[1] > 0 and frames > 0:

@@ -92,3 +92,11 @@ def test_bad_shapes_raise():
         detect(np.zeros((3, 2)), np.zeros(4))
     with pytest.raises(ValueError):
         detect(np.full((3, 2), np.nan), np.zeros(3))
+
+
+def test_disallowed_queries_never_win():
+    similarity = np.array([[0.9, 0.6], [0.9, 0.1], [0.2, 0.3]])
+    detection = detect(similarity, np.arange(3.0), tau=0.0, smooth=0, allowed=np.array([False, True]))
+    assert detection.labels.tolist() == [1, 1, 1]
+    none = detect(similarity, np.arange(3.0), tau=0.0, smooth=3, allowed=np.array([False, False]))
+    assert none.labels.tolist() == [-1, -1, -1] and none.segments == []

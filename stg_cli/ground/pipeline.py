@@ -1,0 +1,493 @@
+"""The ``stg ground`` pipeline: videos + queries + a trained model → predictions (+ pictures).
+
+Per video:
+
+1. frames: decoded at the model's feature rate (the feature store's fps, or ``fps``) and squashed
+   to the visual backbone's input size, then encoded by the same frozen backbone that made the
+   training features (global [F, Dv] and grid [F, N, Dv] tokens). With a feature store
+   (``features``), a video whose id is in the store is read from it instead;
+2. temporal: S = cos(f(frame), g(query)) [F, Q], then :func:`stg_cli.ground.temporal.detect`
+   (τ, majority filter) gives labels and segments;
+3. spatial: for each segment, the local branch runs on the segment's frames (clips of at most
+   ``frames_t`` frames) with the segment's query, and the ``paper`` chain or the ``rollout`` of
+   its attention gives a probability over grid cells per frame;
+   :func:`stg_cli.ground.spatial.locate` turns it into a point and a box in video pixels;
+4. outputs: ``<id>.json`` + ``<id>.heatmaps.npz`` (see :mod:`stg_cli.ground.output`) and, with
+   ``viz``, ``<id>.overlay.mp4`` and ``<id>.timeline.png``.
+
+A query none of whose words the text encoder knows (a word2vec vocabulary has no subwords) has
+no embedding: its similarity column is 0, it is never detected (whatever τ), and it is listed
+in :attr:`VideoResult.unknown_queries`.
+
+The text encoder is the one that encoded the training captions; it is looked up in this order:
+``text_encoder/`` beside the export (in the export folder, then its run folder), the feature
+store given with ``features``, and last the named pretrained encoder of the store configuration
+(``minilm``, ``clip``), reloaded and checked against the recorded fingerprint. A word2vec model
+trained on the captions lives only in its feature store: pass ``features``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from stg_cli.errors import UserError
+from stg_cli.ground.output import VideoGrounding, safe_name, write_video
+from stg_cli.ground.queries import QuerySet
+from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
+from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect
+
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
+)
+HEATMAP_MODES = ("paper", "rollout")
+STAGES = ("decode", "features", "temporal", "spatial", "viz")
+
+
+@dataclass(frozen=True)
+class GroundSettings:
+    """Options of a grounding run (defaults as documented in the temporal/spatial modules)."""
+
+    tau: float = DEFAULT_TAU
+    smooth: int = DEFAULT_SMOOTH
+    heatmap: str = "paper"
+    mask_threshold: float = DEFAULT_MASK_THRESHOLD
+    fps: float | None = None
+    viz: bool = False
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.heatmap not in HEATMAP_MODES:
+            raise UserError(f"--heatmap must be one of {', '.join(HEATMAP_MODES)}, got {self.heatmap!r}")
+        if not np.isfinite(self.tau):
+            raise UserError(f"--tau must be a number, got {self.tau}")
+        if not 0.0 <= self.mask_threshold <= 1.0:
+            raise UserError(f"--mask-threshold must be in [0, 1], got {self.mask_threshold}")
+        if self.fps is not None and not (self.fps > 0 and np.isfinite(self.fps)):
+            raise UserError(f"--fps must be positive, got {self.fps}")
+
+
+@dataclass
+class Timings:
+    """Seconds spent per stage (see :data:`STAGES`), summed over videos."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One video to ground: a file, or an id of the feature store (then ``path`` is None)."""
+
+    video_id: str
+    path: Path | None
+
+
+@dataclass
+class VideoResult:
+    """What grounding one video produced (``error`` set instead when it failed)."""
+
+    video_id: str
+    source: str
+    grounding: VideoGrounding | None = None
+    prediction: dict | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    unknown_queries: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class QueryEmbeddings:
+    """Encoded queries: g [Q, d] (rows of unknown queries are 0), words [Q, K, Dw], mask [Q, K]."""
+
+    queries: list[str]
+    sentence: torch.Tensor
+    words: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def known(self) -> list[bool]:
+        return self.mask.any(dim=1).tolist()
+
+
+def find_videos(
+    arguments: Sequence[str | Path], store_ids: Sequence[str] = ()
+) -> tuple[list[VideoInput], list[tuple[str, str]]]:
+    """Videos named by the command line: files, folders (searched recursively for video files by
+    suffix, hidden entries skipped) and, with a feature store, ids of its videos.
+
+    Ids are file stems; a stem seen twice gets ``-2``, ``-3``... Returns the inputs and
+    ``(argument, reason)`` for arguments that name nothing.
+    """
+    inputs: list[VideoInput] = []
+    problems: list[tuple[str, str]] = []
+    used: set[str] = set()
+    known_ids = set(store_ids)
+
+    def add(video_id: str, path: Path | None) -> None:
+        unique, counter = video_id, 1
+        while unique in used:
+            counter += 1
+            unique = f"{video_id}-{counter}"
+        used.add(unique)
+        inputs.append(VideoInput(unique, path))
+
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found = sorted(
+                item
+                for item in path.rglob("*")
+                if item.is_file()
+                and item.suffix.lower() in VIDEO_SUFFIXES
+                and not any(part.startswith(".") for part in item.relative_to(path).parts)
+            )
+            if not found:
+                problems.append((str(argument), "no video files in this folder"))
+            for item in found:
+                add(item.stem, item)
+        elif path.is_file():
+            add(path.stem, path)
+        elif str(argument) in known_ids:
+            add(str(argument), None)
+        else:
+            problems.append((str(argument), "no such file or folder"))
+    return inputs, problems
+
+
+class Grounder:
+    """A loaded model with its backbones, ready to ground videos (see the module docstring)."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        features: Path | None = None,
+        device: str = "cpu",
+    ) -> None:
+        from stg_cli.models.export import load_export
+
+        self.device = resolve_device(device)
+        loaded = load_export(Path(checkpoint), device=self.device)
+        self.model = loaded.model.eval()
+        self.config = loaded.config
+        self.store_config = dict(loaded.store_config)
+        self.checkpoint = Path(checkpoint)
+        self.store = None
+        if features is not None:
+            from stg_cli.features import FeatureStore
+
+            self.store = FeatureStore.open(Path(features))
+            self._check_store(self.store)
+        self.text_encoder = self._text_encoder()
+        if self.text_encoder.dim != self.config.text_dim:
+            raise UserError(
+                f"the text encoder gives {self.text_encoder.dim}-d words but the model expects "
+                f"{self.config.text_dim}-d"
+            )
+        self._backbone = None
+
+    @property
+    def fps(self) -> float:
+        """The rate features were made at (the store's), 1 fps when the export does not say."""
+        return float(self.store_config.get("fps") or 1.0)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(self.config.grid)
+
+    def backbone(self):
+        """The visual backbone of the training features (loaded on first use)."""
+        if self._backbone is None:
+            from stg_cli.backbones import load_visual
+
+            name = self.store_config.get("backbone")
+            if not name:
+                raise UserError(f"{self.checkpoint} does not record its visual backbone")
+            backbone = load_visual(name, self.store_config.get("weights"), device=str(self.device))
+            expected = self.store_config.get("visual_fingerprint")
+            if expected and backbone.fingerprint != expected:
+                raise UserError(
+                    f"the {name} weights found now are not the ones the model was trained on "
+                    f"(fingerprint {backbone.fingerprint}, trained on {expected})"
+                )
+            if backbone.spec.dim != self.config.visual_dim:
+                raise UserError(
+                    f"the {name} backbone gives {backbone.spec.dim}-d features but the model "
+                    f"expects {self.config.visual_dim}-d"
+                )
+            self._backbone = backbone
+        return self._backbone
+
+    def embed_queries(self, queries: list[str]) -> QueryEmbeddings:
+        """Encodes the queries once: g(sentence) [Q, d] plus the word tokens for the heatmaps."""
+        features = self.text_encoder.encode(list(queries))
+        with torch.no_grad():
+            sentence = self.model.sentence_embeddings(features.sentence.to(self.device)).float().cpu()
+        known = features.mask.any(dim=1)
+        sentence = sentence * known[:, None]
+        return QueryEmbeddings(list(queries), sentence, features.words.float(), features.mask.bool())
+
+    def ground(
+        self,
+        video: VideoInput,
+        queries: QueryEmbeddings,
+        settings: GroundSettings,
+        out: Path,
+        timings: Timings | None = None,
+        on_step: Callable[[str, int, int], None] | None = None,
+        ground_truth: Sequence | None = None,
+    ) -> VideoResult:
+        """Grounds one video and writes its files into ``out`` (see the module docstring).
+
+        ``on_step(stage, done, total)`` reports progress inside the video.
+        Raises UserError (VideoError) when the video cannot be read.
+        """
+        timings = timings or Timings()
+        step = on_step or (lambda stage, done, total: None)
+        source = str(video.path) if video.path is not None else f"{video.video_id} (feature store)"
+        result = VideoResult(video_id=video.video_id, source=source)
+        result.unknown_queries = [q for q, ok in zip(queries.queries, queries.known) if not ok]
+        fps = float(settings.fps or self.fps)
+        times, global_feats, grid_feats, width, height, duration = self._features(
+            video, fps, settings, timings, step
+        )
+
+        begin = time.perf_counter()
+        with torch.no_grad():
+            frames = self.model.frame_embeddings(global_feats.to(self.device)).float().cpu()
+        similarity = (frames @ queries.sentence.T).numpy().astype(np.float32)
+        detection = detect(
+            similarity, times, tau=settings.tau, smooth=settings.smooth,
+            allowed=np.array(queries.known, dtype=bool),
+        )
+        timings.add("temporal", time.perf_counter() - begin)
+
+        begin = time.perf_counter()
+        gh, gw = self.grid
+        count = len(times)
+        cells = np.zeros((count, gh, gw), dtype=np.float32)
+        locations: list[FrameLocation | None] = [None] * count
+        segments = detection.segments
+        for done, segment in enumerate(segments):
+            step("spatial", done, len(segments))
+            span = slice(segment.first, segment.last + 1)
+            heat = self.model.heatmaps(
+                grid_feats[span].float(),
+                queries.words[segment.query],
+                queries.mask[segment.query],
+                mode=settings.heatmap,
+            )
+            cells[span] = heat.reshape(-1, gh, gw).numpy()
+            found = locate(cells[span], width, height, threshold=settings.mask_threshold)
+            locations[span] = found
+        step("spatial", len(segments), len(segments))
+        grounding = VideoGrounding(
+            video_id=video.video_id,
+            width=width,
+            height=height,
+            fps=fps,
+            duration=duration,
+            queries=list(queries.queries),
+            times=np.asarray(times, dtype=np.float32),
+            similarity=similarity,
+            detection=detection,
+            cells=cells,
+            locations=locations,
+        )
+        result.grounding = grounding
+        result.prediction = write_video(grounding, out)
+        name = safe_name(video.video_id)
+        result.files = {"json": f"{name}.json", "heatmaps": f"{name}.heatmaps.npz"}
+        timings.add("spatial", time.perf_counter() - begin)
+
+        if settings.viz:
+            begin = time.perf_counter()
+            self._visualise(video, grounding, out, result, fps, step, ground_truth)
+            timings.add("viz", time.perf_counter() - begin)
+        return result
+
+    # ------------------------------------------------------------------ internals
+
+    def _features(self, video, fps, settings, timings, step):
+        """(times [F] float64, global [F, Dv], grid [F, N, Dv], width, height, duration)."""
+        stored = self.store is not None and video.video_id in self.store
+        same_rate = abs(fps - float(self.store.config.fps)) < 1e-9 if self.store is not None else False
+        if stored and (same_rate or video.path is None):
+            begin = time.perf_counter()
+            features = self.store.load(video.video_id)
+            times = np.asarray(features.frame_times, dtype=np.float64)
+            global_feats = torch.from_numpy(np.asarray(features.global_feats, dtype=np.float32))
+            grid_feats = torch.from_numpy(np.asarray(features.grid_feats, dtype=np.float32))
+            timings.add("features", time.perf_counter() - begin)
+            return times, global_feats, grid_feats, features.width, features.height, features.duration
+        if video.path is None:
+            raise UserError(f"{video.video_id}: not in the feature store at another fps ({fps})")
+        from stg_cli.features.encode import encode_frames
+        from stg_cli.video import iter_clips, probe
+
+        backbone = self.backbone()
+        spec = backbone.spec
+        clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
+        info = probe(video.path)
+        expected = int(info.duration * fps) + 1 if info.duration else None
+        times, globals_, grids = [], [], []
+        begin = time.perf_counter()
+        clips = iter_clips(
+            video.path, fps, tuple(spec.input_size), spec.clip_len, clip_fps,
+            batch_size=settings.batch_size,
+        )
+        done = 0
+        for info, batch_times, _, frames in clips:
+            timings.add("decode", time.perf_counter() - begin)
+            begin = time.perf_counter()
+            global_feats, grid_feats = encode_frames(backbone, frames, settings.batch_size)
+            times.append(batch_times)
+            globals_.append(global_feats.float())
+            grids.append(grid_feats.float())
+            done += len(batch_times)
+            timings.add("features", time.perf_counter() - begin)
+            step("frames", done, max(expected or done, done))
+            begin = time.perf_counter()
+        timings.add("decode", time.perf_counter() - begin)
+        if not times:
+            count = 0
+            times_array = np.zeros(0)
+            global_all = torch.zeros(0, spec.dim)
+            grid_all = torch.zeros(0, spec.num_cells, spec.dim)
+        else:
+            times_array = np.concatenate(times).astype(np.float64)
+            global_all, grid_all = torch.cat(globals_), torch.cat(grids)
+            count = len(times_array)
+        last = float(times_array[-1]) + 1.0 / fps if count else 0.0
+        duration = float(info.duration) if info.duration else last
+        return times_array, global_all, grid_all, int(info.width), int(info.height), duration
+
+    def _visualise(self, video, grounding, out, result, fps, step, ground_truth) -> None:
+        from stg_cli.viz import plot_timeline, render_overlay
+
+        name = safe_name(video.video_id)
+        plot_timeline(grounding, out / f"{name}.timeline.png", ground_truth=ground_truth)
+        result.files["timeline"] = f"{name}.timeline.png"
+        if video.path is None:
+            result.notes.append("no overlay video: the video file was not given")
+            return
+        if len(grounding.times) == 0:
+            result.notes.append("no overlay video: no frame was decoded")
+            return
+        total = len(grounding.times)
+        counter = {"done": 0}
+
+        def on_frame() -> None:
+            counter["done"] += 1
+            step("overlay", counter["done"], total)
+
+        render_overlay(grounding, _display_frames(video.path, fps), out / f"{name}.overlay.mp4",
+                       on_frame=on_frame)
+        result.files["overlay"] = f"{name}.overlay.mp4"
+
+    def _check_store(self, store) -> None:
+        expected = self.store_config.get("fingerprint")
+        if expected and store.config.fingerprint != expected:
+            raise UserError(
+                f"the feature store {store.root} (fingerprint {store.config.fingerprint}) is not "
+                f"the kind the model was trained on (fingerprint {expected})"
+            )
+
+    def _text_encoder(self):
+        from stg_cli.backbones import load_text, load_text_from
+
+        expected = self.store_config.get("text_fingerprint")
+        places = [self.checkpoint / "text_encoder", self.checkpoint / "export" / "text_encoder"]
+        if self.checkpoint.name == "export" or (self.checkpoint / "config.json").is_file():
+            places.append(self.checkpoint.parent / "text_encoder")
+        for place in places:
+            if (place / "text_encoder.json").is_file():
+                encoder = load_text_from(place, device=str(self.device))
+                if not expected or encoder.fingerprint == expected:
+                    return encoder
+        if self.store is not None:
+            return self.store.text_encoder(device=str(self.device))
+        name = self.store_config.get("text")
+        if name and name != "word2vec":
+            try:
+                encoder = load_text(name, self.store_config.get("text_weights"), device=str(self.device))
+            except UserError:
+                encoder = None
+            if encoder is not None and (not expected or encoder.fingerprint == expected):
+                return encoder
+        raise UserError(
+            f"the text encoder of {self.checkpoint} ({name or 'unknown'}) is not saved with it; "
+            "pass --features FEATS, the feature store it was trained on"
+        )
+
+
+def _display_frames(path: Path, fps: float) -> Iterator[tuple[float, np.ndarray]]:
+    """``(time, frame uint8 [H, W, 3])`` at display size, on the same ``k / fps`` grid."""
+    from stg_cli.video import iter_clips
+
+    for _, times, _, frames in iter_clips(path, fps, None, 1, fps, batch_size=8):
+        for time_value, frame in zip(times.tolist(), frames[:, 0]):
+            yield time_value, frame
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
+    choice = (device or "auto").strip().lower()
+    if choice not in ("auto", "cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}; choose from auto, cpu, cuda")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available to this torch")
+    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def ground_videos(
+    grounder: Grounder,
+    videos: Sequence[VideoInput],
+    query_set: QuerySet,
+    settings: GroundSettings,
+    out: Path,
+    on_video: Callable[[int, int, str], None] | None = None,
+    on_step: Callable[[str, int, int], None] | None = None,
+    ground_truth: dict | None = None,
+) -> tuple[list[VideoResult], Timings]:
+    """Grounds every video; a video that fails is recorded (``error``) and the rest go on.
+
+    Writes ``predictions.json`` for the videos that succeeded.
+    """
+    from stg_cli.ground.output import write_combined
+
+    out.mkdir(parents=True, exist_ok=True)
+    timings = Timings()
+    results: list[VideoResult] = []
+    cache: dict[tuple[str, ...], QueryEmbeddings] = {}
+    for index, video in enumerate(videos):
+        if on_video is not None:
+            on_video(index, len(videos), video.video_id)
+        source = str(video.path) if video.path is not None else video.video_id
+        try:
+            pool = tuple(query_set.for_video(video.video_id))
+            if pool not in cache:
+                cache[pool] = grounder.embed_queries(list(pool))
+            truth = (ground_truth or {}).get(video.video_id)
+            results.append(
+                grounder.ground(video, cache[pool], settings, out, timings, on_step, truth)
+            )
+        except (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FFmpegError) as error:
+            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            results.append(VideoResult(video_id=video.video_id, source=source, error=text))
+    if on_video is not None:
+        on_video(len(videos), len(videos), "")
+    done = {r.video_id: r.prediction for r in results if r.prediction is not None}
+    write_combined(done, out)
+    return results, timings

@@ -1,0 +1,135 @@
+"""The grounding pipeline on a random-initialised export and generated videos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stg_cli.errors import UserError
+from stg_cli.ground.pipeline import GroundSettings, Grounder, find_videos, ground_videos
+from stg_cli.ground.queries import QuerySet
+
+from conftest import make_export, make_video
+
+
+def _queries(*queries: str) -> QuerySet:
+    from pathlib import Path
+
+    return QuerySet(source=Path("q.txt"), shared=tuple(queries))
+
+
+def _run(export_dir, paths, out, queries=("crack the egg", "pour milk"), **options):
+    grounder = Grounder(export_dir)
+    videos, problems = find_videos([str(p) for p in paths])
+    assert not problems
+    settings = GroundSettings(**{"tau": -1.0, **options})  # τ = -1: every frame is a query
+    return ground_videos(grounder, videos, _queries(*queries), settings, out)
+
+
+def test_predictions_are_valid(export_dir, small_video, tmp_path):
+    results, timings = _run(export_dir, [small_video], tmp_path)
+    (result,) = results
+    assert result.error is None
+    prediction = json.loads((tmp_path / "clip.json").read_text())
+    assert prediction == json.loads((tmp_path / "predictions.json").read_text())["clip"]
+    assert (prediction["width"], prediction["height"]) == (160, 120)
+    assert prediction["queries"] == ["crack the egg", "pour milk"]
+    assert len(prediction["frames"]) == 6 and prediction["duration"] == pytest.approx(6.0, abs=0.2)
+    for segment in prediction["segments"]:
+        assert 0 <= segment["start"] <= segment["end"] <= prediction["duration"]
+    by_label: dict[str, list] = {}
+    for segment in prediction["segments"]:
+        by_label.setdefault(segment["label"], []).append((segment["start"], segment["end"]))
+    for spans in by_label.values():
+        spans.sort()
+        assert all(a[1] < b[0] for a, b in zip(spans, spans[1:]))
+    for frame in prediction["frames"]:
+        assert frame["label"] in prediction["queries"]  # τ = -1
+        x, y = frame["point"]
+        assert 0 <= x < 160 and 0 <= y < 120
+        x1, y1, x2, y2 = frame["box"]
+        assert 0 <= x1 <= x2 < 160 and 0 <= y1 <= y2 < 120
+    with np.load(tmp_path / prediction["heatmaps"]) as archive:
+        assert np.allclose(archive["cells"].reshape(6, -1).sum(1), 1.0, atol=1e-5)
+        assert archive["similarity"].shape == (6, 2)
+        assert np.all(np.abs(archive["similarity"]) <= 1.0 + 1e-5)
+    assert timings.seconds["decode"] > 0 and timings.seconds["features"] > 0
+
+
+def test_high_tau_gives_background_only(export_dir, small_video, tmp_path):
+    (result,), _ = _run(export_dir, [small_video], tmp_path, tau=1.5)
+    assert result.prediction["segments"] == []
+    assert all(f["label"] == "background" and f["point"] is None for f in result.prediction["frames"])
+    with np.load(tmp_path / "clip.heatmaps.npz") as archive:
+        assert not archive["cells"].any()
+
+
+def test_bad_files_are_reported_and_skipped(export_dir, small_video, tmp_path):
+    junk = tmp_path / "notes.mp4"
+    junk.write_text("this is not a video")
+    results, _ = _run(export_dir, [junk, small_video], tmp_path / "out")
+    assert results[0].error and results[1].error is None
+    combined = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert list(combined) == ["clip"]
+
+
+def test_unknown_words_never_detected(export_dir, small_video, tmp_path):
+    (result,), _ = _run(export_dir, [small_video], tmp_path, queries=("zzz qqq", "pour milk"), tau=0.0)
+    assert result.unknown_queries == ["zzz qqq"]
+    with np.load(tmp_path / "clip.heatmaps.npz") as archive:
+        assert not archive["similarity"][:, 0].any()
+    assert all(s["label"] != "zzz qqq" for s in result.prediction["segments"])
+
+
+def test_short_and_portrait_videos(export_dir, tmp_path):
+    short = make_video(tmp_path / "short.mp4", seconds=0.5)
+    portrait = make_video(tmp_path / "portrait.mp4", width=120, height=160, seconds=3)
+    results, _ = _run(export_dir, [short, portrait], tmp_path / "out")
+    assert [r.error for r in results] == [None, None]
+    assert len(results[0].prediction["frames"]) == 1
+    tall = results[1].prediction
+    assert (tall["width"], tall["height"]) == (120, 160)
+    for frame in tall["frames"]:
+        x, y = frame["point"]
+        assert 0 <= x < 120 and 0 <= y < 160
+
+
+@pytest.mark.slow
+def test_coordinates_scale_with_the_video(export_dir, tmp_path):
+    small = make_video(tmp_path / "a" / "v.mp4", width=160, height=120, seconds=3)
+    large = make_video(tmp_path / "b" / "v.mp4", width=320, height=240, seconds=3)
+    (first,), _ = _run(export_dir, [small], tmp_path / "o1")
+    (second,), _ = _run(export_dir, [large], tmp_path / "o2")
+    for a, b in zip(first.prediction["frames"], second.prediction["frames"]):
+        assert a["label"] == b["label"]
+        assert np.allclose(b["point"], 2 * np.array(a["point"]), atol=3)
+        assert np.allclose(b["box"], 2 * np.array(a["box"]), atol=4)
+
+
+def test_folders_and_duplicate_stems(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "v.mp4").write_bytes(b"x")
+    (tmp_path / "b" / "v.mp4").write_bytes(b"x")
+    (tmp_path / "b" / "readme.txt").write_text("x")
+    (tmp_path / "empty").mkdir()
+    videos, problems = find_videos([tmp_path / "a", tmp_path / "b", tmp_path / "empty", "nope"])
+    assert [v.video_id for v in videos] == ["v", "v-2"]
+    assert [p[0] for p in problems] == [str(tmp_path / "empty"), "nope"]
+
+
+def test_missing_text_encoder_is_a_user_error(tmp_path):
+    export = make_export(tmp_path / "export", save_text=False)
+    with pytest.raises(UserError, match="--features"):
+        Grounder(export)
+
+
+def test_bad_settings_are_user_errors():
+    with pytest.raises(UserError):
+        GroundSettings(heatmap="nope")
+    with pytest.raises(UserError):
+        GroundSettings(mask_threshold=2.0)
+    with pytest.raises(UserError):
+        GroundSettings(fps=0)

@@ -138,12 +138,8 @@ def print_report(report: ScoreReport, console: Console, per_class: bool = False)
             str(report.counts["pointing_frames"]),
         )
         console.print(table)
-    if per_class:
-        for name, values in report.per_class.items():
-            table = _table(f"[bold]{escape(name)}[/bold] per class", ["class", "%"])
-            for label, value in sorted(values.items()):
-                table.add_row(escape(label), _pct(value))
-            console.print(table)
+    if per_class and report.per_class:
+        console.print(_per_class_table(report))
     console.print(_listing("without predictions (scored as empty)", report.missing), highlight=False)
     console.print(_listing("predicted but not annotated (ignored)", report.unknown), highlight=False)
     defects = report.defects
@@ -156,6 +152,21 @@ def print_report(report: ScoreReport, console: Console, per_class: bool = False)
     )
     for note in report.notes:
         console.print(f"[bold]note[/bold]: {escape(note)}", highlight=False)
+
+
+def _per_class_table(report: ScoreReport) -> Table:
+    """One row per class, one column per per-class metric ("-" where a class has none)."""
+    names = list(report.per_class)
+    headers = {"video_ap_mean": "video AP (mean over θ)", "spatial_ap": "spatial AP"}
+    table = Table(title="per class", title_justify="left")
+    table.add_column("class", overflow="fold")
+    for name in names:
+        table.add_column(headers.get(name, name), justify="right")
+    labels = sorted({label for values in report.per_class.values() for label in values})
+    for label in labels:
+        cells = [report.per_class[name].get(label) for name in names]
+        table.add_row(escape(label), *("-" if cell is None else _pct(cell) for cell in cells))
+    return table
 
 
 def _listing(what: str, videos: list[str]) -> str:

@@ -13,7 +13,9 @@ Conventions and their defaults:
 - AP ranks by descending score (ties in input order) with ``interpolation="all_point"``
   (default, VOC 2010+) or ``"trapezoid"``; greedy matching takes, for each detection, the best
   still-unmatched ground truth above the threshold;
-- video mAP thresholds default to 0.1, 0.2, 0.3, 0.4, 0.5.
+- video mAP thresholds default to 0.1, 0.2, 0.3, 0.4, 0.5;
+- predictions (``predictions``), frame-level metrics (``grounding``), the MiningYouTube
+  alignment (``alignment``) and whole-dataset scoring (``score``) document their own defaults.
 
 Bad arguments raise ValueError naming the argument.
 """
@@ -33,6 +35,7 @@ from stg_cli.metrics.annotations import (
     load_vid2step,
     load_youcook_interactions,
 )
+from stg_cli.metrics.alignment import align_transcript, temporal_counts
 from stg_cli.metrics.ap import (
     TemporalDetection,
     ap_from_precision_recall,
@@ -49,6 +52,8 @@ from stg_cli.metrics.geometry import (
     segment_iou,
     segment_length,
 )
+from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction, load_predictions
+from stg_cli.metrics.score import DATASETS, ScoreOptions, ScoreReport, load_ground_truth, score
 from stg_cli.metrics.tubes import (
     LabeledTube,
     TubeDetection,
@@ -60,14 +65,20 @@ from stg_cli.metrics.tubes import (
 )
 
 __all__ = [
+    "DATASETS",
     "DataDefects",
     "FrameBox",
     "GroundTruth",
     "LabeledTube",
+    "PredictedSegment",
+    "ScoreOptions",
+    "ScoreReport",
     "Segment",
     "TemporalDetection",
     "TubeDetection",
     "VideoMap",
+    "VideoPrediction",
+    "align_transcript",
     "ap_from_precision_recall",
     "average_precision",
     "box_area",
@@ -78,16 +89,20 @@ __all__ = [
     "is_degenerate",
     "load_frame_sizes",
     "load_ground_seg",
+    "load_ground_truth",
     "load_grounding_youtube",
     "load_grounding_youtube_boxes",
     "load_mining_youtube_segments",
     "load_pickle",
+    "load_predictions",
     "load_vid2step",
     "load_youcook_interactions",
     "point_in_box",
     "rescale_box",
+    "score",
     "segment_iou",
     "segment_length",
+    "temporal_counts",
     "temporal_detection_ap",
     "tube_iou",
     "video_ap",

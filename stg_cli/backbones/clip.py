@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,15 +266,18 @@ def _load_state_file(path: Path) -> dict[str, Tensor]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own SafetensorError
             raise UserError(f"unreadable safetensors file {path}: {exc}") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if not _is_torchscript(path):
-            raise UserError(f"unreadable weights file {path}: {exc}") from None
+    if _is_torchscript(path):  # OpenAI's released ViT-B-32.pt is a TorchScript archive
         try:
-            state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except Exception as exc2:
-            raise UserError(f"unreadable TorchScript weights {path}: {exc2}") from None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        except Exception as exc:
+            raise UserError(f"unreadable TorchScript weights {path}: {exc}") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"unreadable weights file {path}: {exc}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -323,8 +327,11 @@ def read_clip_weights(weights: Path | str | None) -> CLIPWeights:
         )
     if "vision_model.embeddings.patch_embedding.weight" in state or "text_model.embeddings.token_embedding.weight" in state:
         visual, text = _map_hf(state)
-        vc = config.get("vision_config") or {}
-        tc = config.get("text_config") or {}
+        # a CLIPModel config nests the towers; a single-tower config (CLIPVisionModelWithProjection,
+        # CLIPTextModelWithProjection) holds its settings at the top level
+        model_type = config.get("model_type")
+        vc = config.get("vision_config") or (config if model_type == "clip_vision_model" else {})
+        tc = config.get("text_config") or (config if model_type == "clip_text_model" else {})
         return CLIPWeights(
             visual, text,
             int(vc.get("num_attention_heads", 12)), int(tc.get("num_attention_heads", 8)),

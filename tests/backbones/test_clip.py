@@ -243,3 +243,27 @@ def test_full_size_vit_b32_shapes():
     glob, grid = backbone.encode(_frames(2, size=160))  # resized to 224 first
     assert glob.shape == (2, 512) and grid.shape == (2, 49, 512)
     assert torch.isfinite(grid).all()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchscript_archives_are_read_through_jit(tmp_path):
+    from stg_cli.backbones.clip import _load_state_file
+
+    scripted = torch.jit.script(torch.nn.Linear(3, 2))
+    scripted.save(str(tmp_path / "scripted.pt"))
+    state = _load_state_file(tmp_path / "scripted.pt")
+    assert set(state) == {"weight", "bias"}
+    torch.testing.assert_close(state["weight"], scripted.weight)
+
+
+def test_vision_only_hugging_face_folder(clip_dirs, tmp_path):
+    _, _, model = clip_dirs
+    config = transformers.CLIPVisionConfig(**model.config.vision_config.to_dict())
+    config.projection_dim = model.config.projection_dim
+    vision = transformers.CLIPVisionModelWithProjection(config)
+    vision.load_state_dict(model.state_dict(), strict=False)
+    vision.save_pretrained(tmp_path)
+    backbone = load_visual("clip-vit-b32", tmp_path)
+    frames = _frames(2)
+    torch.testing.assert_close(backbone.encode(frames)[1], _reference_image(model, frames)[:, 1:],
+                               rtol=1e-4, atol=1e-4)

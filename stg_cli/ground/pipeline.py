@@ -491,3 +491,66 @@ def ground_videos(
     done = {r.video_id: r.prediction for r in results if r.prediction is not None}
     write_combined(done, out)
     return results, timings
+
+
+def query_counts(results: Sequence[VideoResult]) -> dict[str, dict]:
+    """Per query over the successful videos: videos with a segment, segments, seconds, mean score.
+
+    Seconds count the detected frames (frames / fps).
+    """
+    counts: dict[str, dict] = {}
+    for result in results:
+        if result.grounding is None:
+            continue
+        grounding = result.grounding
+        for query in grounding.queries:
+            counts.setdefault(query, {"videos": 0, "segments": 0, "seconds": 0.0, "score_sum": 0.0})
+        seen: set[str] = set()
+        for segment in grounding.detection.segments:
+            query = grounding.queries[segment.query]
+            entry = counts[query]
+            entry["segments"] += 1
+            entry["seconds"] += (segment.last - segment.first + 1) / grounding.fps
+            entry["score_sum"] += segment.score
+            seen.add(query)
+        for query in seen:
+            counts[query]["videos"] += 1
+    return {
+        query: {
+            "videos": entry["videos"],
+            "segments": entry["segments"],
+            "seconds": round(entry["seconds"], 3),
+            "mean_score": round(entry["score_sum"] / entry["segments"], 4) if entry["segments"] else None,
+        }
+        for query, entry in counts.items()
+    }
+
+
+def run_summary(results: Sequence[VideoResult], timings: Timings, out: Path) -> dict:
+    """The JSON summary of a run (``stg ground --json``): videos, queries, failures, timings."""
+    videos = []
+    for result in results:
+        entry: dict = {"video": result.video_id, "source": result.source}
+        if result.error is not None:
+            entry["error"] = result.error
+        else:
+            grounding = result.grounding
+            entry.update(
+                frames=len(grounding.times),
+                duration=grounding.duration,
+                segments=result.prediction["segments"],
+                files={kind: str(out / name) for kind, name in result.files.items()},
+                unknown_queries=result.unknown_queries,
+                notes=result.notes,
+            )
+        videos.append(entry)
+    grounded = [r for r in results if r.error is None]
+    return {
+        "out": str(out),
+        "predictions": str(out / "predictions.json"),
+        "grounded": len(grounded),
+        "failed": len(results) - len(grounded),
+        "videos": videos,
+        "queries": query_counts(results),
+        "seconds": {stage: round(value, 3) for stage, value in timings.seconds.items()},
+    }

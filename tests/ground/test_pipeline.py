@@ -11,7 +11,7 @@ from stg_cli.errors import UserError
 from stg_cli.ground.pipeline import GroundSettings, Grounder, find_videos, ground_videos
 from stg_cli.ground.queries import QuerySet
 
-from conftest import make_export, make_video
+from ground_helpers import make_export, make_video
 
 
 def _queries(*queries: str) -> QuerySet:

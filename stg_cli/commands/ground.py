@@ -1,0 +1,163 @@
+"""``stg ground``: when and where each query happens in untrimmed videos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stg_cli.errors import UserError
+from stg_cli.ground import pipeline
+from stg_cli.ground.queries import load_queries
+from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD
+from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, check_smooth
+
+
+def command(
+    videos: list[str] = typer.Argument(
+        ..., metavar="VIDEO...", help="Video files and/or folders of videos (id = file name without suffix)."
+    ),
+    queries: Path = typer.Option(
+        ..., "--queries", help="q.txt (one query per line, # comments) or a vid2step.json pool per video."
+    ),
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="A stg train run folder, its export/ folder or a checkpoint .pt."
+    ),
+    out: Path = typer.Option(..., "--out", help="Output folder for the predictions (created)."),
+    viz: bool = typer.Option(False, "--viz", help="Also write <id>.overlay.mp4 and <id>.timeline.png."),
+    tau: float = typer.Option(DEFAULT_TAU, "--tau", help="Cosine a query needs to claim a frame (else background)."),
+    smooth: int = typer.Option(
+        DEFAULT_SMOOTH, "--smooth", help="Majority-filter window over frame labels, odd (0: off)."
+    ),
+    heatmap: str = typer.Option("paper", "--heatmap", help="Attention chain of the heatmaps: paper or rollout."),
+    mask_threshold: float = typer.Option(
+        DEFAULT_MASK_THRESHOLD,
+        "--mask-threshold",
+        help="Mask = pixels whose cell probability is ≥ this (7×7 grid: uniform = 0.0204).",
+    ),
+    fps: float | None = typer.Option(None, "--fps", help="Analysed frames per second (default: the model's, 1)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        help="The feature store the model was trained on: its text encoder, and stored features for videos in it.",
+    ),
+    gt: Path | None = typer.Option(
+        None, "--gt", help="ground_seg.json / seg.json (or their folder): ground truth drawn in the timeline."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
+) -> None:
+    """Ground free-text QUERIES in VIDEOs: segments (when) and per-frame points and boxes (where).
+
+    Writes <id>.json and <id>.heatmaps.npz per video and predictions.json for all of them into
+    --out. A video that cannot be read is reported and skipped; the exit code is 0 when every
+    video was grounded, 1 when some failed, 2 for bad arguments.
+    """
+    settings = pipeline.GroundSettings(
+        tau=tau, smooth=check_smooth(smooth), heatmap=heatmap, mask_threshold=mask_threshold,
+        fps=fps, viz=viz,
+    )
+    query_set = load_queries(queries)
+    ground_truth = _load_ground_truth(gt) if gt is not None else None
+    stderr = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("loading the model", total=None)
+        inner = progress.add_task("", total=None, visible=False)
+        grounder = pipeline.Grounder(checkpoint, features=features, device=device)
+        store_ids = grounder.store.video_ids if grounder.store is not None else ()
+        inputs, problems = pipeline.find_videos(videos, store_ids)
+        for argument, reason in problems:
+            progress.console.print(f"[yellow]skipped[/yellow] {escape(argument)}: {reason}", highlight=False)
+        if not inputs:
+            raise UserError("no video to ground (give video files or folders of videos)")
+        progress.update(task, description="videos", total=len(inputs), completed=0)
+
+        def on_video(index: int, total: int, video_id: str) -> None:
+            progress.update(task, completed=index, description=f"videos: {escape(video_id)}" if video_id else "videos")
+            progress.update(inner, visible=False)
+
+        def on_step(stage: str, done: int, total: int) -> None:
+            progress.update(inner, description=f"  {stage}", completed=done, total=total, visible=True)
+
+        results, timings = pipeline.ground_videos(
+            grounder, inputs, query_set, settings, out, on_video=on_video, on_step=on_step,
+            ground_truth=ground_truth,
+        )
+    summary = pipeline.run_summary(results, timings, out)
+    summary["failed"] += len(problems)
+    summary["missing"] = [{"argument": argument, "error": reason} for argument, reason in problems]
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(summary, Console())
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+def _load_ground_truth(path: Path):
+    from stg_cli.metrics.annotations import load_ground_seg
+    from stg_cli.viz import TruthSegment
+
+    if path.is_dir():
+        candidates = [path / "ground_seg.json", path / "seg.json"]
+        path = next((item for item in candidates if item.is_file()), candidates[0])
+    segments = load_ground_seg(path)
+    return {
+        video: [TruthSegment(s.label or "", float(s.start), float(s.end)) for s in items]
+        for video, items in segments.items()
+    }
+
+
+def print_summary(summary: dict, console: Console) -> None:
+    """Videos table (frames, segments, files or the error), queries table, timings line."""
+    table = Table(title=f"[bold]stg ground[/bold] → {escape(summary['out'])}", title_justify="left")
+    table.add_column("video", overflow="fold")
+    table.add_column("frames", justify="right")
+    table.add_column("segments", justify="right")
+    table.add_column("files / error", overflow="fold")
+    for video in summary["videos"]:
+        if "error" in video:
+            table.add_row(escape(video["video"]), "-", "-", f"[red]{escape(video['error'])}[/red]")
+            continue
+        files = ", ".join(Path(path).name for path in video["files"].values())
+        notes = "".join(f"\n[dim]{escape(note)}[/dim]" for note in video["notes"])
+        if video["unknown_queries"]:
+            unknown = ", ".join(video["unknown_queries"])
+            notes += f"\n[yellow]no known word, never detected: {escape(unknown)}[/yellow]"
+        table.add_row(escape(video["video"]), str(video["frames"]), str(len(video["segments"])),
+                      escape(files) + notes)
+    for missing in summary.get("missing", []):
+        table.add_row(escape(missing["argument"]), "-", "-", f"[red]{escape(missing['error'])}[/red]")
+    console.print(table)
+    queries = Table(title="segments per query", title_justify="left")
+    queries.add_column("query", overflow="fold")
+    queries.add_column("videos", justify="right")
+    queries.add_column("segments", justify="right")
+    queries.add_column("seconds", justify="right")
+    queries.add_column("mean score", justify="right")
+    for query, entry in sorted(summary["queries"].items(), key=lambda item: -item[1]["segments"]):
+        score = "-" if entry["mean_score"] is None else f"{entry['mean_score']:.3f}"
+        queries.add_row(escape(query), str(entry["videos"]), str(entry["segments"]),
+                        f"{entry['seconds']:.0f}", score)
+    if summary["queries"]:
+        console.print(queries)
+    seconds = summary["seconds"]
+    stages = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items() if value > 0)
+    failed = f", [red]{summary['failed']} failed[/red]" if summary["failed"] else ""
+    console.print(
+        f"{summary['grounded']} grounded{failed}; {stages}; predictions in {escape(summary['predictions'])}",
+        highlight=False,
+    )

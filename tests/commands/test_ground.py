@@ -1,0 +1,75 @@
+"""stg ground: the command's outputs, summary, JSON and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stg_cli.cli import app
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ground"))
+from ground_helpers import make_export, make_video  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ground_cmd")
+    make_export(root / "run" / "export")
+    make_video(root / "videos" / "clip.mp4", 320, 240, 5)
+    (root / "q.txt").write_text("# steps\ncrack the egg\npour milk\n")
+    return root
+
+
+def test_ground_writes_everything_and_prints_a_summary(setup, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "ground", str(setup / "videos"), "--queries", str(setup / "q.txt"),
+        "--checkpoint", str(setup / "run"), "--out", str(out), "--viz", "--tau", "-1",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "segments per query" in result.output and "crack the egg" in result.output
+    for name in ("clip.json", "clip.heatmaps.npz", "clip.overlay.mp4", "clip.timeline.png", "predictions.json"):
+        assert (out / name).is_file(), name
+
+
+def test_json_and_failed_video_exit_code(setup, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    result = CliRunner().invoke(app, [
+        "ground", str(bad), str(setup / "videos" / "clip.mp4"), "--queries", str(setup / "q.txt"),
+        "--checkpoint", str(setup / "run" / "export"), "--out", str(tmp_path / "out"), "--json",
+        "--heatmap", "rollout",
+    ])
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert summary["grounded"] == 1 and summary["failed"] == 1
+    assert summary["videos"][0]["error"] and summary["videos"][1]["video"] == "clip"
+    assert set(summary["queries"]) == {"crack the egg", "pour milk"}
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--queries", "EMPTY"], "no queries"),
+        (["--queries", "Q", "--heatmap", "nope"], "--heatmap"),
+        (["--queries", "Q", "--smooth", "2"], "--smooth"),
+        (["--queries", "Q", "--checkpoint", "/nonexistent"], "no trained model"),
+    ],
+)
+def test_bad_arguments_are_one_red_line(setup, tmp_path, extra, fragment):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    args = [a.replace("EMPTY", str(empty)).replace("Q", str(setup / "q.txt")) if a in ("EMPTY", "Q") else a for a in extra]
+    if "--checkpoint" not in args:
+        args += ["--checkpoint", str(setup / "run")]
+    result = subprocess.run(
+        [sys.executable, "-m", "stg_cli", "ground", str(setup / "videos"), "--out", str(tmp_path / "o"), *args],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert fragment in result.stderr and "Traceback" not in result.stderr

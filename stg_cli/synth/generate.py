@@ -244,6 +244,7 @@ def _manifest(config: SynthConfig, train: list, test: list, counts: dict) -> dic
             "mention_only_probability": difficulty.mention_only,
             "pixel_noise_std": difficulty.noise,
             "camera_jitter_fraction": difficulty.jitter,
+            "temporal_noise": difficulty.temporal_noise,
         },
         "vocabulary": {
             "nouns": nouns,

@@ -1,7 +1,8 @@
 """Rendering a ``VideoPlan`` to frames and an h264 ``.mp4``.
 
 Per video the static scene (textured table + objects) is drawn once on a canvas a few pixels
-larger than the frame, with ``NOISE_VARIANTS`` noisy copies; a frame is a crop of one copy
+larger than the frame, with a fixed grain of pixel noise (``NOISE_VARIANTS`` grains in turn when
+the difficulty asks for temporal noise); a frame is a crop of one copy
 (camera jitter) plus, during an action, the verb's signature pasted around the acted object.
 Everything is a function of the plan, so the same plan gives the same pixels.
 """
@@ -55,7 +56,7 @@ class VideoRenderer:
             region = canvas[y : y + obj.size, x : x + obj.size]
             region[mask] = sprite[..., :3][mask]
         noisy = []
-        for _ in range(NOISE_VARIANTS):
+        for _ in range(NOISE_VARIANTS if difficulty.temporal_noise else 1):
             noise = rng.normal(0.0, difficulty.noise, size=canvas.shape)
             noisy.append(np.clip(canvas + noise, 0, 255).astype(np.uint8))
         self.scenes = noisy
@@ -90,7 +91,7 @@ class VideoRenderer:
         plan = self.plan
         dx, dy = self.jitter(index)
         y0, x0 = self.margin + dy, self.margin + dx
-        scene = self.scenes[index % NOISE_VARIANTS]
+        scene = self.scenes[index % len(self.scenes)]
         image = scene[y0 : y0 + plan.height, x0 : x0 + plan.width].copy()
         action = self.action_at_frame(index) if with_action else None
         if action is not None:

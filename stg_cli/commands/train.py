@@ -37,6 +37,10 @@ def command(
     attention: str = typer.Option(
         "cross-self-cross", "--attention", help="|".join(ATTENTION_STACKS)
     ),
+    cross_logits: str = typer.Option(
+        "cosine", "--cross-logits", help="Cross-attention logits: cosine (/temperature) or dot (/sqrt(d))."
+    ),
+    cross_temperature: float = typer.Option(0.1, "--cross-temperature"),
     local_chunk: int = typer.Option(16, "--local-chunk", help="Clips per local-loss chunk."),
     temperature: float = typer.Option(0.07, "--temperature", help="NCE temperature."),
     margin: float = typer.Option(0.1, "--margin", help="NCE margin δ (logit units)."),
@@ -64,7 +68,7 @@ def command(
     )
     model_options = dict(
         dim=dim, frames_u=frames_u, frames_t=frames_t, select=select, attention=attention,
-        gated=gated,
+        gated=gated, cross_logits=cross_logits, cross_temperature=cross_temperature,
     )
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(stderr=True, quiet=not main)

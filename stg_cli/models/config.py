@@ -13,6 +13,8 @@ ATTENTION_STACKS: dict[str, tuple[str, ...]] = {
     "cross-cross": ("cross", "cross"),
 }
 
+CROSS_LOGITS = ("dot", "cosine")
+
 
 @dataclass
 class ModelConfig:
@@ -29,7 +31,15 @@ class ModelConfig:
         tau_select: τ_sel dividing the word–frame cosine before selection.
         sinkhorn_eps, sinkhorn_iters, sinkhorn_tol: Sinkhorn settings.
         gated: projections are gated units (linear, then x * sigmoid(W x + b)).
-        attention_scale: logit scale of the cross/self attention; None means 1/sqrt(d).
+        cross_logits: logits of the cross-attention layers: ``cosine`` — cos(q, k) /
+            cross_temperature (default), or ``dot`` — ⟨q, k⟩ · scale. Values are never
+            normalised. Why cosine by default: with dot logits of freshly initialised
+            projections the attention is nearly uniform, and a residual cross layer then gives
+            every pair the same pooled video and sentence embedding (v_l = s_l = mean V + mean W),
+            so the local loss starts with (almost) no gradient; sharp cosine attention breaks
+            that symmetry from the first step.
+        cross_temperature: temperature of the ``cosine`` logits.
+        attention_scale: scale of the ``dot`` logits; None means 1/sqrt(d).
     """
 
     visual_dim: int
@@ -45,6 +55,8 @@ class ModelConfig:
     sinkhorn_iters: int = 3
     sinkhorn_tol: float = 0.0
     gated: bool = False
+    cross_logits: str = "cosine"
+    cross_temperature: float = 0.1
     attention_scale: float | None = None
 
     def __post_init__(self) -> None:
@@ -64,6 +76,12 @@ class ModelConfig:
             raise ValueError(
                 f"frames_t ({self.frames_t}) must not exceed frames_u ({self.frames_u})"
             )
+        if self.cross_logits not in CROSS_LOGITS:
+            raise ValueError(
+                f"cross_logits must be one of {', '.join(CROSS_LOGITS)}, got {self.cross_logits!r}"
+            )
+        if not self.cross_temperature > 0:
+            raise ValueError(f"cross_temperature must be > 0, got {self.cross_temperature}")
         if self.grid[0] < 1 or self.grid[1] < 1:
             raise ValueError(f"grid must be positive, got {self.grid}")
 

@@ -106,6 +106,9 @@ class GroundingModel(nn.Module):
         )
         self.word_self = nn.ModuleList(SelfAttention(d) for kind in self.layers if kind == "self")
         self.scale = config.attention_scale if config.attention_scale is not None else d**-0.5
+        self.cosine = config.cross_logits == "cosine"
+        if self.cosine:
+            self.scale = 1.0 / config.cross_temperature
 
     # ----------------------------------------------------------------- global branch
 
@@ -167,6 +170,13 @@ class GroundingModel(nn.Module):
             return reference.xattn(q, k, v, mask, scale, probs)
         return xattn(q, k, v, mask, scale=scale, return_probs=probs)
 
+    def _cross_attend(
+        self, q: Tensor, kv: Tensor, mask: Tensor, probs: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        if self.cosine:
+            return self._attend(F.normalize(q, dim=-1), F.normalize(kv, dim=-1), kv, mask, self.scale, probs)
+        return self._attend(q, kv, kv, mask, self.scale, probs)
+
     def _self_attend(
         self, layer: SelfAttention, x: Tensor, mask: Tensor, probs: bool
     ) -> tuple[Tensor, Tensor | None]:
@@ -198,8 +208,8 @@ class GroundingModel(nn.Module):
         seen_cross = False
         for kind in self.layers:
             if kind == "cross":
-                new_video, r2w = self._attend(video, words, words, word_mask, self.scale, return_maps)
-                new_words, w2r = self._attend(words, video, video, region_mask, self.scale, return_maps)
+                new_video, r2w = self._cross_attend(video, words, word_mask, return_maps)
+                new_words, w2r = self._cross_attend(words, video, region_mask, return_maps)
                 if seen_cross:
                     new_video, new_words = video + new_video, words + new_words
                 video, words = new_video, new_words

@@ -173,3 +173,20 @@ def test_heatmaps_reject_bad_mode():
     model = make_model()
     with pytest.raises(ValueError, match="mode"):
         model.heatmaps(torch.zeros(1, 6, DV), torch.zeros(1, DW), mode="magic")
+
+
+def test_uniform_dot_attention_makes_every_pair_identical():
+    """Why cosine cross logits are the default: uniform dot attention gives v_l = s_l."""
+    model = make_model(attention="cross-cross", cross_logits="dot", attention_scale=0.0)
+    sims = model(**make_batch(), local_chunk=4).local_similarity[0]
+    torch.testing.assert_close(sims, torch.ones(4, 4), rtol=1e-5, atol=1e-5)
+    cosine = make_model(attention="cross-cross")
+    sims = cosine(**make_batch(), local_chunk=4).local_similarity[0]
+    assert sims.std() > 1e-3
+
+
+def test_cross_logits_validation():
+    with pytest.raises(ValueError, match="cross_logits"):
+        ModelConfig(visual_dim=3, text_dim=4, cross_logits="l2")
+    with pytest.raises(ValueError, match="cross_temperature"):
+        ModelConfig(visual_dim=3, text_dim=4, cross_temperature=0)

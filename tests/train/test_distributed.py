@@ -1,0 +1,51 @@
+"""Two CPU processes (gloo, DistributedDataParallel) train like one process."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from stg_cli.train import TrainConfig, load_checkpoint, train
+from train_fakes import make_store
+
+MODEL = {"dim": 16, "frames_u": 8, "frames_t": 4}
+
+
+def settings(loss: str, steps: int = 6) -> TrainConfig:
+    return TrainConfig(
+        steps=steps, batch_size=8, lr=3e-3, local_chunk=4, loss=loss, checkpoint_every=100
+    )
+
+
+def _worker(rank: int, world_size: int, port: int, out: str, loss: str, steps: int = 6) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+        WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+    )
+    torch.set_num_threads(1)
+    train(make_store(), out, MODEL, settings(loss, steps), device="cpu")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", ["both", "global"])
+def test_two_processes_match_one(tmp_path, loss):
+    single = tmp_path / "single"
+    train(make_store(), single, MODEL, settings(loss), device="cpu")
+    double = tmp_path / "double"
+    mp.spawn(_worker, args=(2, _free_port(), str(double), loss), nprocs=2, join=True)
+    a = load_checkpoint(single / "checkpoints" / "step-00000006.pt")
+    b = load_checkpoint(double / "checkpoints" / "step-00000006.pt")
+    assert b["world_size"] == 2 and a["world_size"] == 1
+    for name, value in a["model"].items():
+        torch.testing.assert_close(b["model"][name], value, rtol=1e-4, atol=1e-5)
+    assert not (double / "checkpoints" / "step-00000006.pt.tmp").exists()

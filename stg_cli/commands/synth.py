@@ -134,7 +134,8 @@ def print_summary(summary: SynthSummary, console: Console) -> None:
     table.add_row("test boxes (1 fps)", str(summary.boxes))
     table.add_row("test queries", str(summary.test_queries))
     table.add_row("difficulty, seed", f"{config['difficulty']}, {config['seed']}")
-    table.add_row("render time", f"{summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s)")
+    speed = f"{summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s)"
+    table.add_row("render time", speed)
     console.print(table)
     out = escape(str(summary.out))
     console.print(f"annotations: {out}/test/annotations   queries: {out}/test/queries.txt",

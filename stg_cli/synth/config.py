@@ -132,7 +132,8 @@ class SynthConfig:
         """Itself, or ``UserError`` naming the first setting out of range."""
         from stg_cli.synth.world import NOUNS, VERBS
 
-        if self.train_videos < 0 or self.test_videos < 0 or self.train_videos + self.test_videos < 1:
+        counts = (self.train_videos, self.test_videos)
+        if min(counts) < 0 or sum(counts) < 1:
             raise UserError("need at least one video (train + test)")
         if self.width < 64 or self.height < 48 or self.width % 2 or self.height % 2:
             raise UserError(f"size must be even and at least 64x48, got {self.width}x{self.height}")

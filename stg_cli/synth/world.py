@@ -140,11 +140,13 @@ def noun_sprite(name: str, s: int) -> np.ndarray:
         c = s // 2
         for angle in range(0, 360, 72):
             a = math.radians(angle)
-            draw.line([c, m + s // 8, c + s * 0.14 * math.cos(a), m + s // 8 + s * 0.14 * math.sin(a)],
+            top = m + s // 8
+            draw.line([c, top, c + s * 0.14 * math.cos(a), top + s * 0.14 * math.sin(a)],
                       fill=(20, 140, 30), width=_width(s, 0.06))
         draw.ellipse([s * 0.28, s * 0.3, s * 0.42, s * 0.44], fill=(255, 200, 200))
     elif name == "egg":
-        draw.ellipse([s * 0.18, m, s * 0.82, s - m], fill=(248, 244, 225), outline=_OUTLINE, width=w)
+        draw.ellipse([s * 0.18, m, s * 0.82, s - m], fill=(248, 244, 225), outline=_OUTLINE,
+                     width=w)
         draw.ellipse([s * 0.32, s * 0.2, s * 0.45, s * 0.36], fill=(255, 255, 255))
     elif name == "bread":
         draw.rounded_rectangle([m, s * 0.15, s - m, s * 0.85], radius=s // 6, fill=(200, 150, 85),
@@ -154,7 +156,8 @@ def noun_sprite(name: str, s: int) -> np.ndarray:
                 draw.ellipse([s * x - 2, s * y - 2, s * x + 2, s * y + 2], fill=(245, 220, 170))
     elif name == "cheese":
         draw.polygon([(m, s - m), (s - m, s - m), (s - m, m)], fill=(250, 210, 0), outline=_OUTLINE)
-        for x, y, r in ((0.62, 0.7, 0.08), (0.78, 0.45, 0.06), (0.45, 0.82, 0.05), (0.8, 0.78, 0.06)):
+        holes = ((0.62, 0.7, 0.08), (0.78, 0.45, 0.06), (0.45, 0.82, 0.05), (0.8, 0.78, 0.06))
+        for x, y, r in holes:
             draw.ellipse([s * (x - r), s * (y - r), s * (x + r), s * (y + r)], fill=(190, 130, 0))
     elif name == "carrot":
         draw.polygon([(s * 0.2, m), (s * 0.45, s * 0.12), (s * 0.85, s - m)], fill=(255, 120, 0),
@@ -178,9 +181,10 @@ def noun_sprite(name: str, s: int) -> np.ndarray:
             draw.ellipse([s * x - s * 0.04, s * y - s * 0.04, s * x + s * 0.04, s * y + s * 0.04],
                          fill=(60, 35, 15))
     elif name == "fish":
-        draw.polygon([(s * 0.72, s * 0.5), (s - m, s * 0.22), (s - m, s * 0.78)], fill=(60, 120, 175),
-                     outline=_OUTLINE)
-        draw.ellipse([m, s * 0.28, s * 0.8, s * 0.72], fill=(70, 135, 190), outline=_OUTLINE, width=w)
+        draw.polygon([(s * 0.72, s * 0.5), (s - m, s * 0.22), (s - m, s * 0.78)],
+                     fill=(60, 120, 175), outline=_OUTLINE)
+        draw.ellipse([m, s * 0.28, s * 0.8, s * 0.72], fill=(70, 135, 190), outline=_OUTLINE,
+                     width=w)
         draw.ellipse([s * 0.16, s * 0.4, s * 0.26, s * 0.5], fill=(255, 255, 255), outline=_OUTLINE)
         draw.line([s * 0.3, s * 0.5, s * 0.65, s * 0.5], fill=(190, 220, 240), width=w)
     elif name == "meat":

@@ -66,12 +66,14 @@ class VisualBackbone(torch.nn.Module):
             return p.device
         return torch.device("cpu")
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         """Features of ``frames`` uint8 ``[U, clip_len, H, W, 3]`` (RGB).
 
-        Frames of another size than ``spec.input_size`` are resized (bilinear, antialiased) first.
-        Returns ``(global [U, Dv], grid [U, N, Dv])`` float32 on the CPU.
+        ``frames`` may be a tensor or a numpy array (as decoded). Frames of another size than
+        ``spec.input_size`` are resized (bilinear, antialiased) first. Runs under ``no_grad``
+        (not ``inference_mode``, so the outputs are ordinary tensors that later autograd code may
+        take as inputs). Returns ``(global [U, Dv], grid [U, N, Dv])`` float32 on the CPU.
         """
         frames = torch.as_tensor(frames)
         if frames.ndim != 5 or frames.shape[-1] != 3:

@@ -443,7 +443,7 @@ class CLIPText(TextEncoder):
             ids[i, : len(row)] = torch.tensor(row)
         return ids, [len(row) - 1 for row, _ in encoded], [p for _, p in encoded]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(self, sentences: list[str]) -> TextFeatures:
         device = self.tower.proj.weight.device
         rows, tokens, sentence_rows = [], [], []

@@ -70,7 +70,7 @@ class MiniLMEncoder(TextEncoder):
         self.dim = int(self.model.config.hidden_size)
         self.fingerprint = f"minilm:{file_digest(weights)}"
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(self, sentences: list[str]) -> TextFeatures:
         rows: list[torch.Tensor] = []
         tokens: list[list[str]] = []

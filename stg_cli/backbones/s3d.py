@@ -286,7 +286,7 @@ class S3DText(TextEncoder):
         self.dim = module.fc2.out_features
         self.fingerprint = fingerprint
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(self, sentences: list[str]) -> TextFeatures:
         device = self.module.fc2.weight.device
         known = [[t for t in tokenize(s) if t in self.word_to_id] for s in sentences]

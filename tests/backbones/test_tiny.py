@@ -45,6 +45,7 @@ def test_batch_independent_and_resizes_other_sizes():
     _, whole = model.encode(frames)
     _, part = model.encode(frames[1:2])
     torch.testing.assert_close(whole[1:2], part, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(model.encode(frames.numpy())[1], whole)
     big = torch.randint(0, 256, (2, 1, 240, 320, 3), dtype=torch.uint8)
     assert model.encode(big)[1].shape == (2, 49, 256)
     assert model.encode(torch.zeros(0, 1, 112, 112, 3, dtype=torch.uint8))[1].shape == (0, 49, 256)

@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from stg_cli.errors import UserError
 from stg_cli.features.encode import encode_frames, encode_video
-from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
+from stg_cli.features.store import StoreConfig, StoreWriter
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, decode_frames
 

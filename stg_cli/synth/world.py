@@ -122,6 +122,7 @@ def _canvas(size: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
 def _binary(image: Image.Image) -> np.ndarray:
     array = np.array(image, dtype=np.uint8)
     array[..., 3] = np.where(array[..., 3] >= 128, 255, 0).astype(np.uint8)
+    array.setflags(write=False)  # cached and shared between renderers
     return array
 
 
@@ -309,14 +310,14 @@ def _draw_verb(draw: ImageDraw.ImageDraw, name: str, s: int, phase: int) -> None
         # A violet arrow arching over the object, sweeping round.
         start = 180 + 40 * math.sin(2 * math.pi * p)
         points = _arc_points(c, c, s * 0.8, start, start + 150)
-        draw.line(points, fill=(150, 40, 255), width=_width(s, 0.14), joint="curve")
+        draw.line(points, fill=(150, 40, 255), width=_width(s, 0.2), joint="curve")
         (x, y), (px, py) = points[-1], points[-3]
         ax, ay = x - px, y - py
         norm = math.hypot(ax, ay) or 1.0
         ax, ay = ax / norm, ay / norm
-        tip = (x + ax * s * 0.3, y + ay * s * 0.3)
-        draw.polygon([tip, (x - ay * s * 0.22, y + ax * s * 0.22),
-                      (x + ay * s * 0.22, y - ax * s * 0.22)], fill=(150, 40, 255))
+        tip = (x + ax * s * 0.35, y + ay * s * 0.35)
+        draw.polygon([tip, (x - ay * s * 0.28, y + ax * s * 0.28),
+                      (x + ay * s * 0.28, y - ax * s * 0.28)], fill=(150, 40, 255))
     elif name == "peel":
         # Lime-green peel ribbons curling off the object.
         for k in range(3):
@@ -326,7 +327,7 @@ def _draw_verb(draw: ImageDraw.ImageDraw, name: str, s: int, phase: int) -> None
                 x = c + s * (0.1 + 0.8 * t)
                 y = c - s * 0.35 + k * s * 0.35 + s * 0.14 * math.sin(2 * math.pi * (2 * t + p))
                 points.append((x, y))
-            draw.line(points, fill=(180, 255, 0), width=w, joint="curve")
+            draw.line(points, fill=(180, 255, 0), width=_width(s, 0.14), joint="curve")
             draw.line(points[:8], fill=(60, 90, 0), width=max(1, w // 3))
     else:
         raise KeyError(name)
@@ -342,7 +343,9 @@ def verb_sprites(name: str, s: int) -> np.ndarray:
         image, draw = _canvas(size)
         _draw_verb(draw, name, s, phase)
         phases.append(_binary(image))
-    return np.stack(phases)
+    stacked = np.stack(phases)
+    stacked.setflags(write=False)  # cached and shared between renderers
+    return stacked
 
 
 def query_text(verb: str, noun: str) -> str:

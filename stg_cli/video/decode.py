@@ -329,12 +329,19 @@ def iter_clips(
         if out_frames:
             yield take_batch()
         if end_k is None:
-            _check_complete(path, info, last[0] if last is not None else 0.0)
+            _check_complete(path, container, stream, info, last[0] if last is not None else 0.0)
 
 
-def _check_complete(path: Path, info: VideoInfo, last_time: float) -> None:
-    """Truncated files decode without error but stop early: compare with the recorded duration."""
+def _check_complete(path: Path, container, stream, info: VideoInfo, last_time: float) -> None:
+    """Truncated files may decode without error but stop early: compare with the recorded duration.
+
+    Only a duration that is the video's own counts: the video stream's, or the container's when
+    it holds no other stream (an audio track may legitimately outlast the picture).
+    """
     if info.duration is None or info.fps is None:
+        return
+    own = stream.duration is not None and stream.duration > 0
+    if not own and len(container.streams) > 1:
         return
     expected_last = info.duration - 1.0 / info.fps
     if last_time < expected_last - max(2.0, 0.1 * info.duration):

@@ -212,3 +212,27 @@ def test_bad_arguments(media: dict[str, Path]) -> None:
         decode_frames(media["h264"], fps=0.0, size=None)
     with pytest.raises(UserError, match="clip_len"):
         decode_frames(media["h264"], fps=1.0, size=None, clip_len=0)
+
+
+def test_audio_outlasting_the_picture_is_not_truncation(tmp_path: Path) -> None:
+    path = tmp_path / "av.webm"
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libvpx-vp9", rate=30)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.options = {"deadline": "realtime", "cpu-used": "8"}
+        audio = container.add_stream("libopus", rate=48000)
+        for image in indexed_frames(45):
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        for index in range(48000 * 20 // 960):  # 20 s of silence
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 48000, index * 960
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for packet in audio.encode():
+            container.mux(packet)
+    assert probe(path).duration == pytest.approx(20.0, abs=0.1)  # the container's: picture ends at 1.5 s
+    decoded = decode_frames(path, fps=1.0, size=None)
+    assert indices(decoded.frames[:, 0]) == [0, 30]

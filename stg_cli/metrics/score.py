@@ -3,7 +3,8 @@
 Datasets and what is scored (all values in percent, as in the paper's tables):
 
 - ``groundingyoutube`` and ``synth`` (the same files; a synth benchmark keeps them in
-  ``test/annotations``): IoU+Point (mean over videos, and pooled over frames), pointing game
+  ``test/annotations``): IoU+Point (mean over videos, leaving out a video with no second in
+  either foreground, and pooled over frames: Σ correct / Σ union), pointing game
   (exact and ±``tolerance`` px), video mAP at each threshold and their mean, spatial accuracy
   (IoU > ``iou_threshold``) and spatial mAP (mean of the per-class APs);
 - ``miningyoutube``: temporal IoU and IoD after the order-preserving alignment of

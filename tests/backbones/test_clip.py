@@ -205,6 +205,7 @@ def test_text_truncates_to_context_and_saves(clip_dirs, tmp_path):
     enc = load_text("clip", hf)
     feats = enc.encode(["the egg " * 40])
     assert feats.mask.sum().item() == 14  # context 16 minus SOT and EOT
+    assert enc.encode([]).words.shape == (0, 1, 48)
     enc.save(tmp_path)
     again = load_text_from(tmp_path)
     assert again.fingerprint == enc.fingerprint

@@ -13,6 +13,7 @@ def minilm():
 def test_shapes_tokens_and_normalised_sentence(minilm):
     feats = minilm.encode(["Crack the egg, um, into the bowl!", "", "pour milk"])
     assert minilm.dim == 384
+    assert minilm.encode([]).sentence.shape == (0, 384)
     assert feats.sentence.shape == (3, 384) and feats.sentence.dtype == torch.float32
     torch.testing.assert_close(feats.sentence.norm(dim=1), torch.ones(3))
     assert feats.tokens[0] == ["crack", "the", "egg", "into", "the", "bowl"]

@@ -120,6 +120,7 @@ def test_text_round_trip(release, tmp_path):
     torch.testing.assert_close(feats.words[0], per_word[0, :6])
     torch.testing.assert_close(feats.words[2, :2], per_word[2, :2])
     assert (feats.words[2, 2:] == 0).all()
+    assert enc.encode([]).sentence.shape == (0, 512)
     enc.save(tmp_path)
     again = load_text_from(tmp_path)
     assert again.name == "s3d-milnce" and again.fingerprint == enc.fingerprint

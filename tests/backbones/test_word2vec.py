@@ -42,6 +42,8 @@ def test_encode_shapes_mask_and_mean(trained):
 def test_all_unknown_batch_has_one_masked_column(trained):
     feats = trained.encode(["zzz", "yyy"])
     assert feats.words.shape == (2, 1, 16) and not feats.mask.any()
+    empty = trained.encode([])
+    assert empty.sentence.shape == (0, 16) and empty.words.shape == (0, 1, 16) and empty.tokens == []
 
 
 def test_max_words_truncates(trained):

@@ -38,8 +38,12 @@ def command(
     per_video: Path | None = typer.Option(
         None, "--per-video", help="Write one CSV row per video to this file."
     ),
-    tau: float = typer.Option(0.5, "--tau", help="Background score of the MiningYouTube alignment."),
-    tolerance: float = typer.Option(15.0, "--tolerance", help="Pixels of the tolerant pointing game."),
+    tau: float = typer.Option(
+        0.5, "--tau", help="Background score of the MiningYouTube alignment."
+    ),
+    tolerance: float = typer.Option(
+        15.0, "--tolerance", help="Pixels of the tolerant pointing game."
+    ),
     require_label: bool = typer.Option(
         False,
         "--require-label",
@@ -140,8 +144,11 @@ def print_report(report: ScoreReport, console: Console, per_class: bool = False)
         console.print(table)
     if per_class and report.per_class:
         console.print(_per_class_table(report))
-    console.print(_listing("without predictions (scored as empty)", report.missing), highlight=False)
-    console.print(_listing("predicted but not annotated (ignored)", report.unknown), highlight=False)
+    for what, videos in (
+        ("without predictions (scored as empty)", report.missing),
+        ("predicted but not annotated (ignored)", report.unknown),
+    ):
+        console.print(_listing(what, videos), highlight=False)
     defects = report.defects
     console.print(
         f"[bold]data defects[/bold]: {defects['degenerate_boxes']} degenerate boxes, "

@@ -146,9 +146,13 @@ class VideoPrediction:
             UserError: when there is no heatmaps file or it lacks these arrays.
         """
         if self.heatmaps is None:
-            raise UserError(f"{self.source}: {self.video}: heatmaps is null; the similarity is needed")
+            raise UserError(
+                f"{self.source}: {self.video}: heatmaps is null; the similarity is needed"
+            )
         if not self.heatmaps.is_file():
-            raise UserError(f"{self.source}: {self.video}: heatmaps file not found: {self.heatmaps}")
+            raise UserError(
+                f"{self.source}: {self.video}: heatmaps file not found: {self.heatmaps}"
+            )
         try:
             with np.load(self.heatmaps, allow_pickle=False) as archive:
                 times = np.asarray(archive["times"], dtype=np.float64)
@@ -212,9 +216,9 @@ def parse_prediction(entry: object, source: Path, where: str) -> VideoPrediction
     queries = entry.get("queries", [])
     if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
         raise UserError(f"{source}: {where}.queries must be a list of strings")
+    listed = _list(_required(entry, "segments", source, where), source, f"{where}.segments")
     segments = [
-        _segment(item, source, f"{where}.segments[{index}]")
-        for index, item in enumerate(_list(_required(entry, "segments", source, where), source, f"{where}.segments"))
+        _segment(item, source, f"{where}.segments[{index}]") for index, item in enumerate(listed)
     ]
     frames = _list(_required(entry, "frames", source, where), source, f"{where}.frames")
     count = len(frames)

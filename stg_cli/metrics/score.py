@@ -68,7 +68,7 @@ from stg_cli.metrics.annotations import (
     load_vid2step,
     load_youcook_interactions,
 )
-from stg_cli.metrics.ap import INTERPOLATIONS
+from stg_cli.metrics.ap import INTERPOLATIONS, average_precision, match_best_unmatched
 from stg_cli.metrics.geometry import BOX_CONVENTIONS, check_choice, is_degenerate
 from stg_cli.metrics.grounding import Rate, SpatialRecord
 from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction
@@ -78,7 +78,7 @@ from stg_cli.metrics.tubes import (
     LabeledTube,
     TubeDetection,
     ground_truth_tubes,
-    video_map,
+    tube_iou,
 )
 from stg_cli.text.normalize import normalize_text
 
@@ -128,14 +128,17 @@ class ScoreOptions:
         check_choice(self.frame_ranges, FRAME_RANGES, "frame_ranges")
         for name in ("tolerance", "iou_threshold", "tau"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not is_number or not np.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.tolerance < 0:
             raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
         if not 0 <= self.iou_threshold <= 1:
             raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if not self.thresholds or not all(0 <= t <= 1 for t in self.thresholds):
-            raise ValueError(f"thresholds must be non-empty numbers in [0, 1], got {self.thresholds}")
+            raise ValueError(
+                f"thresholds must be non-empty numbers in [0, 1], got {self.thresholds}"
+            )
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,8 @@ def load_ground_truth(paths: Sequence[Path | str], dataset: str) -> GroundTruth:
         )
     if dataset == "miningyoutube":
         segments = load_mining_youtube_segments(need("seg.json"))
-        return GroundTruth({}, segments, {}, {}, find_defects({}, segments, {}, "continuous"), "continuous")
+        defects = find_defects({}, segments, {}, "continuous")
+        return GroundTruth({}, segments, {}, {}, defects, "continuous")
     boxes = load_grounding_youtube_boxes(need("GoundingYouTubeBox.json", "box_anno.json"))
     segments = load_ground_seg(need("ground_seg.json"))
     sizes = load_frame_sizes(files["id2wh_new.json"]) if "id2wh_new.json" in files else {}
@@ -400,8 +404,8 @@ def _video_map(
 ) -> tuple[dict[float, float], dict[str, float]]:
     """Video mAP per threshold and each class's AP averaged over thresholds (percent).
 
-    Classes are scored one at a time (``video_map`` of that class's tubes and detections),
-    which gives the same per-class APs without scanning every class's detections per class.
+    The same as ``tubes.video_map`` (and tested against it), but each tube IoU is computed
+    once and reused for every threshold, and each class only looks at its own tubes.
     """
     tubes_by_class: dict[str, list[LabeledTube]] = {}
     for tube in gt_tubes:
@@ -414,16 +418,30 @@ def _video_map(
     ap_at: dict[float, list[float]] = {threshold: [] for threshold in thresholds}
     per_class = {}
     for label in sorted(tubes_by_class):
-        result = video_map(
-            tubes_by_class[label],
-            detections_by_class.get(label, []),
-            thresholds,
-            settings.box_convention,
-            settings.tube_method,
-        )
+        by_video: dict[str, list[LabeledTube]] = {}
+        for tube in tubes_by_class[label]:
+            by_video.setdefault(tube.video, []).append(tube)
+        ranked = sorted(detections_by_class.get(label, []), key=lambda d: -d.score)
+        overlaps = [
+            np.array(
+                [
+                    tube_iou(d.boxes, tube.boxes, settings.box_convention, settings.tube_method)
+                    for tube in by_video.get(d.video, [])
+                ]
+            )
+            for d in ranked
+        ]
+        class_ap = []
         for threshold in thresholds:
-            ap_at[threshold].append(result.ap_per_class[threshold][label])
-        per_class[label] = 100.0 * result.mean
+            matched = {video: np.zeros(len(tubes), dtype=bool) for video, tubes in by_video.items()}
+            hits = [
+                match_best_unmatched(overlap, matched.get(d.video), threshold)
+                for d, overlap in zip(ranked, overlaps)
+            ]
+            ap = average_precision([d.score for d in ranked], hits, len(tubes_by_class[label]))
+            ap_at[threshold].append(ap)
+            class_ap.append(ap)
+        per_class[label] = 100.0 * float(np.mean(class_ap))
     return {t: 100.0 * float(np.mean(values)) for t, values in ap_at.items()}, per_class
 
 

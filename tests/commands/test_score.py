@@ -56,8 +56,9 @@ def dataset(tmp_path: Path) -> tuple[Path, Path]:
         {"label": "cut", "start": 1, "end": 2, "score": 0.9},
         {"label": "stir", "start": 4, "end": 4, "score": 0.8},
     ]
-    prediction = {"video": "v1", "width": 100, "height": 100, "fps": 1.0, "queries": ["cut", "stir"],
-                  "segments": segments, "frames": frames, "heatmaps": None}
+    prediction = {"video": "v1", "width": 100, "height": 100, "fps": 1.0,
+                  "queries": ["cut", "stir"], "segments": segments, "frames": frames,
+                  "heatmaps": None}
     (predictions / "v1.json").write_text(json.dumps(prediction))
     (predictions / "extra.json").write_text(json.dumps({**prediction, "video": "extra"}))
     return annotations, predictions

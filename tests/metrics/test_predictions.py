@@ -1,4 +1,4 @@
-"""Loading predictions: the three layouts, one-line errors, lazy heatmaps, rescaling, frame lookup."""
+"""Loading predictions: layouts, one-line errors, lazy heatmaps, rescaling, frame lookup."""
 
 import json
 from pathlib import Path
@@ -21,7 +21,8 @@ def prediction(video="v1", **changes):
         "queries": ["cut onion"],
         "segments": [{"label": "cut onion", "start": 1.0, "end": 2.0, "score": 0.8}],
         "frames": [
-            {"t": 2.0, "label": "cut onion", "score": 0.7, "point": [10, 20], "box": [0, 0, 19, 39]},
+            {"t": 2.0, "label": "cut onion", "score": 0.7, "point": [10, 20],
+             "box": [0, 0, 19, 39]},
             {"t": 0.0, "label": "background", "score": 0.1, "point": None, "box": None},
             {"t": 1.0, "label": "cut onion", "score": 0.9, "point": [5, 6], "box": None},
         ],
@@ -82,9 +83,9 @@ def test_optional_fields_have_defaults(tmp_path):
         ({"width": 0}, "prediction.width"),
         ({"height": "480"}, "prediction.height"),
         ({"fps": -1}, "prediction.fps"),
-        ({"segments": [{"label": "a", "start": 3, "end": 1, "score": 1}]}, "prediction.segments[0]"),
-        ({"segments": [{"label": "a", "start": 0, "end": 1}]}, "prediction.segments[0] has no 'score'"),
-        ({"frames": [{"t": 0, "label": "a", "score": 1, "point": [1], "box": None}]}, "frames[0].point"),
+        ({"segments": [{"label": "a", "start": 3, "end": 1, "score": 1}]}, "segments[0]"),
+        ({"segments": [{"label": "a", "start": 0, "end": 1}]}, "segments[0] has no 'score'"),
+        ({"frames": [{"t": 0, "label": "a", "score": 1, "point": [1]}]}, "frames[0].point"),
         ({"frames": [{"t": 0, "label": "a", "score": 1, "box": [5, 0, 1, 9]}]}, "frames[0].box"),
         ({"frames": [{"t": float("nan"), "label": "a", "score": 1}]}, "frames[0].t"),
         ({"frames": [{"t": 0, "label": 3, "score": 1}]}, "frames[0].label"),

@@ -15,7 +15,8 @@ from stg_cli.metrics.alignment import ground_truth_frame_labels
 from stg_cli.metrics.annotations import FrameBox, GroundTruth, Segment, find_defects
 from stg_cli.metrics.baselines import baseline_predictions, prediction_to_dict, save_predictions
 from stg_cli.metrics.predictions import load_predictions, parse_prediction
-from stg_cli.metrics.score import load_ground_truth, score
+from stg_cli.metrics.score import ScoreOptions, _video_map, load_ground_truth, score
+from stg_cli.metrics.tubes import LabeledTube, TubeDetection, video_map
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GROUNDING = DATA / "groundingyoutube"
@@ -170,7 +171,8 @@ def test_hand_computed_mining_youtube_case(tmp_path):
     # tau = 0.35: t2 (.4) now pays more as crack than as background → crack G {1,2} = D.
     # IoU = 4/5 = 80 %, IoD = 4/5 = 80 %.
     lower = score(predictions, mining_ground_truth(), "miningyoutube", tau=0.35)
-    assert lower.metrics["iou"] == pytest.approx(80.0) and lower.metrics["iod"] == pytest.approx(80.0)
+    assert lower.metrics["iou"] == pytest.approx(80.0)
+    assert lower.metrics["iod"] == pytest.approx(80.0)
 
 
 def test_mining_youtube_without_prediction_or_query(tmp_path):
@@ -341,7 +343,8 @@ def grounding_truth():
 @needs_data
 def test_real_oracle_on_twenty_videos_scores_100(grounding_truth):
     videos = sorted(grounding_truth.boxes)[:20]
-    truth = replace(grounding_truth, boxes={video: grounding_truth.boxes[video] for video in videos})
+    boxes = {video: grounding_truth.boxes[video] for video in videos}
+    truth = replace(grounding_truth, boxes=boxes)
     predictions = baseline_predictions(truth, "oracle")
     predictions["not-annotated"] = replace(predictions[videos[0]], video="not-annotated")
     report = score(predictions, truth, "groundingyoutube")
@@ -388,7 +391,8 @@ def test_real_youcook_interactions_oracle(tmp_path):
     assert report.videos == 92
     assert report.metrics["pointing_game"] == pytest.approx(100.0)
     assert report.counts["pointing_frames"] + report.counts["frames_outside_segments"] == 2_570 - 1
-    assert "iou_point" not in report.metrics and any("frame size unknown" in n for n in report.notes)
+    assert "iou_point" not in report.metrics
+    assert any("frame size unknown" in note for note in report.notes)
 
 
 @needs_data
@@ -414,3 +418,40 @@ def test_real_mining_youtube_oracle_similarity(tmp_path):
     # frame of its own (the alignment gives every transcript step at least one frame).
     assert np.mean([row["iou"] for row in scored]) > 95
     assert np.mean([row["iod"] for row in scored]) > 95
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["volume", "temporal_x_spatial"]))
+def test_cached_video_map_equals_tubes_video_map(seed, method):
+    generator = np.random.default_rng(seed)
+
+    def random_tube():
+        first = int(generator.integers(0, 6))
+        return {
+            second: tuple(
+                float(v) for v in (*generator.integers(0, 10, 2), *generator.integers(10, 20, 2))
+            )
+            for second in range(first, first + int(generator.integers(1, 5)))
+        }
+
+    labels, videos = ["a", "b", "c"], ["v1", "v2"]
+    truth = [
+        LabeledTube(str(generator.choice(videos)), str(generator.choice(labels[:2])), random_tube())
+        for _ in range(int(generator.integers(1, 6)))
+    ]
+    detections = [
+        TubeDetection(
+            str(generator.choice(videos)),
+            str(generator.choice(labels)),
+            random_tube(),
+            float(generator.choice([0.2, 0.5, 0.9])),  # ties keep input order in both
+        )
+        for _ in range(int(generator.integers(0, 8)))
+    ]
+    options = ScoreOptions(tube_method=method)
+    cached, per_class = _video_map(truth, detections, options)
+    reference = video_map(truth, detections, options.thresholds, method=method)
+    assert cached == pytest.approx({t: 100 * v for t, v in reference.map_at.items()})
+    for label in per_class:
+        expected = np.mean([reference.ap_per_class[t][label] for t in options.thresholds])
+        assert per_class[label] == pytest.approx(100 * expected)

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from stg_cli.bench import rollout, score, sinkhorn, xattn
+from stg_cli.bench import ground, rollout, score, sinkhorn, xattn
 from stg_cli.bench.common import (
     NATIVE,
     BenchReport,
@@ -33,8 +33,9 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Case]]] = {
     "xattn": xattn.cases,
     "rollout": rollout.cases,
     "score": score.cases,
+    "ground": ground.cases,
 }
-NOT_YET_AVAILABLE = ("ground", "train")
+NOT_YET_AVAILABLE = ("train",)
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 ProgressCallback = Callable[[int, int, str | None], None]

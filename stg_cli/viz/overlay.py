@@ -11,14 +11,17 @@ predicted for it:
 - the label and score in the top-left corner ("background" frames get no heatmap);
 - a timeline bar at the bottom: one colour per query (background dark grey) and a cursor.
 
-Encoded with PyAV as H.264 (libx264, yuv420p); odd frame sizes lose their last row/column.
+Encoded with PyAV as H.264 (libx264 ``ultrafast`` preset, CRF 20, yuv420p, MP4 with the index
+first so that it streams); odd frame sizes lose their last row/column.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -55,15 +58,18 @@ def blend_heatmap(
 ) -> np.ndarray:
     """Blends ``heat`` [H, W] (≥ 0) onto ``frame`` uint8 [H, W, 3]. → uint8 [H, W, 3].
 
-    Colours and opacity follow heat / max(heat); an all-zero map leaves the frame unchanged.
+    Colours and opacity follow heat / max(heat) quantised to 256 levels (opacity = ``alpha`` ×
+    level / 255); an all-zero map leaves the frame unchanged. Runs in Pillow's C loops.
     """
     peak = float(heat.max()) if heat.size else 0.0
     if peak <= 0:
         return frame.copy()
-    relative = np.clip(heat / peak, 0.0, 1.0)
-    colors = lut[(relative * 255).astype(np.uint8)].astype(np.float32)
-    weight = (alpha * relative)[..., None]
-    return (frame.astype(np.float32) * (1 - weight) + colors * weight).round().astype(np.uint8)
+    levels = np.clip(heat * (255.0 / peak), 0, 255).astype(np.uint8)
+    index = Image.fromarray(levels, "L")
+    colors = index.convert("P")
+    colors.putpalette(lut.astype(np.uint8).tobytes())
+    opacity = index.point([int(round(level * alpha)) for level in range(256)])
+    return np.asarray(Image.composite(colors.convert("RGB"), Image.fromarray(frame), opacity))
 
 
 def timeline_strip(
@@ -146,8 +152,6 @@ def render_overlay(
         path: output file (written to a temporary name, then renamed).
         on_frame: called after each encoded frame.
     """
-    from stg_cli.video.write import write_video
-
     lut = colormap_lut(colormap)
     colors = query_colors(max(len(grounding.queries), 1))
     times = np.asarray(grounding.times, dtype=np.float64)
@@ -170,11 +174,36 @@ def render_overlay(
 
     temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
     try:
-        write_video(temporary, drawn(), fps=max(grounding.fps, 0.01), codec="h264")
+        encode_h264(temporary, drawn(), fps=max(grounding.fps, 0.01))
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def encode_h264(
+    path: Path, frames: Iterator[np.ndarray], fps: float, preset: str = "ultrafast", crf: int = 20
+) -> int:
+    """Encodes RGB frames uint8 [H, W, 3] (even H, W) to an H.264 MP4; returns the frame count.
+
+    ``ultrafast`` keeps the overlay cheap (it is several times faster than ``veryfast`` here, at
+    the price of a larger file); every H.264 decoder plays it.
+    """
+    count = 0
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": preset, "crf": str(crf)}
+        for image in frames:
+            if count == 0:
+                stream.height, stream.width = image.shape[:2]
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            count += 1
+        for packet in stream.encode():
+            container.mux(packet)
+    return count
 
 
 def _span(grounding: VideoGrounding) -> float:

@@ -49,7 +49,7 @@ def plot_timeline(
     similarity = np.asarray(grounding.similarity, dtype=np.float32).reshape(times.size, len(queries))
 
     height = 1.6 + 0.28 * count + (0.9 if ground_truth else 0.6)
-    figure = Figure(figsize=(11, height), dpi=dpi, layout="constrained")
+    figure = Figure(figsize=(11, height), dpi=dpi)
     top, bottom = figure.subplots(
         2, 1, sharex=True, height_ratios=[max(count, 2), 2 if ground_truth else 1]
     )
@@ -67,7 +67,6 @@ def plot_timeline(
         vmin=float(np.nanmin(image)) if np.isfinite(image).any() else 0.0,
         vmax=float(np.nanmax(image)) if np.isfinite(image).any() else 1.0,
     )
-    figure.colorbar(shown, ax=top, label="cosine", pad=0.01)
     for segment in grounding.detection.segments:
         top.add_patch(
             Rectangle(
@@ -97,6 +96,10 @@ def plot_timeline(
     bottom.set_ylim(len(tracks) - 0.5, -0.5)
     bottom.set_xlim(0.0, span_end)
     bottom.set_xlabel("time (s)")
+    figure.subplots_adjust(left=0.17, right=0.9, top=1 - 0.35 / height, bottom=0.5 / height, hspace=0.15)
+    position = top.get_position()
+    colorbar_axes = figure.add_axes((0.915, position.y0, 0.012, position.height))
+    figure.colorbar(shown, cax=colorbar_axes, label="cosine")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())

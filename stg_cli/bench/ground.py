@@ -1,0 +1,304 @@
+"""Grounding speed: ``stg ground`` on a generated 5-minute 640×480 video, stage by stage.
+
+The video (H.264, 30 fps, 640×480, 300 s: a gradient background with moving coloured blocks)
+is generated once with PyAV and cached in ``$STG_BENCH_CACHE`` (default
+``~/.cache/stg/bench``). The model is a random-initialised grounding model (d = 512, the
+default architecture) over the backbone's features with 10 queries; τ = -1 so every frame is
+assigned a query, the worst case for the spatial stage.
+
+Each timed call processes the next minute of the video (minute 1, 2, ..., 5, 1, ...), so every
+row's time is **milliseconds per minute of video**; seconds per video-minute = ms / 1000 and
+"× real time" = 60,000 / ms. Variants (one per stage, as ``stg ground`` runs them):
+
+- ``decode``: decode and sample 1 fps frames squashed to the backbone input (seek to the minute);
+- ``features``: the frozen visual backbone on those frames;
+- ``temporal``: frame embeddings, the frame × query cosines and the temporal detection;
+- ``spatial``: local-branch heatmaps (``paper`` chain) per segment, then point and box in pixels;
+- ``viz``: the overlay (decode at display size, draw, H.264 encode) and the timeline figure;
+- ``pipeline``: decode → features → temporal → spatial → prediction files, without viz: the
+  time the ≥ 10× real-time target (< 6,000 ms per video-minute) is about.
+
+Backbones other than ``tiny`` need their weights (``STG_CLIP_WEIGHTS``, ``STG_S3D_WEIGHTS``);
+without them their case is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stg_cli.bench.common import Case, Variant
+from stg_cli.errors import UserError
+
+WIDTH, HEIGHT, VIDEO_FPS, MINUTES = 640, 480, 30, 5
+QUERIES = [
+    "crack the egg", "pour the milk", "whisk the eggs", "cut the onion", "add the salt",
+    "stir the pan", "flip the pancake", "slice the bread", "peel the potato", "serve the dish",
+]
+WEIGHTS_VARIABLES = {"clip-vit-b32": "STG_CLIP_WEIGHTS", "s3d-milnce": "STG_S3D_WEIGHTS"}
+STAGE_NAMES = ("decode", "features", "temporal", "spatial", "viz", "pipeline")
+TARGET_MS_PER_MINUTE = 6000.0
+
+
+def cases(quick: bool, device: torch.device) -> list[Case]:
+    """One case per visual backbone on ``device``; ``quick`` keeps the problem (a call is one
+    video-minute either way)."""
+    from stg_cli.backbones import VISUAL_BACKBONES
+
+    out = []
+    for name in VISUAL_BACKBONES:
+        shape = (
+            f"{name}, {WIDTH}×{HEIGHT} {VIDEO_FPS} fps {MINUTES}-min video, 1 fps, {len(QUERIES)} queries: "
+            f"ms per video-minute (≥ 10× real time: pipeline < {TARGET_MS_PER_MINUTE:,.0f} ms)"
+        )
+        out.append(
+            Case(
+                op="ground",
+                shape=shape,
+                device=str(device),
+                variants=[Variant(stage, _setup(stage, name, device)) for stage in STAGE_NAMES],
+            )
+        )
+    return out
+
+
+def cache_dir() -> Path:
+    """Where the generated benchmark video is kept between runs."""
+    root = os.environ.get("STG_BENCH_CACHE") or Path.home() / ".cache" / "stg" / "bench"
+    return Path(root)
+
+
+def benchmark_video(
+    path: Path | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    seconds: float | None = None,
+    fps: int | None = None,
+) -> Path:
+    """Generates (once) the benchmark video: moving coloured blocks on a gradient, H.264.
+
+    Defaults: the module's WIDTH × HEIGHT, MINUTES minutes, VIDEO_FPS; kept in :func:`cache_dir`.
+    """
+    from stg_cli.video.write import write_video
+
+    width, height = width or WIDTH, height or HEIGHT
+    seconds, fps = seconds or MINUTES * 60.0, fps or VIDEO_FPS
+    path = path or cache_dir() / f"ground-{width}x{height}-{int(seconds)}s-{fps}fps.mp4"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = int(round(seconds * fps))
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [(xx * 200 // max(width, 1)), (yy * 160 // max(height, 1)), np.full_like(xx, 90)], axis=-1
+    ).astype(np.uint8)
+    generator = np.random.default_rng(0)
+    blocks = [
+        (generator.integers(30, 120), generator.integers(30, 120), generator.uniform(-3, 3),
+         generator.uniform(-2, 2), generator.integers(0, 256, 3).astype(np.uint8))
+        for _ in range(4)
+    ]
+
+    def frames():
+        for index in range(count):
+            frame = base.copy()
+            scene = index // (fps * 20)  # the blocks' colours change every 20 s, like steps
+            for number, (w, h, vx, vy, color) in enumerate(blocks):
+                x = int((width / 3 + vx * index + 97 * number) % max(width - w, 1))
+                y = int((height / 3 + vy * index + 53 * number) % max(height - h, 1))
+                frame[y : y + h, x : x + w] = np.roll(color, scene + number)
+            yield frame
+
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
+    try:
+        write_video(temporary, frames(), fps=fps)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+class _Bench:
+    """Everything the stage calls share: video, backbone, model, queries and per-minute inputs."""
+
+    def __init__(self, backbone_name: str, device: torch.device) -> None:
+        from stg_cli.backbones import load_visual, train_word2vec
+        from stg_cli.models import GroundingModel
+        from stg_cli.models.config import ModelConfig
+        from stg_cli.models.export import save_export
+
+        weights = os.environ.get(WEIGHTS_VARIABLES.get(backbone_name, ""), None)
+        self.backbone = load_visual(backbone_name, weights, device=str(device))
+        self.video = benchmark_video()
+        self.width, self.height = WIDTH, HEIGHT
+        self.workdir = tempfile.TemporaryDirectory(prefix="stg-bench-ground-")
+        root = Path(self.workdir.name)
+        torch.manual_seed(0)
+        text = train_word2vec(QUERIES * 20, dim=300, seed=0)
+        spec = self.backbone.spec
+        config = ModelConfig(visual_dim=spec.dim, text_dim=text.dim, grid=spec.grid)
+        store = {
+            "backbone": backbone_name, "weights": weights, "text": "word2vec", "grid": list(spec.grid),
+            "visual_dim": spec.dim, "text_dim": text.dim, "fps": spec.fps,
+            "input_size": list(spec.input_size), "clip_len": spec.clip_len, "clip_fps": spec.clip_fps,
+            "visual_fingerprint": self.backbone.fingerprint, "text_fingerprint": text.fingerprint,
+        }
+        export = save_export(GroundingModel(config), root / "export", store)
+        text.save(export / "text_encoder")
+        from stg_cli.ground.pipeline import GroundSettings, Grounder
+
+        self.grounder = Grounder(export, device=str(device))
+        self.grounder._backbone = self.backbone
+        self.settings = GroundSettings(tau=-1.0)
+        self.queries = self.grounder.embed_queries(QUERIES)
+        self.out = root / "out"
+        self.minute = {stage: 0 for stage in STAGE_NAMES}
+        self._decoded: dict[int, tuple] = {}
+        self._features: dict[int, tuple] = {}
+        self._groundings: dict[int, object] = {}
+
+    def next_minute(self, stage: str) -> int:
+        minute = self.minute[stage]
+        self.minute[stage] = (minute + 1) % MINUTES
+        return minute
+
+    def decode(self, minute: int):
+        """(times [F], frames uint8 [F, clip_len, h, w, 3]) of one minute."""
+        from stg_cli.video import iter_clips
+
+        spec = self.backbone.spec
+        fps = float(spec.fps)
+        clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
+        times, frames = [], []
+        for _, batch_times, _, batch in iter_clips(
+            self.video, fps, tuple(spec.input_size), spec.clip_len, clip_fps,
+            start=minute * 60.0, end=(minute + 1) * 60.0,
+        ):
+            times.append(batch_times)
+            frames.append(batch)
+        return np.concatenate(times), np.concatenate(frames)
+
+    def decoded(self, minute: int):
+        if minute not in self._decoded:
+            self._decoded[minute] = self.decode(minute)
+        return self._decoded[minute]
+
+    def features(self, minute: int):
+        from stg_cli.features.encode import encode_frames
+
+        _, frames = self.decoded(minute)
+        return encode_frames(self.backbone, frames)
+
+    def stored_features(self, minute: int):
+        if minute not in self._features:
+            self._features[minute] = self.features(minute)
+        return self._features[minute]
+
+    def temporal(self, minute: int):
+        from stg_cli.ground.temporal import detect
+
+        times, _ = self.decoded(minute)
+        global_feats, _ = self.stored_features(minute)
+        model = self.grounder.model
+        with torch.no_grad():
+            frames = model.frame_embeddings(global_feats.to(self.grounder.device)).float().cpu()
+        similarity = (frames @ self.queries.sentence.T).numpy()
+        return times, similarity, detect(similarity, times, tau=self.settings.tau, smooth=self.settings.smooth)
+
+    def spatial(self, minute: int):
+        from stg_cli.ground.output import VideoGrounding
+        from stg_cli.ground.spatial import locate
+
+        times, similarity, detection = self.temporal(minute)
+        _, grid = self.stored_features(minute)
+        gh, gw = self.grounder.grid
+        cells = np.zeros((len(times), gh, gw), dtype=np.float32)
+        locations: list = [None] * len(times)
+        for segment in detection.segments:
+            span = slice(segment.first, segment.last + 1)
+            heat = self.grounder.model.heatmaps(
+                grid[span], self.queries.words[segment.query], self.queries.mask[segment.query],
+                mode=self.settings.heatmap,
+            )
+            cells[span] = heat.reshape(-1, gh, gw).numpy()
+            locations[span] = locate(cells[span], self.width, self.height, self.settings.mask_threshold)
+        return VideoGrounding(
+            video_id=f"minute{minute}", width=self.width, height=self.height, fps=float(self.backbone.spec.fps),
+            duration=60.0 * MINUTES, queries=list(QUERIES), times=times, similarity=similarity,
+            detection=detection, cells=cells, locations=locations,
+        )
+
+    def grounding(self, minute: int):
+        if minute not in self._groundings:
+            self._groundings[minute] = self.spatial(minute)
+        return self._groundings[minute]
+
+    def viz(self, minute: int) -> None:
+        from stg_cli.video import iter_clips
+        from stg_cli.viz import plot_timeline, render_overlay
+
+        grounding = self.grounding(minute)
+        fps = grounding.fps
+
+        def frames():
+            for _, times, _, batch in iter_clips(
+                self.video, fps, None, 1, fps, start=minute * 60.0, end=(minute + 1) * 60.0, batch_size=8
+            ):
+                for time_value, frame in zip(times.tolist(), batch[:, 0]):
+                    yield time_value, frame
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        render_overlay(grounding, frames(), self.out / "overlay.mp4")
+        plot_timeline(grounding, self.out / "timeline.png")
+
+    def pipeline(self, minute: int) -> None:
+        from stg_cli.ground.output import write_video
+        from stg_cli.ground.pipeline import VideoInput
+
+        _ = VideoInput  # the same per-stage code as ``Grounder.ground``, restricted to one minute
+        self._decoded.pop(minute, None)
+        self._features.pop(minute, None)
+        self.decoded(minute)
+        self.stored_features(minute)
+        write_video(self.spatial(minute), self.out)
+
+
+@functools.lru_cache(maxsize=2)
+def _bench(backbone_name: str, device: str) -> _Bench:
+    return _Bench(backbone_name, torch.device(device))
+
+
+def _setup(stage: str, backbone_name: str, device: torch.device) -> Callable[[], Callable[[], object] | str]:
+    def setup() -> Callable[[], object] | str:
+        variable = WEIGHTS_VARIABLES.get(backbone_name)
+        if variable and not os.environ.get(variable):
+            return f"needs the {backbone_name} weights: set {variable}"
+        try:
+            bench = _bench(backbone_name, str(device))
+        except UserError as error:
+            return f"cannot load {backbone_name}: {error}"
+        actions = {
+            "decode": bench.decode,
+            "features": bench.features,
+            "temporal": bench.temporal,
+            "spatial": bench.spatial,
+            "viz": bench.viz,
+            "pipeline": bench.pipeline,
+        }
+        action = actions[stage]
+        for minute in range(MINUTES):  # inputs of the later stages, made once, untimed
+            if stage in ("features", "temporal", "spatial"):
+                bench.decoded(minute)
+            if stage in ("temporal", "spatial"):
+                bench.stored_features(minute)
+            if stage == "viz":
+                bench.grounding(minute)
+        return lambda: action(bench.next_minute(stage))
+
+    return setup

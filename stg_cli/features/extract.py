@@ -28,6 +28,7 @@ import concurrent.futures as futures
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -310,20 +311,23 @@ def extract(
         seconds=0.0,
         text_encoder=f"{encoder.name} ({encoder.fingerprint}{', reused' if reused else ''})",
     )
-    last_manifest = time.monotonic()
-    loop_started = time.perf_counter()
+    # the manifest is rebuilt now and then so that a killed run leaves a readable store; a
+    # rebuild reads every meta.json, so it never takes more than a tenth of the time
+    last_manifest, manifest_cost = time.monotonic(), 0.0
 
     def finish(video_id: str, status: str, reason: str = "", frames: int = 0, captions: int = 0, t0: float = 0.0):
-        nonlocal last_manifest
+        nonlocal last_manifest, manifest_cost
         result = VideoResult(video_id, str(found[video_id]), status, reason, frames, captions, time.perf_counter() - t0)
         if status == "failed":
             writer.record_failure(video_id, str(found[video_id]), reason)
         results.append(result)
         if on_video is not None:
             on_video(result)
-        if time.monotonic() - last_manifest > 30:
+        if time.monotonic() - last_manifest > max(30.0, 10 * manifest_cost):
+            began = time.monotonic()
             writer.rebuild_manifest()
             last_manifest = time.monotonic()
+            manifest_cost = last_manifest - began
     loop_started = time.perf_counter()
 
     def store(video_id: str, info, times: np.ndarray, global_feats, grid_feats, t0: float) -> None:
@@ -377,14 +381,33 @@ def _one_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def _ignore_interrupts() -> None:
+    """Worker initialiser: Ctrl-C is handled by the main process, which stops the workers."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: futures.ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
+    # no public way to end running jobs before Python 3.14 (terminate_workers)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
 def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames) -> None:
+    """Decode in ``options.workers`` processes, at most workers + 1 videos ahead; encode here."""
     workers = options.workers
     threads = max(1, (os.cpu_count() or 1) // workers)
     clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
     # fork: workers only run PyAV and numpy (never torch), and start without re-importing stg
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+    def new_pool() -> futures.ProcessPoolExecutor:
+        return futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_ignore_interrupts
+        )
+
+    pool = new_pool()
     pending: list[tuple[str, float, futures.Future]] = []
     queue = list(todo)
     try:
@@ -392,25 +415,31 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
             while queue and len(pending) < workers + 1:
                 video_id = queue.pop(0)
                 job = pool.submit(
-                    decode_frames, str(found[video_id]), fps, tuple(spec.input_size), spec.clip_len,
-                    clip_fps, None, None, threads,
+                    decode_frames, str(found[video_id]), fps, tuple(spec.input_size),
+                    spec.clip_len, clip_fps, None, None, threads,
                 )
                 pending.append((video_id, time.perf_counter(), job))
             video_id, t0, job = pending.pop(0)
             try:
                 decoded = job.result()
-                info, times, frames = decoded.info, decoded.times, decoded.frames
-                global_feats, grid_feats = encode_frames(backbone, frames, options.batch_size)
-                if on_frames is not None:
-                    on_frames(len(times))
-                store(video_id, info, times, global_feats, grid_feats, t0)
-            except (VideoError, ValueError, RuntimeError, OSError) as error:
-                finish(video_id, "failed", _one_line(error), t0=t0)
-            except futures.process.BrokenProcessPool:
-                finish(video_id, "failed", "the decoding worker died (out of memory?)", t0=t0)
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            except futures.process.BrokenProcessPool:  # a worker was killed (out of memory?)
+                finish(video_id, "failed", "the decoding process died (out of memory?)", t0=t0)
+                _stop(pool)
+                pool = new_pool()
                 queue = [vid for vid, _, _ in pending] + queue
                 pending = []
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+                continue
+            except (VideoError, ValueError, RuntimeError, OSError) as error:
+                finish(video_id, "failed", _one_line(error), t0=t0)
+                continue
+            try:
+                global_feats, grid_feats = encode_frames(backbone, decoded.frames, options.batch_size)
+                if on_frames is not None:
+                    on_frames(len(decoded.times))
+                store(video_id, decoded.info, decoded.times, global_feats, grid_feats, t0)
+            except (ValueError, RuntimeError, OSError) as error:
+                finish(video_id, "failed", _one_line(error), t0=t0)
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)

@@ -313,3 +313,40 @@ def test_quick_preset_renders_in_under_a_minute(tmp_path):
     assert elapsed < 60, f"quick preset took {elapsed:.1f} s"
     truth = load_grounding_youtube(tmp_path / "quick" / "test" / "annotations")
     assert sum(len(b) for b in truth.boxes.values()) == summary.boxes
+
+
+def test_an_oracle_prediction_scores_perfectly(bench, tmp_path):
+    """Predictions made from the plan at the rendered size (128 x 96), rescaled
+    by the scorer to the 640 x 480 annotation frame, hit every ground-truth box and tube."""
+    from stg_cli.metrics.predictions import load_predictions
+    from stg_cli.metrics.score import load_ground_truth, score
+
+    _, test = plan_all(TINY)
+    pools = json.loads((bench / "test" / "annotations" / "vid2step.json").read_text())
+    predictions = {}
+    for plan in test:
+        renderer = VideoRenderer(plan, TINY.difficulty_settings)
+        frames = []
+        for second in range(plan.duration):
+            action = plan.action_at(second)
+            if action is None:
+                frames.append({"t": float(second), "label": "background", "score": 0.0,
+                               "point": None, "box": None})
+                continue
+            x1, y1, x2, y2 = renderer.box(second)
+            frames.append({"t": float(second), "label": action.query, "score": 1.0,
+                           "point": [(x1 + x2) / 2, (y1 + y2) / 2], "box": [x1, y1, x2, y2]})
+        predictions[plan.video_id] = {
+            "video": plan.video_id, "width": plan.width, "height": plan.height, "fps": 1.0,
+            "duration": float(plan.duration),
+            "queries": [q for q in pools[plan.video_id] if q != "background"],
+            "segments": [{"label": a.query, "start": a.start, "end": a.end, "score": 1.0}
+                         for a in plan.actions],
+            "frames": frames,
+        }
+    path = tmp_path / "predictions.json"
+    path.write_text(json.dumps(predictions))
+    report = score(load_predictions(path), load_ground_truth([bench], "synth"), "synth")
+    assert not report.missing and not report.unknown
+    values = [v for v in report.metrics.values() if isinstance(v, float)]
+    assert values and all(v == pytest.approx(100.0) for v in values), report.metrics

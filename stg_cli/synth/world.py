@@ -286,7 +286,7 @@ def _draw_verb(draw: ImageDraw.ImageDraw, name: str, s: int, phase: int) -> None
         draw.ellipse([c - s * 0.1, c - s * 0.9 - dy, c + s * 0.1, c - s * 0.7 - dy],
                      fill=(20, 20, 20))
     elif name == "stir":
-        # A thick magenta spiral over the object, turning.
+        # A thick fuchsia spiral over the object, turning.
         points = []
         for i in range(60):
             t = i / 59

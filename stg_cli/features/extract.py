@@ -31,6 +31,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,25 +409,40 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
         )
 
     pool = new_pool()
-    pending: list[tuple[str, float, futures.Future]] = []
-    queue = list(todo)
+    pending: list[tuple[str, float, futures.Future, bool]] = []
+    queue = deque(todo)
+    # videos that were being decoded when a worker died: redone one at a time, so that the
+    # video that kills its worker is the only one to fail
+    suspects: deque[str] = deque()
     try:
-        while queue or pending:
-            while queue and len(pending) < workers + 1:
-                video_id = queue.pop(0)
-                job = pool.submit(
-                    decode_frames, str(found[video_id]), fps, tuple(spec.input_size),
-                    spec.clip_len, clip_fps, None, None, threads,
-                )
-                pending.append((video_id, time.perf_counter(), job))
-            video_id, t0, job = pending.pop(0)
-            try:
-                decoded = job.result()
-            except futures.process.BrokenProcessPool:  # a worker was killed (out of memory?)
-                finish(video_id, "failed", "the decoding process died (out of memory?)", t0=t0)
+        while queue or suspects or pending:
+            capacity = 1 if suspects else workers + 1
+            while len(pending) < capacity and (suspects or queue):
+                source = suspects if suspects else queue
+                video_id = source.popleft()
+                try:
+                    job = pool.submit(
+                        decode_frames, str(found[video_id]), fps, tuple(spec.input_size),
+                        spec.clip_len, clip_fps, None, None, threads,
+                    )
+                except futures.process.BrokenProcessPool:  # seen below through a pending job
+                    source.appendleft(video_id)
+                    break
+                pending.append((video_id, time.perf_counter(), job, source is suspects))
+            if not pending:  # defensive: a broken pool with nothing in flight
                 _stop(pool)
                 pool = new_pool()
-                queue = [vid for vid, _, _ in pending] + queue
+                continue
+            video_id, t0, job, isolated = pending.pop(0)
+            try:
+                decoded = job.result()
+            except futures.process.BrokenProcessPool:
+                if isolated:
+                    finish(video_id, "failed", "the decoding process died (out of memory?)", t0=t0)
+                else:
+                    suspects.extend([video_id] + [vid for vid, *_ in pending])
+                _stop(pool)
+                pool = new_pool()
                 pending = []
                 continue
             except (VideoError, ValueError, RuntimeError, OSError) as error:

@@ -168,3 +168,22 @@ def test_resume_after_a_killed_run(dataset: dict[str, Path], tmp_path: Path, mod
     for name in GOOD:
         assert np.isfinite(store.load(name).grid_feats).all()
     assert not any((out / "tmp").iterdir())
+
+
+def _dying_decode(path, *args, **kwargs):
+    """Decodes like decode_frames, but the process dies on bravo (as if killed for memory)."""
+    from stg_cli.video import decode_frames
+
+    if Path(path).stem == "bravo":
+        os._exit(1)
+    return decode_frames(path, *args, **kwargs)
+
+
+def test_a_dead_worker_fails_one_video(dataset: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    import stg_cli.features.extract as extract_module
+
+    monkeypatch.setattr(extract_module, "decode_frames", _dying_decode)
+    videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:4]]
+    summary = extract(videos, dataset["captions"], tmp_path / "f", ExtractOptions(workers=1, **OPTIONS))
+    assert [r.video_id for r in summary.failed] == ["bravo"] and "died" in summary.failed[0].reason
+    assert FeatureStore.open(tmp_path / "f").video_ids == ["alpha", "charlie", "delta"]

@@ -119,8 +119,9 @@ def generate(
     check_destination(out, overwrite)
     train, test = plan_all(config)
     total = sum(plan.num_frames for plan in train + test)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / f".{out.name}.partial-{os.getpid()}"
+    target = out.resolve()  # "." has no name to build the sibling folders from
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
     try:
@@ -167,7 +168,7 @@ def generate(
         if preview and test:
             contact_sheet(work, work / "preview.png")
             preview_path = out / "preview.png"
-        _swap(work, out)
+        _swap(work, target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise

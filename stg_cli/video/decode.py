@@ -106,7 +106,9 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.FFmpegError as error:
-        raise VideoError(f"{path}: not a readable video ({_reason(error)})") from None
+        raise VideoError(
+            f"{path}: not a readable video: truncated, corrupt or another kind of file ({_reason(error)})"
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise VideoError(f"{path}: not a readable video ({_short(error)})") from None
 

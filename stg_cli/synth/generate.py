@@ -33,7 +33,15 @@ from stg_cli.synth import annotations as files
 from stg_cli.synth.config import SynthConfig
 from stg_cli.synth.preview import contact_sheet
 from stg_cli.synth.render import VideoRenderer, encode_video
-from stg_cli.synth.script import VideoPlan, corpus, plan_video, vocabulary
+from stg_cli.synth.script import (
+    FOLLOWUP_MIN_SECONDS,
+    FOLLOWUP_PROBABILITY,
+    WORDS_PER_SECOND,
+    VideoPlan,
+    corpus,
+    plan_video,
+    vocabulary,
+)
 from stg_cli.synth.world import query_text
 
 FORMAT = "stg-synth/1"
@@ -218,6 +226,7 @@ def _counts(train: list[VideoPlan], test: list[VideoPlan]) -> dict:
         "narrated_actions": sum(
             1 for plan in plans for c in plan.captions if c.kind == "narration"
         ),
+        "followups": sum(1 for plan in plans for c in plan.captions if c.kind == "followup"),
         "captions": sum(len(plan.captions) for plan in plans),
         "boxes": sum(a.end - a.start + 1 for plan in test for a in plan.actions),
         "test_actions": sum(len(plan.actions) for plan in test),
@@ -236,7 +245,13 @@ def _manifest(config: SynthConfig, train: list, test: list, counts: dict) -> dic
         "difficulty": {
             "name": difficulty.name,
             "narration_offset_range": [-difficulty.max_offset, difficulty.max_offset],
+            "narration_seconds_per_word": 1.0 / WORDS_PER_SECOND,
             "narration_duration_jitter": difficulty.duration_jitter,
+            "followup": {
+                "min_action_seconds": FOLLOWUP_MIN_SECONDS,
+                "probability": FOLLOWUP_PROBABILITY,
+                "start_range": "action start + 2 s .. action end, shifted by ±max_offset / 2",
+            },
             "unnarrated_probability": difficulty.unnarrated,
             "fillers_per_minute": difficulty.fillers_per_minute,
             "synonym_probability": difficulty.synonym,

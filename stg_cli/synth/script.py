@@ -4,6 +4,13 @@ A ``VideoPlan`` is drawn from ``SeedSequence([seed, split, index])`` alone, so a
 change when other videos are added. Times: actions cover whole seconds ``start..end``
 (inclusive, as the refined GroundingYouTube segments), i.e. the frames with time in
 ``[start, end + 1)``; captions are in seconds (floats, two decimals).
+
+Captions: a narrated action gets one ``narration`` starting ``offset`` seconds from the action's
+start (``|offset| <= max_offset`` of the difficulty); a narrated action of at least
+``FOLLOWUP_MIN_SECONDS`` gets, with probability ``FOLLOWUP_PROBABILITY``, a ``followup``
+("keep stirring the cheese") starting between 2 s after the action's start and its last
+second, shifted by at most ``max_offset / 2``; ``mention`` captions name a step never shown;
+``filler`` captions describe nothing visible.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 from stg_cli.synth.config import SynthConfig
 from stg_cli.synth.world import (
     FILLER_TEMPLATES,
+    FOLLOWUP_TEMPLATES,
     MENTION_TEMPLATES,
     NARRATION_TEMPLATES,
     NOUN_BY_NAME,
@@ -28,6 +36,8 @@ from stg_cli.synth.world import (
 SPLITS = {"train": 1, "test": 2}
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 WORDS_PER_SECOND = 2.5
+FOLLOWUP_MIN_SECONDS = 6
+FOLLOWUP_PROBABILITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,8 @@ class Mention:
 
 @dataclass(frozen=True)
 class Caption:
-    """One ASR-like sentence. ``kind``: ``narration`` (of action ``action``, with the start
-    ``offset`` from that action's start), ``mention`` or ``filler``."""
+    """One ASR-like sentence. ``kind``: ``narration`` or ``followup`` (of action ``action``,
+    with the start ``offset`` from that action's start), ``mention`` or ``filler``."""
 
     start: float
     end: float
@@ -181,7 +191,8 @@ def plan_video(config: SynthConfig, split: str, index: int, taken: set[str]) -> 
         mentions.append(Mention(0, verbs[int(rng.integers(len(verbs)))],
                                 nouns[int(rng.integers(len(nouns)))], second))
     actions, mentions = _number(actions, mentions)
-    captions = _narrate(config, rng, duration, actions, mentions, objects)
+    captions = _narrate(config, rng, duration, actions, mentions, objects,
+                        video_rng(config.seed, split, index, purpose=3))
     return VideoPlan(
         video_id=video_id(config.seed, split, index, taken),
         split=split,
@@ -306,7 +317,7 @@ def _timed(rng: np.random.Generator, text: str, start: float, duration: int,
 
 
 def _narrate(config: SynthConfig, rng: np.random.Generator, duration: int, actions: list,
-             mentions: list, objects: list) -> list[Caption]:
+             mentions: list, objects: list, followup_rng: np.random.Generator) -> list[Caption]:
     d = config.difficulty_settings
     captions: list[Caption] = []
     for i, action in enumerate(actions):
@@ -316,6 +327,16 @@ def _narrate(config: SynthConfig, rng: np.random.Generator, duration: int, actio
         start, end = _timed(rng, text, action.start + rng.uniform(-d.max_offset, d.max_offset),
                             duration, d.duration_jitter)
         captions.append(Caption(start, end, text, "narration", i, round(start - action.start, 2)))
+        length = action.end - action.start + 1
+        if length >= FOLLOWUP_MIN_SECONDS and followup_rng.random() < FOLLOWUP_PROBABILITY:
+            text = narration(followup_rng, action.verb, action.noun, d.synonym, d.drop_word,
+                             FOLLOWUP_TEMPLATES)
+            anchor = followup_rng.uniform(action.start + 2, action.end)
+            shift = followup_rng.uniform(-d.max_offset / 2, d.max_offset / 2)
+            start, end = _timed(followup_rng, text, anchor + shift, duration, d.duration_jitter)
+            captions.append(
+                Caption(start, end, text, "followup", i, round(start - action.start, 2))
+            )
     for mention in mentions:
         text = narration(rng, mention.verb, mention.noun, 0.0, 0.0, MENTION_TEMPLATES)
         start, end = _timed(rng, text, mention.second, duration, d.duration_jitter)

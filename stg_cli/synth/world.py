@@ -87,6 +87,14 @@ NARRATION_TEMPLATES: tuple[str, ...] = (
     "all right {verb} the {noun} like that",
 )
 
+FOLLOWUP_TEMPLATES: tuple[str, ...] = (
+    "keep {gerund} the {noun}",
+    "just {verb} it a little more",
+    "you want to {verb} it really well",
+    "{gerund} it until it looks good",
+    "still {gerund} this {noun}",
+)
+
 MENTION_TEMPLATES: tuple[str, ...] = (
     "you could also {verb} the {noun} but i'm skipping that",
     "some people like to {verb} the {noun} first",

@@ -350,3 +350,21 @@ def test_an_oracle_prediction_scores_perfectly(bench, tmp_path):
     assert not report.missing and not report.unknown
     values = [v for v in report.metrics.values() if isinstance(v, float)]
     assert values and all(v == pytest.approx(100.0) for v in values), report.metrics
+
+
+def test_followups_stay_inside_their_action_give_or_take_half_the_offset():
+    config = replace(TINY, train_videos=8, test_videos=0, min_duration=40, max_duration=60,
+                     max_action=12)
+    train, _ = plan_all(config)
+    half = config.difficulty_settings.max_offset / 2
+    followups = 0
+    for plan in train:
+        for caption in plan.captions:
+            if caption.kind == "followup":
+                action = plan.actions[caption.action]
+                assert action.end - action.start + 1 >= 6
+                low = max(0.0, action.start + 2 - half)
+                high = min(plan.duration - 1.0, action.end + half)
+                assert low - 0.01 <= caption.start <= high + 0.01
+                followups += 1
+    assert followups > 0

@@ -7,7 +7,9 @@ shard: skip it when already stored, when it has no usable caption; otherwise dec
 write atomically. A video that fails (unreadable, truncated, no video stream, non-finite
 features) is recorded under ``failures/`` and the run goes on.
 
-Text encoder: an existing store's ``text_encoder/`` is reused when it is the requested kind, so
+Text encoder: ``--text clip`` with ``--backbone clip-vit-b32`` (and ``s3d-milnce`` with
+``s3d-milnce``) reads the text tower from ``--weights`` unless ``--text-weights`` is given. An
+existing store's ``text_encoder/`` is reused when it is the requested kind, so
 a resumed run encodes with the same vocabulary. Otherwise ``--text word2vec`` without
 ``--text-weights`` trains word2vec on the captions of every video of the run (all shards: the
 training is deterministic, so every shard trains the same vectors), and the other encoders load
@@ -25,6 +27,7 @@ encodes batch by batch (lowest memory). Features do not depend on W.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -242,6 +245,13 @@ def extract(
     """
     options = options or ExtractOptions()
     from stg_cli.backbones import load_visual
+
+    if options.text_weights is None and options.weights is not None and (options.backbone, options.text) in (
+        ("clip-vit-b32", "clip"),
+        ("s3d-milnce", "s3d-milnce"),
+    ):
+        # the text tower of the same checkpoint
+        options = dataclasses.replace(options, text_weights=options.weights)
 
     started = time.perf_counter()
     out = Path(out)

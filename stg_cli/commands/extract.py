@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -48,7 +49,9 @@ def command(
         0, "--workers", min=0, help="Decoding processes running ahead of the backbone (0: decode in the main process)."
     ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Frames per backbone call."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto, cpu or cuda[:N] (under torchrun: the GPU of LOCAL_RANK)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of word2vec training on the captions."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
@@ -56,8 +59,9 @@ def command(
 
     A rerun with the same --out skips the videos already stored. Exit code 0 when every video of
     the shard was stored (or had no caption), 1 when some failed (the store is still usable;
-    the failures are listed and recorded in the manifest), 2 for bad arguments, 130 on Ctrl-C
-    (every video finished before it stays in the store).
+    the failures are listed and recorded in the manifest; under torchrun failures exit 0, as a
+    failing rank would stop the others), 2 for bad arguments, 130 on Ctrl-C (every video
+    finished before it stays in the store).
     """
     options = extract_lib.ExtractOptions(
         backbone=backbone,
@@ -112,15 +116,21 @@ def command(
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary, Console())
-    if summary.failed:
+    # under torchrun a non-zero exit makes the launcher kill the other ranks mid-video, so
+    # there failures are only reported (summary, manifest), never turned into an exit code
+    under_torchrun = shard is None and "TORCHELASTIC_RUN_ID" in os.environ
+    if summary.failed and not under_torchrun:
         raise typer.Exit(1)
 
 
 def _device(device: str) -> str:
-    if device == "auto":
-        import torch
+    """auto → cuda when available; under torchrun each process takes GPU LOCAL_RANK."""
+    import torch
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
     return device
 
 

@@ -128,3 +128,22 @@ def test_ctrl_c_keeps_finished_videos(tmp_path: Path, workers: str) -> None:
     report = json.loads(stdout)
     assert report["already_stored"] == len(stored) and report["done"] == len(names) - len(stored)
     assert FeatureStore.open(out).video_ids == sorted(names)
+
+
+def test_under_torchrun_each_rank_takes_its_shard(inputs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    from stg_cli.commands.extract import _device
+
+    base = ["extract", str(inputs["videos"]), "--captions", str(inputs["captions"]), "--out", str(tmp_path / "f"), "--json"]
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    failures = 0
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        result = CliRunner().invoke(app, base)
+        assert result.exit_code == 0, result.output  # a failed video must not stop the other ranks
+        report = json.loads(result.stdout)
+        assert report["shard"] == [int(rank), 2]
+        failures += report["failed"]
+    assert failures == 1 and FeatureStore.open(tmp_path / "f").video_ids == ["one", "three", "two"]
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert _device("cuda") == "cuda:1" and _device("cpu") == "cpu"

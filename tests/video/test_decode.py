@@ -88,17 +88,22 @@ def test_variable_frame_rate(tmp_path: Path) -> None:
     assert indices(decoded.frames[:, 0]) == [0, 2, 4, 4, 4]
 
 
-def test_rotation_metadata_is_applied(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("rotation", "stored", "corner"),
+    [(90, 90, (-8, 8)), (-90, 270, (8, -8)), (180, 180, (-8, -8))],
+)
+def test_rotation_metadata_is_applied(tmp_path: Path, rotation: int, stored: int, corner) -> None:
     image = np.zeros((H, W, 3), dtype=np.uint8)
     image[:16, :16] = 255  # a white square at the top-left of the coded frame
-    path = write_video(tmp_path / "rot.mp4", [image] * 3, fps=30, rotation=90)
+    path = write_video(tmp_path / "rot.mp4", [image] * 3, fps=30, rotation=rotation)
     info = probe(path)
-    assert (info.width, info.height, info.rotation) == (H, W, 90)
-    decoded = decode_frames(path, fps=30.0, size=None)
-    frame = decoded.frames[0, 0]
-    assert frame.shape == (W, H, 3)
-    # rotated 90° counter-clockwise for display: the top-left corner moves to the bottom-left
-    assert frame[-8, 8].mean() > 200 and frame[8, 8].mean() < 50
+    display = (H, W) if stored in (90, 270) else (W, H)
+    assert (info.width, info.height, info.rotation) == (*display, stored)
+    frame = decode_frames(path, fps=30.0, size=None).frames[0, 0]
+    assert frame.shape == (display[1], display[0], 3)
+    # rotated counter-clockwise for display: 90° takes the top-left corner to the bottom-left,
+    # 270° to the top-right, 180° to the bottom-right
+    assert frame[corner].mean() > 200 and frame[8, 8].mean() < 50
     squashed = decode_frames(path, fps=30.0, size=(32, 24)).frames
     assert squashed.shape[2:4] == (32, 24)
 

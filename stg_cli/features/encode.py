@@ -29,7 +29,7 @@ def encode_frames(backbone, frames: np.ndarray, batch_size: int = 32) -> tuple[T
     if len(frames) == 0:
         return torch.zeros(0, spec.dim), torch.zeros(0, spec.num_cells, spec.dim)
     outputs = [
-        backbone.encode(torch.from_numpy(np.ascontiguousarray(frames[i : i + batch_size])))
+        backbone.encode(torch.from_numpy(np.array(frames[i : i + batch_size])))  # copies a memmap
         for i in range(0, len(frames), batch_size)
     ]
     return torch.cat([g for g, _ in outputs]), torch.cat([c for _, c in outputs])

@@ -19,9 +19,10 @@ Sharding: the videos sorted by id are dealt round-robin, video i going to shard 
 shard must see the same video list. ``--shard i/n`` (0 ≤ i < n) or, under torchrun, the
 RANK/WORLD_SIZE environment variables choose the shard.
 
-Workers: with W ≥ 1, W processes decode videos ahead (at most W + 1 decoded videos are held in
-memory) while the main process runs the backbone; with W = 0 the main process decodes and
-encodes batch by batch (lowest memory). Features do not depend on W.
+Workers: with W ≥ 1, W processes decode videos ahead (at most W + 1 videos in flight) into raw
+frame files under ``FEATS/tmp/`` that the main process memory-maps while it runs the backbone;
+with W = 0 the main process decodes and encodes batch by batch. Either way memory holds about one
+batch of frames, and features do not depend on W.
 """
 
 from __future__ import annotations
@@ -43,9 +44,9 @@ import numpy as np
 
 from stg_cli.errors import UserError
 from stg_cli.features.encode import encode_frames, encode_video
-from stg_cli.features.store import StoreConfig, StoreWriter
+from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
-from stg_cli.video import VideoError, decode_frames
+from stg_cli.video import VideoError, iter_clips
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts", ".3gp", ".ogv")
 
@@ -366,7 +367,7 @@ def extract(
                 except (VideoError, ValueError, RuntimeError, OSError) as error:
                     finish(video_id, "failed", _one_line(error), t0=t0)
         else:
-            _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames)
+            _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames, out)
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.manifest_videos = writer.rebuild_manifest()["counts"]["videos"]
@@ -404,7 +405,33 @@ def _stop(pool: futures.ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames) -> None:
+def decode_to_file(
+    path: str,
+    fps: float,
+    size: tuple[int, int],
+    clip_len: int,
+    clip_fps: float,
+    threads: int,
+    target: str,
+) -> tuple:
+    """Worker job: decode ``path`` batch by batch into the raw file ``target``.
+
+    The worker holds one batch at a time and the main process memory-maps the file, so neither
+    holds a whole decoded video (S3D clips of a 10-minute video are ~1.4 GB) and nothing large
+    crosses the process pipe. Returns ``(info, times [U], shape of the frames array)``.
+    """
+    times, count, info = [], 0, None
+    with open(target, "wb") as handle:
+        for info, batch_times, _, frames in iter_clips(
+            path, fps, size, clip_len, clip_fps, threads=threads
+        ):
+            handle.write(np.ascontiguousarray(frames).tobytes())
+            times.append(batch_times)
+            count += len(frames)
+    return info, np.concatenate(times), (count, clip_len, size[0], size[1], 3)
+
+
+def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames, out) -> None:
     """Decode in ``options.workers`` processes, at most workers + 1 videos ahead; encode here."""
     workers = options.workers
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -419,11 +446,17 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
         )
 
     pool = new_pool()
+    # decoded frames go through files here; a dot name never clashes with a video's temp folder
+    scratch = Path(tempfile.mkdtemp(prefix=".frames-", dir=out / "tmp"))
     pending: list[tuple[str, float, futures.Future, bool]] = []
     queue = deque(todo)
     # videos that were being decoded when a worker died: redone one at a time, so that the
     # video that kills its worker is the only one to fail
     suspects: deque[str] = deque()
+
+    def frames_file(video_id: str) -> Path:
+        return scratch / f"{safe_name(video_id)}.frames"
+
     try:
         while queue or suspects or pending:
             capacity = 1 if suspects else workers + 1
@@ -432,8 +465,8 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
                 video_id = source.popleft()
                 try:
                     job = pool.submit(
-                        decode_frames, str(found[video_id]), fps, tuple(spec.input_size),
-                        spec.clip_len, clip_fps, None, None, threads,
+                        decode_to_file, str(found[video_id]), fps, tuple(spec.input_size),
+                        spec.clip_len, clip_fps, threads, str(frames_file(video_id)),
                     )
                 except futures.process.BrokenProcessPool:  # seen below through a pending job
                     source.appendleft(video_id)
@@ -445,8 +478,9 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
                 continue
             video_id, t0, job, isolated = pending.pop(0)
             try:
-                decoded = job.result()
+                info, times, shape = job.result()
             except futures.process.BrokenProcessPool:
+                frames_file(video_id).unlink(missing_ok=True)
                 if isolated:
                     finish(video_id, "failed", "the decoding process died (out of memory?)", t0=t0)
                 else:
@@ -456,16 +490,23 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
                 pending = []
                 continue
             except (VideoError, ValueError, RuntimeError, OSError) as error:
+                frames_file(video_id).unlink(missing_ok=True)
                 finish(video_id, "failed", _one_line(error), t0=t0)
                 continue
             try:
-                global_feats, grid_feats = encode_frames(backbone, decoded.frames, options.batch_size)
+                path = frames_file(video_id)
+                frames = np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
+                global_feats, grid_feats = encode_frames(backbone, frames, options.batch_size)
+                del frames
+                path.unlink(missing_ok=True)
                 if on_frames is not None:
-                    on_frames(len(decoded.times))
-                store(video_id, decoded.info, decoded.times, global_feats, grid_feats, t0)
+                    on_frames(len(times))
+                store(video_id, info, times, global_feats, grid_feats, t0)
             except (ValueError, RuntimeError, OSError) as error:
                 finish(video_id, "failed", _one_line(error), t0=t0)
     except BaseException:
         _stop(pool)
         raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     pool.shutdown(wait=True)

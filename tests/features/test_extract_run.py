@@ -13,7 +13,13 @@ import pytest
 from stg_cli.backbones import load_visual
 from stg_cli.errors import UserError
 from stg_cli.features import FeatureStore, encode_video
-from stg_cli.features.extract import ExtractOptions, extract, parse_shard, shard_from_env
+from stg_cli.features.extract import (
+    ExtractOptions,
+    decode_to_file,
+    extract,
+    parse_shard,
+    shard_from_env,
+)
 from stg_cli.video import write_video
 
 OPTIONS = dict(word2vec_dim=16)
@@ -171,19 +177,18 @@ def test_resume_after_a_killed_run(dataset: dict[str, Path], tmp_path: Path, mod
 
 
 def _dying_decode(path, *args, **kwargs):
-    """Decodes like decode_frames, but the process dies on bravo (as if killed for memory)."""
-    from stg_cli.video import decode_frames
-
+    """Decodes like the workers do, but the process dies on bravo (as if killed for memory)."""
     if Path(path).stem == "bravo":
         os._exit(1)
-    return decode_frames(path, *args, **kwargs)
+    return decode_to_file(path, *args, **kwargs)
 
 
 def test_a_dead_worker_fails_one_video(dataset: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     import stg_cli.features.extract as extract_module
 
-    monkeypatch.setattr(extract_module, "decode_frames", _dying_decode)
+    monkeypatch.setattr(extract_module, "decode_to_file", _dying_decode)
     videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:4]]
     summary = extract(videos, dataset["captions"], tmp_path / "f", ExtractOptions(workers=1, **OPTIONS))
     assert [r.video_id for r in summary.failed] == ["bravo"] and "died" in summary.failed[0].reason
     assert FeatureStore.open(tmp_path / "f").video_ids == ["alpha", "charlie", "delta"]
+    assert not any((tmp_path / "f" / "tmp").iterdir())  # no decoded-frame files left behind

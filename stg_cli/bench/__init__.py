@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from stg_cli.bench import ground, rollout, score, sinkhorn, xattn
+from stg_cli.bench import ground, rollout, score, sinkhorn, train, xattn
 from stg_cli.bench.common import (
     NATIVE,
     BenchReport,
@@ -34,8 +34,9 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Case]]] = {
     "rollout": rollout.cases,
     "score": score.cases,
     "ground": ground.cases,
+    "train": train.cases,
 }
-NOT_YET_AVAILABLE = ("train",)
+NOT_YET_AVAILABLE: tuple[str, ...] = ()
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 ProgressCallback = Callable[[int, int, str | None], None]

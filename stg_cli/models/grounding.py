@@ -37,6 +37,29 @@ class Projection(nn.Module):
         return y
 
 
+class FeatureNorm(nn.Module):
+    """Per-channel standardisation (x - mean) / std with statistics of the training features.
+
+    Frozen backbone features can be far from centred and unit-scaled (word2vec trained on a few
+    captions gives vectors of norm ~0.03; grid features share a large common component), which
+    would leave the projections dominated by their biases. The statistics are buffers: they are
+    saved with the weights and applied identically at inference. Identity until set.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+
+    def set(self, mean: Tensor, std: Tensor, min_std: float = 1e-6) -> None:
+        """mean, std: [dim]."""
+        self.mean.copy_(mean.to(self.mean))
+        self.inv_std.copy_(1.0 / std.to(self.inv_std).clamp(min=min_std))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.dtype)) * self.inv_std.to(x.dtype)
+
+
 class SelfAttention(nn.Module):
     """Single-head self-attention with Q/K/V/out projections and a residual connection."""
 
@@ -96,6 +119,10 @@ class GroundingModel(nn.Module):
         self.config = config
         self.ops = ops
         d = config.dim
+        self.frame_norm = FeatureNorm(config.visual_dim)
+        self.region_norm = FeatureNorm(config.visual_dim)
+        self.sentence_norm = FeatureNorm(config.text_dim)
+        self.word_norm = FeatureNorm(config.text_dim)
         self.frame_proj = Projection(config.visual_dim, d, config.gated)  # f
         self.sentence_proj = Projection(config.text_dim, d, config.gated)  # g
         self.region_proj = Projection(config.visual_dim, d, config.gated)  # f'
@@ -114,11 +141,23 @@ class GroundingModel(nn.Module):
 
     def frame_embeddings(self, global_feats: Tensor) -> Tensor:
         """f: [..., Dv] frame global tokens → [..., d] L2-normalised."""
-        return F.normalize(self.frame_proj(global_feats.to(self._dtype())), dim=-1)
+        return F.normalize(self.frame_proj(self.frame_norm(global_feats.to(self._dtype()))), dim=-1)
 
     def sentence_embeddings(self, sentence: Tensor) -> Tensor:
         """g: [..., Dw] sentence tokens → [..., d] L2-normalised."""
-        return F.normalize(self.sentence_proj(sentence.to(self._dtype())), dim=-1)
+        return F.normalize(self.sentence_proj(self.sentence_norm(sentence.to(self._dtype()))), dim=-1)
+
+    def word_selection_embeddings(self, words: Tensor) -> Tensor:
+        """g applied to word tokens (for frame selection): [..., Dw] → [..., d] L2-normalised."""
+        return F.normalize(self.sentence_proj(self.word_norm(words.to(self._dtype()))), dim=-1)
+
+    def region_tokens(self, grid: Tensor) -> Tensor:
+        """f': [..., Dv] grid tokens → [..., d] (not normalised)."""
+        return self.region_proj(self.region_norm(grid.to(self._dtype())))
+
+    def word_tokens(self, words: Tensor) -> Tensor:
+        """g': [..., Dw] word tokens → [..., d] (not normalised)."""
+        return self.word_proj(self.word_norm(words.to(self._dtype())))
 
     # ----------------------------------------------------------------- selection
 
@@ -140,7 +179,7 @@ class GroundingModel(nn.Module):
         """
         cfg = self.config
         frames = self.frame_embeddings(global_feats).float()
-        word_emb = self.sentence_embeddings(words).float()
+        word_emb = self.word_selection_embeddings(words).float()
         sim = torch.einsum("bkd,bud->bku", word_emb, frames) / cfg.tau_select
         sentence_sim = None
         if cfg.select == "global":
@@ -299,9 +338,9 @@ class GroundingModel(nn.Module):
                 1,
                 gather[:, :, None, None].expand(-1, -1, cells, grid_feats.shape[-1]),
             )
-            regions = self.region_proj(sel_grid.to(self._dtype())).reshape(batch, chosen * cells, -1)
+            regions = self.region_tokens(sel_grid).reshape(batch, chosen * cells, -1)
             region_mask = sel_mask[:, :, None].expand(-1, -1, cells).reshape(batch, chosen * cells)
-            word_tokens = self.word_proj(words.to(self._dtype()))
+            word_tokens = self.word_tokens(words)
             step = max(1, int(local_chunk))
             for start in range(0, batch, step):
                 stop = min(batch, start + step)
@@ -364,9 +403,9 @@ class GroundingModel(nn.Module):
         frame_mask = torch.zeros(clips * per_clip, dtype=torch.bool)
         frame_mask[:frames] = True
         padded, frame_mask = padded.to(device), frame_mask.to(device)
-        regions = self.region_proj(padded.to(self._dtype())).reshape(clips, per_clip * cells, -1)
+        regions = self.region_tokens(padded).reshape(clips, per_clip * cells, -1)
         region_mask = frame_mask.view(clips, per_clip, 1).expand(-1, -1, cells).reshape(clips, -1)
-        word_tokens = self.word_proj(words.to(device=device, dtype=self._dtype()))
+        word_tokens = self.word_tokens(words.to(device))
         word_tokens = word_tokens[None].expand(clips, -1, -1).contiguous()
         masks = word_mask[None].expand(clips, -1).contiguous()
         out = self.local_stack(regions, word_tokens, region_mask, masks, return_maps=True)
@@ -415,6 +454,14 @@ class GroundingModel(nn.Module):
         read = rollout(stacked, rows)[:, :, :regions]
         weights = word_mask.float()
         return (read * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+
+    @torch.no_grad()
+    def set_feature_stats(self, stats: dict[str, tuple[Tensor, Tensor]]) -> None:
+        """Sets the input standardisation: ``{"global"|"grid"|"sentence"|"words": (mean, std)}``."""
+        norms = {"global": self.frame_norm, "grid": self.region_norm,
+                 "sentence": self.sentence_norm, "words": self.word_norm}
+        for key, (mean, std) in stats.items():
+            norms[key].set(mean, std)
 
     def _dtype(self) -> torch.dtype:
         return self.frame_proj.linear.weight.dtype

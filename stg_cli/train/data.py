@@ -219,3 +219,44 @@ class BatchOrder:
         chosen = order[position * self.global_batch : (position + 1) * self.global_batch]
         per_rank = self.global_batch // world_size
         return chosen[rank * per_rank : (rank + 1) * per_rank]
+
+
+def feature_stats(dataset: ClipDataset, max_rows: int = 20000) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per-channel mean and std of the stored features, for the model's input standardisation.
+
+    Uses every stored frame's global token, up to ``max_rows`` evenly spaced grid tokens, every
+    sentence token and every real word token of the dataset's videos (float64 sums).
+
+    Returns:
+        ``{"global": (mean [Dv], std [Dv]), "grid": ..., "sentence": (mean [Dw], std [Dw]),
+        "words": ...}``, float32.
+    """
+    sums: dict[str, list] = {}
+
+    def add(key: str, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, rows.shape[-1])
+        if len(rows) == 0:
+            return
+        entry = sums.setdefault(key, [0, 0.0, 0.0])
+        entry[0] += len(rows)
+        entry[1] = entry[1] + rows.sum(0)
+        entry[2] = entry[2] + (rows * rows).sum(0)
+
+    total_cells = sum(len(video.frame_times) for video in dataset.videos) * dataset.cells
+    stride = max(1, total_cells // max_rows)
+    for video in dataset.videos:
+        add("global", np.asarray(video.global_feats))
+        grid = np.asarray(video.grid_feats).reshape(-1, dataset.visual_dim)
+        add("grid", grid[::stride])
+        if len(video.texts):
+            add("sentence", np.asarray(video.sentence))
+            add("words", np.asarray(video.words)[np.asarray(video.word_mask, dtype=bool)])
+    stats = {}
+    for key, (count, total, squares) in sums.items():
+        mean = total / count
+        var = np.maximum(squares / count - mean * mean, 0.0)
+        stats[key] = (
+            torch.from_numpy(mean.astype(np.float32)),
+            torch.from_numpy(np.sqrt(var).astype(np.float32)),
+        )
+    return stats

@@ -31,12 +31,13 @@ from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import save_export, store_config_dict
 from stg_cli.models.grounding import GroundingModel
 from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
-from stg_cli.train.data import BatchOrder, ClipDataset
+from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
 from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
 from stg_cli.train.losses import LossConfig, global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
 
 DEFAULT_EPOCHS = 20.0
+PLOT_EVERY_S = 60.0
 STORE_KEYS = ("backbone", "text", "visual_dim", "text_dim", "grid", "fingerprint")
 
 
@@ -324,7 +325,10 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    model = GroundingModel(model_config, ops=ops).to(info.device)
+    model = GroundingModel(model_config, ops=ops)
+    if state is None:
+        model.set_feature_stats(feature_stats(dataset))
+    model.to(info.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total, config.warmup, config.min_lr_ratio)
@@ -393,8 +397,9 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         }
 
     last_checkpoint = manager.latest()
+    last_plot = [time.perf_counter()]
 
-    def save(step: int) -> Path | None:
+    def save(step: int, final: bool = False) -> Path | None:
         nonlocal best_loss, last_checkpoint
         if not info.is_main:
             return None
@@ -403,7 +408,10 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             best_loss = smoothed
         path = manager.save(checkpoint_state(step), step, best=is_best)
         last_checkpoint = path
-        plot_losses(read_metrics(metrics_path), out / "loss.png")
+        # Drawing costs about a second: at the end, and at most every PLOT_EVERY_S before.
+        if final or time.perf_counter() - last_plot[0] > PLOT_EVERY_S:
+            plot_losses(read_metrics(metrics_path), out / "loss.png")
+            last_plot[0] = time.perf_counter()
         _emit(info, on_event, "checkpoint", path)
         return path
 
@@ -483,9 +491,12 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             _emit(info, on_event, "step", log)
             if step % config.checkpoint_every == 0 and step < end_step:
                 save(step)
-    checkpoint = save(step) if step > start_step or interrupted or last_checkpoint is None else last_checkpoint
+    if step > start_step or interrupted or last_checkpoint is None:
+        checkpoint = save(step, final=True)
+    else:
+        checkpoint = last_checkpoint
     export = None
-    if info.is_main and (step >= total or interrupted or stop_after is not None):
+    if info.is_main:
         export = save_export(model, out / "export", store_config)
     elapsed = time.perf_counter() - begin
     result = TrainResult(

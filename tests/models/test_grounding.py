@@ -95,9 +95,9 @@ def test_local_similarity_entry_matches_single_pair():
     cells = GRID[0] * GRID[1]
     k, l = 1, 3
     grid = batch["grid_feats"][k, sel.indices[k]]
-    regions = model.region_proj(grid).reshape(1, -1, D)
+    regions = model.region_tokens(grid).reshape(1, -1, D)
     region_mask = sel.mask[k][:, None].expand(-1, cells).reshape(1, -1)
-    words = model.word_proj(batch["words"][l : l + 1])
+    words = model.word_tokens(batch["words"][l : l + 1])
     single = model.local_stack(regions, words, region_mask, batch["word_mask"][l : l + 1])
     v = torch.nn.functional.normalize(model.pool(single.video, region_mask), dim=-1)
     s = torch.nn.functional.normalize(model.pool(single.words, batch["word_mask"][l : l + 1]), dim=-1)
@@ -190,3 +190,12 @@ def test_cross_logits_validation():
         ModelConfig(visual_dim=3, text_dim=4, cross_logits="l2")
     with pytest.raises(ValueError, match="cross_temperature"):
         ModelConfig(visual_dim=3, text_dim=4, cross_temperature=0)
+
+
+def test_feature_norm_standardises_inputs_and_is_saved():
+    model = make_model()
+    mean, std = torch.full((DV,), 3.0), torch.full((DV,), 2.0)
+    model.set_feature_stats({"global": (mean, std)})
+    x = torch.randn(5, DV)
+    torch.testing.assert_close(model.frame_norm(x * 2 + 3), x)
+    assert "frame_norm.mean" in model.state_dict()

@@ -7,37 +7,9 @@ vector and the frames inside the caption show the concept's visual vector in one
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 
 import numpy as np
-
-try:  # the store's window function, once it exists
-    from stg_cli.features.samples import candidate_window  # noqa: F401
-except ImportError:  # pragma: no cover - until the feature store lands
-    def _candidate_window(frame_times, start, end, num_frames, min_time=5.0):
-        centre = (start + end) / 2
-        half = max(end - start, min_time) / 2
-        lo, hi = centre - half, centre + half
-        first = int(np.searchsorted(frame_times, lo))
-        inside = np.nonzero((frame_times >= lo) & (frame_times <= hi))[0]
-        span = len(inside)
-        begin = max(0, min(first - max(0, (num_frames - span) // 2), len(frame_times) - num_frames))
-        indices = np.arange(begin, begin + num_frames)
-        indices = np.where(indices < len(frame_times), indices, -1)
-        pos = np.nonzero(np.isin(indices, inside))[0]
-        boundary = np.array([pos.min(), pos.max()] if len(pos) else [0, num_frames - 1])
-        return indices.astype(np.int64), boundary.astype(np.int64)
-
-    samples = types.ModuleType("stg_cli.features.samples")
-    samples.candidate_window = _candidate_window
-    package = types.ModuleType("stg_cli.features")
-    package.samples = samples
-    package.__path__ = []
-    sys.modules.setdefault("stg_cli.features", package)
-    sys.modules.setdefault("stg_cli.features.samples", samples)
-
 
 @dataclass(frozen=True)
 class FakeStoreConfig:

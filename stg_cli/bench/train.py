@@ -1,0 +1,121 @@
+"""One training step of the grounding model (forward, backward, AdamW) on random features.
+
+Each call is one optimizer step on a fixed batch of B clips: frame selection (Sinkhorn) over
+U candidates, the global branch, and the local branch over every video × sentence pair of each
+chunk, then AdamW. clips/s = B / (median ms / 1000); steps/s = 1000 / median ms.
+
+Shapes: ``tiny`` — the demo's (Dv 256 and Dw 300 of the tiny backbone + word2vec, d = 128,
+7×7 grid, U = 16, T = 4, B = 32, chunk 8); ``paper`` — d = 512, Dv = Dw = 512 (CLIP ViT-B/32),
+7×7 grid, U = 16, T = 8, B = 32, chunk 16 (``quick``: B = 8, chunk 8).
+
+Variants: ``native`` runs the attention through :func:`stg_cli.ops.xattn`; ``reference``
+through the bmm reference (:func:`stg_cli.ops.reference.xattn`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from stg_cli.bench.common import REFERENCE, Case, Target, Variant, native_variant
+from stg_cli.models import GroundingModel, ModelConfig
+from stg_cli.train.losses import LossConfig, global_loss, local_loss
+
+WORDS = 12
+
+
+@dataclass(frozen=True)
+class TrainShape:
+    name: str
+    visual_dim: int
+    text_dim: int
+    dim: int
+    frames_u: int
+    frames_t: int
+    batch: int
+    chunk: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: B={self.batch} clips/step, U={self.frames_u} T={self.frames_t} N=49 "
+            f"d={self.dim} Dv={self.visual_dim} Dw={self.text_dim} K={WORDS} chunk={self.chunk}"
+        )
+
+
+def shapes(quick: bool) -> list[TrainShape]:
+    if quick:
+        return [
+            TrainShape("tiny", 256, 300, 128, 16, 4, 16, 8),
+            TrainShape("paper", 512, 512, 512, 16, 8, 8, 8),
+        ]
+    return [
+        TrainShape("tiny", 256, 300, 128, 16, 4, 32, 8),
+        TrainShape("paper", 512, 512, 512, 16, 8, 32, 16),
+    ]
+
+
+def cases(quick: bool, device: torch.device) -> list[Case]:
+    """One case per shape, native vs reference attention."""
+    result = []
+    for shape in shapes(quick):
+        result.append(
+            Case(
+                op="train step",
+                shape=shape.describe(),
+                device=str(device),
+                variants=[
+                    native_variant("xattn", device, _setup(shape, device, "native")),
+                    Variant(REFERENCE, _setup(shape, device, "reference")),
+                ],
+                targets=[Target(REFERENCE, "time"), Target(REFERENCE, "memory")],
+            )
+        )
+    return result
+
+
+def _setup(shape: TrainShape, device: torch.device, ops: str) -> Callable[[], Callable[[], object]]:
+    def setup() -> Callable[[], object]:
+        return training_step(shape, device, ops)
+
+    return setup
+
+
+def training_step(shape: TrainShape, device: torch.device, ops: str, seed: int = 0) -> Callable[[], object]:
+    """A closure running one optimizer step on a fixed random batch."""
+    generator = torch.Generator().manual_seed(seed)
+    config = ModelConfig(
+        visual_dim=shape.visual_dim, text_dim=shape.text_dim, dim=shape.dim,
+        frames_u=shape.frames_u, frames_t=shape.frames_t,
+    )
+    torch.manual_seed(seed)
+    model = GroundingModel(config, ops=ops).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    b, u = shape.batch, shape.frames_u
+    word_mask = torch.arange(WORDS)[None, :] < torch.randint(3, WORDS + 1, (b, 1), generator=generator)
+    inputs = {
+        "global_feats": torch.randn(b, u, shape.visual_dim, generator=generator),
+        "grid_feats": torch.randn(b, u, 49, shape.visual_dim, generator=generator),
+        "frame_mask": torch.ones(b, u, dtype=torch.bool),
+        "sentence": torch.randn(b, shape.text_dim, generator=generator),
+        "words": torch.randn(b, WORDS, shape.text_dim, generator=generator),
+        "word_mask": word_mask,
+        "boundary": torch.tensor([[u // 4, 3 * u // 4]] * b),
+    }
+    inputs = {key: value.to(device) for key, value in inputs.items()}
+    losses = LossConfig()
+    amp = device.type == "cuda"
+
+    def step() -> object:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            out = model(**inputs, local_chunk=shape.chunk)
+        lg, _ = global_loss(out.video_global.float(), out.sentence_global.float(), losses)
+        loss = lg + local_loss(out.local_similarity, losses)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return loss.detach()
+
+    return step

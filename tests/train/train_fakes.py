@@ -94,3 +94,28 @@ def make_store(
         )
     return FakeStore(result, cfg)
 
+
+
+def write_store(root, fake: FakeStore):
+    """Writes ``fake`` as a real on-disk feature store and opens it."""
+    from pathlib import Path
+
+    from stg_cli.features.store import FeatureStore, StoreConfig, StoreWriter
+
+    cfg = fake.config
+    config = StoreConfig(
+        backbone=cfg.backbone, weights=None, text=cfg.text, grid=cfg.grid,
+        visual_dim=cfg.visual_dim, text_dim=cfg.text_dim, fps=cfg.fps, input_size=cfg.input_size,
+    )
+    writer = StoreWriter(Path(root), config)
+    for video_id in fake.video_ids:
+        video = fake.load(video_id)
+        arrays = {
+            "frame_times": video.frame_times, "global": video.global_feats,
+            "grid": video.grid_feats, "caption_times": video.caption_times,
+            "sentence": video.sentence, "words": video.words, "word_mask": video.word_mask,
+        }
+        info = {"width": video.width, "height": video.height, "duration": video.duration}
+        writer.write(video_id, arrays, video.texts, info)
+    writer.rebuild_manifest()
+    return FeatureStore.open(Path(root))

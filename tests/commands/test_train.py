@@ -1,0 +1,97 @@
+"""``stg train`` from the command line: a run, its JSON, resume, errors, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stg_cli.cli import app, main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from train_fakes import make_store, write_store  # noqa: E402
+
+SMALL = ["--dim", "16", "--frames-u", "8", "--frames-t", "4", "--batch-size", "8",
+         "--local-chunk", "4", "--log-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def feats(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("feats") / "store"
+    write_store(root, make_store())
+    return root
+
+
+def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
+    monkeypatch.setenv("STG_DEBUG", "0")
+    monkeypatch.setattr(sys, "argv", ["stg", "train", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_train_json_and_resume(feats, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "3", *SMALL, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 3 and summary["samples"] == 24 and summary["world_size"] == 1
+    assert (run / "export" / "model.safetensors").exists() and (run / "loss.png").exists()
+    config = json.loads((run / "config.json").read_text())
+    assert config["store"]["visual_dim"] == 12 and config["model"]["dim"] == 16
+    again = CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "3", *SMALL])
+    assert again.exit_code != 0 and "already holds a training run" in str(again.exception)
+    resumed = CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "steps" in resumed.stdout
+
+
+def test_resume_on_other_features_is_one_red_line(feats, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    assert CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "2", *SMALL]).exit_code == 0
+    other = write_store(tmp_path / "other", make_store(visual_dim=16))
+    code, err = run_main(monkeypatch, capsys, other.root, "--out", run, "--resume")
+    assert code == 2 and "Traceback" not in err
+    assert "visual 12-d" in err and "visual 16-d" in err.replace("\n", "")
+
+
+def test_missing_or_empty_store_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert code == 2 and "feature store not found" in err
+    empty = make_store(videos=1)
+    empty.load("vid0").word_mask[:] = False
+    write_store(tmp_path / "empty", empty)
+    code, err = run_main(monkeypatch, capsys, tmp_path / "empty", "--out", tmp_path / "run2")
+    assert code == 2 and "no training sample" in err
+
+
+def test_bad_options_are_user_errors(feats, tmp_path, monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, feats, "--out", tmp_path / "r", "--select", "random")
+    assert code == 2 and "select" in err
+    code, err = run_main(monkeypatch, capsys, feats, "--out", tmp_path / "r", "--batch-size", "100")
+    assert code == 2 and "fewer than the batch size" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed")
+def test_torchrun_two_processes(feats, tmp_path):
+    run = tmp_path / "run"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "stg_cli", "train", str(feats),
+         "--out", str(run), "--steps", "3", *SMALL, "--device", "cpu", "--json"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["world_size"] == 2 and summary["steps"] == 3
+    state = json.loads((run / "summary.json").read_text())
+    assert state["world_size"] == 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 
@@ -45,8 +46,17 @@ def store_config_dict(config: object) -> dict:
     return json.loads(json.dumps(data, default=list))
 
 
-def save_export(model: GroundingModel, directory: Path, store_config: dict | object) -> Path:
-    """Writes ``directory/model.safetensors`` and ``directory/config.json`` atomically."""
+def save_export(
+    model: GroundingModel,
+    directory: Path,
+    store_config: dict | object,
+    text_encoder_dir: Path | None = None,
+) -> Path:
+    """Writes ``directory/model.safetensors`` and ``directory/config.json`` atomically.
+
+    ``text_encoder_dir`` (the feature store's ``text_encoder/``) is copied to
+    ``directory/text_encoder`` so that the export can encode queries on its own.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -64,6 +74,13 @@ def save_export(model: GroundingModel, directory: Path, store_config: dict | obj
     config_tmp = directory / f".{CONFIG}.tmp-{os.getpid()}"
     config_tmp.write_text(json.dumps(config, indent=2) + "\n")
     os.replace(config_tmp, directory / CONFIG)
+    if text_encoder_dir is not None and Path(text_encoder_dir).is_dir():
+        target = directory / "text_encoder"
+        staging = directory / f".text_encoder.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(text_encoder_dir, staging)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
     return directory
 
 

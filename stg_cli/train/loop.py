@@ -497,7 +497,9 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         checkpoint = last_checkpoint
     export = None
     if info.is_main:
-        export = save_export(model, out / "export", store_config)
+        root = getattr(store, "root", None)
+        text_dir = Path(root) / "text_encoder" if root is not None else None
+        export = save_export(model, out / "export", store_config, text_dir)
     elapsed = time.perf_counter() - begin
     result = TrainResult(
         run_dir=out, steps=step, total_steps=total, final_loss=last_loss, first_loss=first_loss,

@@ -25,6 +25,8 @@ SMALL = ["--dim", "16", "--frames-u", "8", "--frames-t", "4", "--batch-size", "8
 def feats(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("feats") / "store"
     write_store(root, make_store())
+    (root / "text_encoder").mkdir()
+    (root / "text_encoder" / "text_encoder.json").write_text("{}")
     return root
 
 
@@ -43,6 +45,7 @@ def test_train_json_and_resume(feats, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["steps"] == 3 and summary["samples"] == 24 and summary["world_size"] == 1
     assert (run / "export" / "model.safetensors").exists() and (run / "loss.png").exists()
+    assert (run / "export" / "text_encoder" / "text_encoder.json").read_text() == "{}"
     config = json.loads((run / "config.json").read_text())
     assert config["store"]["visual_dim"] == 12 and config["model"]["dim"] == 16
     again = CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "3", *SMALL])

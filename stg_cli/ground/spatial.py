@@ -97,14 +97,13 @@ def _locate_one(heat: np.ndarray, threshold: float) -> FrameLocation:
     components, count = ndimage.label(mask)
     if count == 0:
         return FrameLocation(point=point, box=None, mask_area=0)
-    sizes = np.bincount(components.ravel(), minlength=count + 1)
-    sizes[0] = 0
-    largest = int(sizes.argmax())
-    rows_slice, columns_slice = ndimage.find_objects(components)[largest - 1]
-    box = (
-        float(columns_slice.start),
-        float(rows_slice.start),
-        float(columns_slice.stop - 1),
-        float(rows_slice.stop - 1),
-    )
+    if count == 1:
+        largest_mask = mask
+    else:
+        sizes = np.bincount(components.ravel(), minlength=count + 1)
+        sizes[0] = 0
+        largest_mask = components == int(sizes.argmax())
+    rows = np.flatnonzero(largest_mask.any(axis=1))
+    columns = np.flatnonzero(largest_mask.any(axis=0))
+    box = (float(columns[0]), float(rows[0]), float(columns[-1]), float(rows[-1]))
     return FrameLocation(point=point, box=box, mask_area=int(mask.sum()))

@@ -25,28 +25,51 @@ from stg_cli.features import extract as extract_lib
 
 def command(
     videos: list[Path] = typer.Argument(
-        ..., metavar="VIDEOS...", help="Video files and/or folders of videos (id = file name without suffix)."
+        ...,
+        metavar="VIDEOS...",
+        help="Video files and/or folders of videos (id = file name without suffix).",
     ),
     captions: Path = typer.Option(
-        ..., "--captions", help="HowTo100M JSON, a CSV, an SRT/WebVTT file, or a folder of per-video caption files."
+        ...,
+        "--captions",
+        help="HowTo100M JSON, a CSV, an SRT/WebVTT file, or a folder of per-video caption files.",
     ),
     out: Path = typer.Option(..., "--out", help="Feature store folder (created, or resumed)."),
-    backbone: str = typer.Option("tiny", "--backbone", help="Visual backbone: tiny, clip-vit-b32 or s3d-milnce."),
+    backbone: str = typer.Option(
+        "tiny", "--backbone", help="Visual backbone: tiny, clip-vit-b32 or s3d-milnce."
+    ),
     text: str = typer.Option(
-        "word2vec", "--text", help="Text encoder: word2vec (trained on the captions unless --text-weights), minilm, clip, s3d-milnce."
+        "word2vec",
+        "--text",
+        help="Text encoder: word2vec (trained on the captions unless --text-weights), minilm, "
+        "clip, s3d-milnce.",
     ),
     weights: Path | None = typer.Option(
-        None, "--weights", help="Visual weights: a Hugging Face CLIP folder or OpenAI state dict, or s3d_howto100m.pth."
+        None,
+        "--weights",
+        help="Visual weights: a Hugging Face CLIP folder or OpenAI state dict, "
+        "or s3d_howto100m.pth.",
     ),
     text_weights: Path | None = typer.Option(
-        None, "--text-weights", help="Text weights: a GoogleNews-format word2vec binary, a CLIP folder, or the S3D .pth + s3d_dict.npy."
+        None,
+        "--text-weights",
+        help="Text weights: a GoogleNews-format word2vec binary, a CLIP folder, "
+        "or the S3D .pth + s3d_dict.npy.",
     ),
-    fps: float | None = typer.Option(None, "--fps", help="Feature steps per second (default: the backbone's, 1.0)."),
+    fps: float | None = typer.Option(
+        None, "--fps", help="Feature steps per second (default: the backbone's, 1.0)."
+    ),
     shard: str | None = typer.Option(
-        None, "--shard", help="i/n: extract only shard i (0-based) of n; default RANK/WORLD_SIZE under torchrun, else 0/1."
+        None,
+        "--shard",
+        help="i/n: extract only shard i (0-based) of n; default RANK/WORLD_SIZE under "
+        "torchrun, else 0/1.",
     ),
     workers: int = typer.Option(
-        0, "--workers", min=0, help="Decoding processes running ahead of the backbone (0: decode in the main process)."
+        0,
+        "--workers",
+        min=0,
+        help="Decoding processes running ahead of the backbone (0: decode in the main process).",
     ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Frames per backbone call."),
     device: str = typer.Option(
@@ -106,11 +129,18 @@ def command(
             progress.advance(task)
             if result.status == "failed":
                 progress.console.print(
-                    f"[yellow]skipped[/yellow] {escape(result.video_id)}: {escape(result.reason)}", highlight=False
+                    f"[yellow]skipped[/yellow] {escape(result.video_id)}: {escape(result.reason)}",
+                    highlight=False,
                 )
 
         summary = extract_lib.extract(
-            videos, captions, out, options, on_start=on_start, on_video=on_video, on_frames=on_frames
+            videos,
+            captions,
+            out,
+            options,
+            on_start=on_start,
+            on_video=on_video,
+            on_frames=on_frames,
         )
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -138,7 +168,9 @@ def print_summary(summary: extract_lib.ExtractSummary, console: Console) -> None
     """The counts table, the failures with their reasons, and the caption counts."""
     report = summary.to_dict()
     shard = f" (shard {summary.shard[0]}/{summary.shard[1]})" if summary.shard[1] > 1 else ""
-    table = Table(title=f"[bold]stg extract[/bold] → {escape(summary.out)}{shard}", title_justify="left")
+    table = Table(
+        title=f"[bold]stg extract[/bold] → {escape(summary.out)}{shard}", title_justify="left"
+    )
     table.add_column("videos")
     table.add_column("count", justify="right")
     table.add_row("extracted now", str(report["done"]))
@@ -155,7 +187,8 @@ def print_summary(summary: extract_lib.ExtractSummary, console: Console) -> None
         highlight=False,
     )
     console.print(
-        f"[bold]store[/bold]: fingerprint {summary.fingerprint}, text encoder {escape(summary.text_encoder)}",
+        f"[bold]store[/bold]: fingerprint {summary.fingerprint}, "
+        f"text encoder {escape(summary.text_encoder)}",
         highlight=False,
     )
     if summary.failed:
@@ -168,14 +201,22 @@ def print_summary(summary: extract_lib.ExtractSummary, console: Console) -> None
             failures.add_row(escape(result.video_id), escape(result.path), escape(reason))
         console.print(failures)
     captions = report["captions"]
-    skipped = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in captions["skipped"].items())
+    skipped = ", ".join(
+        f"{count} {reason.replace('_', ' ')}" for reason, count in captions["skipped"].items()
+    )
     console.print(
         f"[bold]captions[/bold]: {captions['kept']} kept for {captions['videos']} videos"
         + (f"; skipped {skipped}" if skipped else "; none skipped")
-        + (f"; {summary.captions_without_video} captioned video(s) not among VIDEOS" if summary.captions_without_video else ""),
+        + (
+            f"; {summary.captions_without_video} captioned video(s) not among VIDEOS"
+            if summary.captions_without_video
+            else ""
+        ),
         highlight=False,
     )
     for bad in captions["bad_files"]:
         console.print(f"[yellow]unreadable captions[/yellow] {escape(bad)}", highlight=False)
     if summary.ignored_files:
-        console.print(f"ignored {len(summary.ignored_files)} file(s) without a video suffix", highlight=False)
+        console.print(
+            f"ignored {len(summary.ignored_files)} file(s) without a video suffix", highlight=False
+        )

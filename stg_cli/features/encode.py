@@ -24,7 +24,7 @@ class VideoEncoding:
 
 
 def encode_frames(backbone, frames: np.ndarray, batch_size: int = 32) -> tuple[Tensor, Tensor]:
-    """Backbone features of frames uint8 [U, clip_len, H, W, 3] → (global [U, Dv], grid [U, N, Dv])."""
+    """Features of frames uint8 [U, clip_len, H, W, 3] → (global [U, Dv], grid [U, N, Dv])."""
     spec = backbone.spec
     if len(frames) == 0:
         return torch.zeros(0, spec.dim), torch.zeros(0, spec.num_cells, spec.dim)
@@ -56,7 +56,14 @@ def encode_video(
     clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
     times, globals_, grids, info = [], [], [], None
     for info, batch_times, _, frames in iter_clips(
-        path, fps, tuple(spec.input_size), spec.clip_len, clip_fps, start, end, batch_size=batch_size
+        path,
+        fps,
+        tuple(spec.input_size),
+        spec.clip_len,
+        clip_fps,
+        start,
+        end,
+        batch_size=batch_size,
     ):
         global_feats, grid_feats = encode_frames(backbone, frames, batch_size)
         times.append(torch.from_numpy(batch_times.astype(np.float32)))

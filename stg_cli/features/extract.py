@@ -48,7 +48,20 @@ from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, iter_clips
 
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".ts", ".3gp", ".ogv")
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".webm",
+    ".mkv",
+    ".avi",
+    ".mov",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".flv",
+    ".ts",
+    ".3gp",
+    ".ogv",
+)
 
 
 @dataclass
@@ -68,7 +81,7 @@ class ExtractOptions:
 
 @dataclass
 class VideoResult:
-    """What happened to one video: status done | stored (already, earlier run) | no_captions | failed."""
+    """What happened to one video: done | stored (by an earlier run) | no_captions | failed."""
 
     video_id: str
     path: str
@@ -118,13 +131,17 @@ class ExtractSummary:
             "already_stored": self.count("stored"),
             "no_captions": self.count("no_captions"),
             "failed": self.count("failed"),
-            "failures": [{"video": r.video_id, "path": r.path, "reason": r.reason} for r in self.failed],
+            "failures": [
+                {"video": r.video_id, "path": r.path, "reason": r.reason} for r in self.failed
+            ],
             "skipped_no_captions": [r.video_id for r in self.results if r.status == "no_captions"],
             "ignored_files": self.ignored_files,
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "extract_seconds": round(self.loop_seconds, 3),
-            "frames_per_second": round(self.frames / self.loop_seconds, 2) if self.loop_seconds > 0 else None,
+            "frames_per_second": (
+                round(self.frames / self.loop_seconds, 2) if self.loop_seconds > 0 else None
+            ),
             "captions": self.caption_stats.to_dict(),
             "captions_without_video": self.captions_without_video,
             "text_encoder": self.text_encoder,
@@ -155,7 +172,9 @@ def shard_from_env() -> tuple[int, int]:
     return rank, world
 
 
-def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], list[str], list[str]]:
+def find_videos(
+    inputs: Iterable[str | os.PathLike],
+) -> tuple[dict[str, Path], list[str], list[str]]:
     """Video files of ``inputs`` (folders are listed, not recursed; files are taken as given).
 
     Returns ``({video_id: path}, ignored files, duplicate-id messages)``; a folder's files without
@@ -180,7 +199,9 @@ def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], l
         for candidate in candidates:
             video_id = candidate.stem
             if video_id in videos:
-                duplicates.append(f"{candidate}: duplicate video id {video_id!r} (also {videos[video_id]})")
+                duplicates.append(
+                    f"{candidate}: duplicate video id {video_id!r} (also {videos[video_id]})"
+                )
                 continue
             videos[video_id] = candidate
     return videos, ignored, duplicates
@@ -190,7 +211,9 @@ def _text_encoder(out: Path, options: ExtractOptions, corpus: list[str]):
     from stg_cli.backbones import TEXT_ENCODERS, load_text, load_text_from, train_word2vec
 
     if options.text not in TEXT_ENCODERS:
-        raise UserError(f"unknown text encoder {options.text!r}; choose one of {', '.join(TEXT_ENCODERS)}")
+        raise UserError(
+            f"unknown text encoder {options.text!r}; choose one of {', '.join(TEXT_ENCODERS)}"
+        )
     saved = out / "text_encoder"
     if saved.is_dir() and options.text_weights is None:
         encoder = load_text_from(saved, device=options.device)
@@ -198,7 +221,9 @@ def _text_encoder(out: Path, options: ExtractOptions, corpus: list[str]):
             return encoder, True
     if options.text == "word2vec" and options.text_weights is None:
         if not corpus:
-            raise UserError("no caption to train word2vec on: give --text-weights or captions with text")
+            raise UserError(
+                "no caption to train word2vec on: give --text-weights or captions with text"
+            )
         return train_word2vec(corpus, dim=options.word2vec_dim, seed=options.seed), False
     return load_text(options.text, options.text_weights, device=options.device), False
 
@@ -222,7 +247,9 @@ def _save_text_encoder(out: Path, encoder) -> None:
 def _caption_arrays(encoder, captions: list[Caption]) -> dict[str, np.ndarray]:
     features = encoder.encode([caption.text for caption in captions])
     return {
-        "caption_times": np.array([[c.start, c.end] for c in captions], dtype=np.float32).reshape(-1, 2),
+        "caption_times": np.array([[c.start, c.end] for c in captions], dtype=np.float32).reshape(
+            -1, 2
+        ),
         "sentence": features.sentence.float().numpy(),
         "words": features.words.float().numpy(),
         "word_mask": features.mask.numpy().astype(bool),
@@ -247,9 +274,14 @@ def extract(
     options = options or ExtractOptions()
     from stg_cli.backbones import load_visual
 
-    if options.text_weights is None and options.weights is not None and (options.backbone, options.text) in (
-        ("clip-vit-b32", "clip"),
-        ("s3d-milnce", "s3d-milnce"),
+    if (
+        options.text_weights is None
+        and options.weights is not None
+        and (options.backbone, options.text)
+        in (
+            ("clip-vit-b32", "clip"),
+            ("s3d-milnce", "s3d-milnce"),
+        )
     ):
         # the text tower of the same checkpoint
         options = dataclasses.replace(options, text_weights=options.weights)
@@ -258,7 +290,9 @@ def extract(
     out = Path(out)
     found, ignored, duplicates = find_videos(videos)
     if not found and not duplicates:
-        raise UserError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {', '.join(map(str, videos))}")
+        raise UserError(
+            f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {', '.join(map(str, videos))}"
+        )
     caption_set = read_captions(captions, video_ids=list(found))
     shard = options.shard or shard_from_env()
     ids = sorted(found)
@@ -269,7 +303,9 @@ def extract(
     fps = float(options.fps or spec.fps)
     if not fps > 0:
         raise UserError(f"--fps must be positive, got {options.fps}")
-    corpus = [caption.text for video_id in ids for caption in caption_set.captions.get(video_id, [])]
+    corpus = [
+        caption.text for video_id in ids for caption in caption_set.captions.get(video_id, [])
+    ]
     out.mkdir(parents=True, exist_ok=True)
     encoder, reused = _text_encoder(out, options, corpus)
     config = StoreConfig(
@@ -327,9 +363,24 @@ def extract(
     # rebuild reads every meta.json, so it never takes more than a tenth of the time
     last_manifest, manifest_cost = time.monotonic(), 0.0
 
-    def finish(video_id: str, status: str, reason: str = "", frames: int = 0, captions: int = 0, t0: float = 0.0):
+    def finish(
+        video_id: str,
+        status: str,
+        reason: str = "",
+        frames: int = 0,
+        captions: int = 0,
+        t0: float = 0.0,
+    ):
         nonlocal last_manifest, manifest_cost
-        result = VideoResult(video_id, str(found[video_id]), status, reason, frames, captions, time.perf_counter() - t0)
+        result = VideoResult(
+            video_id,
+            str(found[video_id]),
+            status,
+            reason,
+            frames,
+            captions,
+            time.perf_counter() - t0,
+        )
         if status == "failed":
             writer.record_failure(video_id, str(found[video_id]), reason)
         results.append(result)
@@ -340,18 +391,28 @@ def extract(
             writer.rebuild_manifest()
             last_manifest = time.monotonic()
             manifest_cost = last_manifest - began
+
     loop_started = time.perf_counter()
 
     def store(video_id: str, info, times: np.ndarray, global_feats, grid_feats, t0: float) -> None:
         video_captions = caption_set.captions[video_id]
-        duration = info.duration if info.duration is not None else (float(times[-1]) + 1.0 / fps if len(times) else 0.0)
+        duration = (
+            info.duration
+            if info.duration is not None
+            else (float(times[-1]) + 1.0 / fps if len(times) else 0.0)
+        )
         arrays = {
             "frame_times": np.asarray(times, dtype=np.float32),
             "global": global_feats.numpy(),
             "grid": grid_feats.numpy(),
             **_caption_arrays(encoder, video_captions),
         }
-        meta = {**info.to_dict(), "duration": duration, "source": str(found[video_id]), "feature_fps": fps}
+        meta = {
+            **info.to_dict(),
+            "duration": duration,
+            "source": str(found[video_id]),
+            "feature_fps": fps,
+        }
         writer.write(video_id, arrays, [c.text for c in video_captions], meta)
         finish(video_id, "done", frames=len(times), captions=len(video_captions), t0=t0)
 
@@ -361,13 +422,26 @@ def extract(
                 t0 = time.perf_counter()
                 try:
                     encoding = encode_video(
-                        found[video_id], backbone, fps=fps, batch_size=options.batch_size, on_batch=on_frames
+                        found[video_id],
+                        backbone,
+                        fps=fps,
+                        batch_size=options.batch_size,
+                        on_batch=on_frames,
                     )
-                    store(video_id, encoding.info, encoding.times.numpy(), encoding.global_feats, encoding.grid_feats, t0)
+                    store(
+                        video_id,
+                        encoding.info,
+                        encoding.times.numpy(),
+                        encoding.global_feats,
+                        encoding.grid_feats,
+                        t0,
+                    )
                 except (VideoError, ValueError, RuntimeError, OSError) as error:
                     finish(video_id, "failed", _one_line(error), t0=t0)
         else:
-            _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames, out)
+            _run_with_workers(
+                todo, found, spec, fps, options, backbone, store, finish, on_frames, out
+            )
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.manifest_videos = writer.rebuild_manifest()["counts"]["videos"]
@@ -431,7 +505,9 @@ def decode_to_file(
     return info, np.concatenate(times), (count, clip_len, size[0], size[1], 3)
 
 
-def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames, out) -> None:
+def _run_with_workers(
+    todo, found, spec, fps, options, backbone, store, finish, on_frames, out
+) -> None:
     """Decode in ``options.workers`` processes, at most workers + 1 videos ahead; encode here."""
     workers = options.workers
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -465,8 +541,14 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
                 video_id = source.popleft()
                 try:
                     job = pool.submit(
-                        decode_to_file, str(found[video_id]), fps, tuple(spec.input_size),
-                        spec.clip_len, clip_fps, threads, str(frames_file(video_id)),
+                        decode_to_file,
+                        str(found[video_id]),
+                        fps,
+                        tuple(spec.input_size),
+                        spec.clip_len,
+                        clip_fps,
+                        threads,
+                        str(frames_file(video_id)),
                     )
                 except futures.process.BrokenProcessPool:  # seen below through a pending job
                     source.appendleft(video_id)

@@ -39,7 +39,7 @@ def candidate_window(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices into ``frame_times`` [U_total] of the U = ``num_frames`` candidate frames.
 
-    Returns ``(indices int64 [U], boundary int64 [2])``: ``indices`` are increasing, −1 for padding;
+    Returns ``(indices int64 [U], boundary int64 [2])``: ``indices`` increase, −1 for padding;
     ``boundary`` holds the first and last window positions inside the widened caption (see the
     module docstring). With no stored frame at all, every index is −1 and boundary is [0, 0].
     """

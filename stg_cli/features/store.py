@@ -61,7 +61,12 @@ def safe_name(video_id: str) -> str:
     replaced by ``_``, is cut to a bounded length and gets 8 hex digits of its SHA-256 so that two
     ids never share a name. A leading dot is replaced too (no hidden folders, no ``..``).
     """
-    if video_id and len(video_id) <= _MAX_NAME and not _UNSAFE.search(video_id) and not video_id.startswith("."):
+    if (
+        video_id
+        and len(video_id) <= _MAX_NAME
+        and not _UNSAFE.search(video_id)
+        and not video_id.startswith(".")
+    ):
         return video_id
     cleaned = _UNSAFE.sub("_", video_id)[:_MAX_NAME].lstrip(".") or "video"
     digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
@@ -206,7 +211,7 @@ def _to_storage(name: str, array: np.ndarray, dtype) -> np.ndarray:
 
 @contextlib.contextmanager
 def _locked(path: Path):
-    """An exclusive advisory lock on ``path`` (flock; held by one process of one machine at a time)."""
+    """An exclusive advisory lock on ``path`` (flock: one process of one machine at a time)."""
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
@@ -228,7 +233,11 @@ class StoreWriter:
         self.config = config if config.fingerprint else config.with_fingerprint()
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} exists and is not a folder")
-        if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / "store.json").exists():
+        if (
+            self.root.is_dir()
+            and any(self.root.iterdir())
+            and not (self.root / "store.json").exists()
+        ):
             raise UserError(f"--out {self.root} is a non-empty folder that is not a feature store")
         for sub in ("videos", "failures", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -245,7 +254,11 @@ class StoreWriter:
             else:
                 _write_json_atomic(
                     path,
-                    {"format": STORE_FORMAT, "version": STORE_VERSION, "config": self.config.to_dict()},
+                    {
+                        "format": STORE_FORMAT,
+                        "version": STORE_VERSION,
+                        "config": self.config.to_dict(),
+                    },
                 )
 
     def video_dir(self, video_id: str) -> Path:
@@ -279,12 +292,19 @@ class StoreWriter:
         }
         for key, shape in shapes.items():
             if tuple(np.shape(arrays[key])) != shape:
-                raise ValueError(f"{key} has shape {tuple(np.shape(arrays[key]))}, expected {shape}")
-        if np.shape(arrays["words"])[:1] != (captions,) or np.shape(arrays["words"])[-1] != self.config.text_dim:
+                raise ValueError(
+                    f"{key} has shape {tuple(np.shape(arrays[key]))}, expected {shape}"
+                )
+        if (
+            np.shape(arrays["words"])[:1] != (captions,)
+            or np.shape(arrays["words"])[-1] != self.config.text_dim
+        ):
             raise ValueError(f"words has shape {np.shape(arrays['words'])}")
         if np.shape(arrays["word_mask"]) != np.shape(arrays["words"])[:2] or len(texts) != captions:
             raise ValueError("word_mask, words and texts disagree")
-        stored = {name: _to_storage(name, arrays[name], dtype) for name, (_, dtype) in ARRAYS.items()}
+        stored = {
+            name: _to_storage(name, arrays[name], dtype) for name, (_, dtype) in ARRAYS.items()
+        }
         name = safe_name(video_id)
         final = self.root / "videos" / name
         for stale in (self.root / "tmp").glob(f"{name}.*"):
@@ -350,7 +370,10 @@ def rebuild_manifest(root: Path, config: StoreConfig) -> dict:
         with contextlib.suppress(OSError, ValueError, KeyError):
             record = json.loads(path.read_text())
             if record["video_id"] not in videos:
-                failures[record["video_id"]] = {"source": record.get("source"), "reason": record.get("reason")}
+                failures[record["video_id"]] = {
+                    "source": record.get("source"),
+                    "reason": record.get("reason"),
+                }
     manifest = {
         "format": STORE_FORMAT,
         "version": STORE_VERSION,
@@ -387,7 +410,9 @@ class FeatureStore:
         try:
             header = _read_json(root / "store.json", "feature store")
         except FileNotFoundError:
-            raise UserError(f"{root} is not a feature store (no store.json); create one with stg extract") from None
+            raise UserError(
+                f"{root} is not a feature store (no store.json); create one with stg extract"
+            ) from None
         if header.get("format") != STORE_FORMAT:
             raise UserError(f"{root}/store.json is not a stg feature store")
         if header.get("version") != STORE_VERSION:
@@ -405,8 +430,12 @@ class FeatureStore:
             raise UserError(
                 f"{root} is unfinished (no manifest.json): rerun stg extract with --out {root}"
             ) from None
-        if manifest.get("fingerprint") != config.fingerprint or not isinstance(manifest.get("videos"), dict):
-            raise UserError(f"{root}/manifest.json does not match {root}/store.json: rerun stg extract")
+        if manifest.get("fingerprint") != config.fingerprint or not isinstance(
+            manifest.get("videos"), dict
+        ):
+            raise UserError(
+                f"{root}/manifest.json does not match {root}/store.json: rerun stg extract"
+            )
         if not manifest["videos"]:
             raise UserError(f"feature store {root} holds no video")
         return cls(root, config, manifest)
@@ -429,10 +458,14 @@ class FeatureStore:
             for stem, (name, dtype) in ARRAYS.items():
                 array = np.load(folder / f"{stem}.npy", mmap_mode="r", allow_pickle=False)
                 if array.dtype != dtype:
-                    raise ValueError(f"{stem}.npy is {array.dtype}, expected {np.dtype(dtype).name}")
+                    raise ValueError(
+                        f"{stem}.npy is {array.dtype}, expected {np.dtype(dtype).name}"
+                    )
                 expected = meta["arrays"][stem][0]
                 if list(array.shape) != expected:
-                    raise ValueError(f"{stem}.npy has shape {list(array.shape)}, expected {expected}")
+                    raise ValueError(
+                        f"{stem}.npy has shape {list(array.shape)}, expected {expected}"
+                    )
                 arrays[name] = array
         except (OSError, ValueError, KeyError) as error:
             raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
@@ -451,10 +484,14 @@ class FeatureStore:
         from stg_cli.backbones import load_visual
 
         backbone = load_visual(self.config.backbone, self.config.weights, device=device)
-        if self.config.visual_fingerprint and backbone.fingerprint != self.config.visual_fingerprint:
+        if (
+            self.config.visual_fingerprint
+            and backbone.fingerprint != self.config.visual_fingerprint
+        ):
             raise UserError(
-                f"the {self.config.backbone} weights at {self.config.weights} are not the ones that "
-                f"made {self.root} (fingerprint {backbone.fingerprint}, store {self.config.visual_fingerprint})"
+                f"the {self.config.backbone} weights at {self.config.weights} did not make "
+                f"made {self.root} (fingerprint {backbone.fingerprint}, "
+                f"store {self.config.visual_fingerprint})"
             )
         return backbone
 

@@ -3,7 +3,8 @@
 Accepted inputs (times in seconds):
 
 * HowTo100M JSON ``{video_id: {"start": [...], "end": [...], "text": [...]}}`` (one file for many
-  videos), or a per-video ``<video_id>.json`` holding ``{"start": [...], "end": [...], "text": [...]}``;
+  videos), or a per-video ``<video_id>.json`` holding ``{"start": [...], "end": [...],
+  "text": [...]}``;
 * CSV with the header ``start,end,text`` (HowTo100M's per-video files, ``<video_id>.csv``), or one
   CSV for many videos with a ``video_id`` column (``video_id,start,end,text``);
 * SubRip ``<video_id>.srt`` and WebVTT ``<video_id>.vtt`` (YouTube's rolling auto-captions, where
@@ -137,7 +138,9 @@ def _from_columns(entry: object, stats: CaptionStats) -> list[Caption]:
     if not all(isinstance(column, list) for column in (starts, ends, texts)):
         raise ValueError("start, end and text must be lists")
     if not len(starts) == len(ends) == len(texts):
-        raise ValueError(f"start, end, text lengths differ ({len(starts)}, {len(ends)}, {len(texts)})")
+        raise ValueError(
+            f"start, end, text lengths differ ({len(starts)}, {len(ends)}, {len(texts)})"
+        )
     out = [_clean(s, e, t, stats) for s, e, t in zip(starts, ends, texts)]
     return [caption for caption in out if caption is not None]
 
@@ -196,7 +199,7 @@ _CUE_TIME = re.compile(
 
 
 def _cues(text: str) -> Iterable[tuple[str, str, list[str]]]:
-    """(start, end, text lines) of each SRT/WebVTT cue; header, NOTE and STYLE blocks are ignored."""
+    """(start, end, text lines) of each SRT/WebVTT cue; NOTE and STYLE blocks are skipped."""
     for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
         lines = [line for line in block.split("\n") if line.strip()]
         for index, line in enumerate(lines):
@@ -260,7 +263,9 @@ def read_captions(path: str | os.PathLike, video_ids: Iterable[str] | None = Non
     if not path.exists():
         raise UserError(f"captions not found: {path}")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CAPTION_SUFFIXES)
+        files = sorted(
+            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CAPTION_SUFFIXES
+        )
         if not files:
             raise UserError(f"no caption files ({', '.join(CAPTION_SUFFIXES)}) in {path}")
         if wanted is not None:
@@ -290,5 +295,5 @@ def read_captions(path: str | os.PathLike, video_ids: Iterable[str] | None = Non
 def load_captions(
     path_or_dir: str | os.PathLike, video_ids: Iterable[str] | None = None
 ) -> dict[str, list[Caption]]:
-    """``{video_id: [Caption, ...]}`` from any supported file or directory (see :func:`read_captions`)."""
+    """``{video_id: [Caption, ...]}`` from a caption file or folder (see :func:`read_captions`)."""
     return read_captions(path_or_dir, video_ids).captions

@@ -107,7 +107,8 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except av.FFmpegError as error:
         raise VideoError(
-            f"{path}: not a readable video: truncated, corrupt or another kind of file ({_reason(error)})"
+            f"{path}: not a readable video: truncated, corrupt or another kind of file "
+            f"({_reason(error)})"
         ) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise VideoError(f"{path}: not a readable video ({_short(error)})") from None
@@ -380,5 +381,8 @@ def decode_frames(
         empty = np.zeros((0, clip_len, height, width, 3), dtype=np.uint8)
         return DecodedFrames(np.zeros(0), np.zeros(0), empty, info)
     return DecodedFrames(
-        times=np.concatenate(times), pts=np.concatenate(pts), frames=np.concatenate(frames), info=info
+        times=np.concatenate(times),
+        pts=np.concatenate(pts),
+        frames=np.concatenate(frames),
+        info=info,
     )

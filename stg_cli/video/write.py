@@ -28,7 +28,7 @@ def write_video(
     crf: int = 23,
     faststart: bool = False,
 ) -> Path:
-    """Encode RGB frames [H, W, 3] uint8 (even H and W) to ``path``; the container follows the suffix.
+    """Encode RGB frames [H, W, 3] uint8 (even H, W) to ``path``; the suffix picks the container.
 
     ``times`` gives each frame's presentation time in seconds (variable frame rate, strictly
     increasing); otherwise frame i is shown at i / fps. ``rotation`` stores a display matrix
@@ -40,7 +40,11 @@ def write_video(
         raise ValueError(f"unknown codec {codec!r}: choose from {', '.join(CODECS)}")
     encoder, pix_fmt = CODECS[codec]
     time_base = Fraction(1, 90000) if times is not None else None
-    options = {"movflags": "faststart"} if faststart and path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
+    options = (
+        {"movflags": "faststart"}
+        if faststart and path.suffix.lower() in (".mp4", ".mov", ".m4v")
+        else {}
+    )
     with av.open(str(path), mode="w", options=options) as container:
         rate = Fraction(fps).limit_denominator(1001)
         stream = container.add_stream(encoder, rate=rate)

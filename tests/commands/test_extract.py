@@ -25,7 +25,11 @@ def _videos(folder: Path, names: list[str], seconds: int = 4) -> dict:
     for name in names:
         frames = (rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(seconds * 10))
         write_video(folder / f"{name}.mp4", frames, fps=10)
-        captions[name] = {"start": [0.0, 2.0], "end": [1.5, 3.5], "text": ["cut the bread", f"toast {name}"]}
+        captions[name] = {
+            "start": [0.0, 2.0],
+            "end": [1.5, 3.5],
+            "text": ["cut the bread", f"toast {name}"],
+        }
     return captions
 
 
@@ -39,12 +43,26 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     csv_dir = root / "csv"
     csv_dir.mkdir()
     for name in ("one", "two", "three"):
-        (csv_dir / f"{name}.csv").write_text("start,end,text\n0,1.5,cut the bread\n2,3.5,toast it\n")
-    return {"root": root, "videos": root / "videos", "captions": root / "captions.json", "csv": csv_dir}
+        (csv_dir / f"{name}.csv").write_text(
+            "start,end,text\n0,1.5,cut the bread\n2,3.5,toast it\n"
+        )
+    return {
+        "root": root,
+        "videos": root / "videos",
+        "captions": root / "captions.json",
+        "csv": csv_dir,
+    }
 
 
 def test_summary_table_and_failure_exit_code(inputs: dict[str, Path], tmp_path: Path) -> None:
-    args = ["extract", str(inputs["videos"]), "--captions", str(inputs["captions"]), "--out", str(tmp_path / "f")]
+    args = [
+        "extract",
+        str(inputs["videos"]),
+        "--captions",
+        str(inputs["captions"]),
+        "--out",
+        str(tmp_path / "f"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "extracted now" in result.stdout and "broken" in result.stdout
@@ -60,8 +78,19 @@ def test_json_all_good_exits_zero(inputs: dict[str, Path], tmp_path: Path) -> No
     files = [str(inputs["videos"] / f"{name}.mp4") for name in ("one", "two")]
     result = CliRunner().invoke(
         app,
-        ["extract", *files, "--captions", str(inputs["csv"]), "--out", str(tmp_path / "f"),
-         "--fps", "2", "--workers", "1", "--json"],
+        [
+            "extract",
+            *files,
+            "--captions",
+            str(inputs["csv"]),
+            "--out",
+            str(tmp_path / "f"),
+            "--fps",
+            "2",
+            "--workers",
+            "1",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -73,7 +102,14 @@ def test_json_all_good_exits_zero(inputs: dict[str, Path], tmp_path: Path) -> No
 
 
 def test_shard_option(inputs: dict[str, Path], tmp_path: Path) -> None:
-    base = ["extract", str(inputs["videos"]), "--captions", str(inputs["captions"]), "--out", str(tmp_path / "f")]
+    base = [
+        "extract",
+        str(inputs["videos"]),
+        "--captions",
+        str(inputs["captions"]),
+        "--out",
+        str(tmp_path / "f"),
+    ]
     seen = []
     for index in range(2):
         result = CliRunner().invoke(app, base + ["--shard", f"{index}/2", "--json"])
@@ -87,15 +123,25 @@ def test_shard_option(inputs: dict[str, Path], tmp_path: Path) -> None:
 
 def _stg(*args: str, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "stg_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+        [sys.executable, "-m", "stg_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
     )
 
 
 @pytest.mark.slow
 def test_user_errors_are_one_line(inputs: dict[str, Path], tmp_path: Path) -> None:
     process = _stg(
-        "extract", str(inputs["videos"]), "--captions", str(inputs["captions"]), "--out", str(tmp_path / "f"),
-        "--backbone", "resnet",
+        "extract",
+        str(inputs["videos"]),
+        "--captions",
+        str(inputs["captions"]),
+        "--out",
+        str(tmp_path / "f"),
+        "--backbone",
+        "resnet",
     )
     out, err = process.communicate(timeout=120)
     assert process.returncode == 2 and "unknown visual backbone 'resnet'" in err
@@ -110,11 +156,21 @@ def test_ctrl_c_keeps_finished_videos(tmp_path: Path, workers: str) -> None:
     (tmp_path / "captions.json").write_text(json.dumps(captions))
     out = tmp_path / "f"
     process = _stg(
-        "extract", str(tmp_path / "videos"), "--captions", str(tmp_path / "captions.json"), "--out", str(out),
-        "--workers", workers,
+        "extract",
+        str(tmp_path / "videos"),
+        "--captions",
+        str(tmp_path / "captions.json"),
+        "--out",
+        str(out),
+        "--workers",
+        workers,
     )
     deadline = time.monotonic() + 100
-    while time.monotonic() < deadline and not (out / "videos").is_dir() or not any((out / "videos").iterdir()):
+    while (
+        time.monotonic() < deadline
+        and not (out / "videos").is_dir()
+        or not any((out / "videos").iterdir())
+    ):
         time.sleep(0.05)
         assert process.poll() is None and time.monotonic() < deadline
     process.send_signal(signal.SIGINT)
@@ -123,17 +179,35 @@ def test_ctrl_c_keeps_finished_videos(tmp_path: Path, workers: str) -> None:
     assert "Traceback" not in err
     stored = FeatureStore.open(out).video_ids  # the manifest was written on the way out
     assert 1 <= len(stored) < len(names)
-    rerun = _stg("extract", str(tmp_path / "videos"), "--captions", str(tmp_path / "captions.json"), "--out", str(out), "--json")
+    rerun = _stg(
+        "extract",
+        str(tmp_path / "videos"),
+        "--captions",
+        str(tmp_path / "captions.json"),
+        "--out",
+        str(out),
+        "--json",
+    )
     stdout, _ = rerun.communicate(timeout=300)
     report = json.loads(stdout)
     assert report["already_stored"] == len(stored) and report["done"] == len(names) - len(stored)
     assert FeatureStore.open(out).video_ids == sorted(names)
 
 
-def test_under_torchrun_each_rank_takes_its_shard(inputs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+def test_under_torchrun_each_rank_takes_its_shard(
+    inputs: dict[str, Path], tmp_path: Path, monkeypatch
+) -> None:
     from stg_cli.commands.extract import _device
 
-    base = ["extract", str(inputs["videos"]), "--captions", str(inputs["captions"]), "--out", str(tmp_path / "f"), "--json"]
+    base = [
+        "extract",
+        str(inputs["videos"]),
+        "--captions",
+        str(inputs["captions"]),
+        "--out",
+        str(tmp_path / "f"),
+        "--json",
+    ]
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
     monkeypatch.setenv("WORLD_SIZE", "2")
     failures = 0

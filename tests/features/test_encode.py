@@ -17,8 +17,13 @@ class MeanColour(VisualBackbone):
     def __init__(self, clip_len: int) -> None:
         super().__init__()
         self.spec = VisualSpec(
-            name="mean", grid=(2, 2), dim=3 * clip_len, fps=1.0, input_size=(16, 16),
-            clip_len=clip_len, clip_fps=10.0,
+            name="mean",
+            grid=(2, 2),
+            dim=3 * clip_len,
+            fps=1.0,
+            input_size=(16, 16),
+            clip_len=clip_len,
+            clip_fps=10.0,
         )
         self.fingerprint = f"mean:{clip_len}"
 
@@ -43,9 +48,15 @@ def test_encode_video_batches_and_clips(tmp_path: Path, clip_len: int) -> None:
     steps = []
     encoding = encode_video(path, MeanColour(clip_len), batch_size=2, on_batch=steps.append)
     assert encoding.times.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0] and steps == [2, 2, 1]
-    assert encoding.grid_feats.shape == (5, 4, 3 * clip_len) and encoding.global_feats.shape == (5, 3 * clip_len)
+    assert encoding.grid_feats.shape == (5, 4, 3 * clip_len) and encoding.global_feats.shape == (
+        5,
+        3 * clip_len,
+    )
     levels = encoding.grid_feats[:, 0, :].reshape(5, clip_len, 3)[..., 0] * 255 / 4  # frame indices
-    expected = {1: [[0], [10], [20], [30], [40]], 3: [[0, 0, 1], [9, 10, 11], [19, 20, 21], [29, 30, 31], [39, 40, 41]]}
+    expected = {
+        1: [[0], [10], [20], [30], [40]],
+        3: [[0, 0, 1], [9, 10, 11], [19, 20, 21], [29, 30, 31], [39, 40, 41]],
+    }
     np.testing.assert_allclose(levels.numpy(), expected[clip_len], atol=1.0)
     assert (encoding.info.width, encoding.info.height) == (48, 32)
 

@@ -58,15 +58,27 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path) -> None:
     seen = []
     summary = extract(
-        [dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(**OPTIONS),
+        [dataset["videos"]],
+        dataset["captions"],
+        tmp_path / "feats",
+        ExtractOptions(**OPTIONS),
         on_video=seen.append,
     )
     report = summary.to_dict()
-    assert (report["done"], report["failed"], report["no_captions"], report["already_stored"]) == (5, 2, 1, 0)
+    assert (report["done"], report["failed"], report["no_captions"], report["already_stored"]) == (
+        5,
+        2,
+        1,
+        0,
+    )
     assert {f["video"] for f in report["failures"]} == {"truncated", "notavideo"}
     assert all("\n" not in f["reason"] and f["reason"] for f in report["failures"])
-    assert report["skipped_no_captions"] == ["silent"] and report["ignored_files"][0].endswith("readme.txt")
-    assert report["captions_without_video"] == 1 and report["frames"] == sum(4 + i for i in range(5))
+    assert report["skipped_no_captions"] == ["silent"] and report["ignored_files"][0].endswith(
+        "readme.txt"
+    )
+    assert report["captions_without_video"] == 1 and report["frames"] == sum(
+        4 + i for i in range(5)
+    )
     assert len(seen) == 8
 
     store = FeatureStore.open(tmp_path / "feats")
@@ -84,18 +96,32 @@ def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path
     np.testing.assert_allclose(video.sentence, features.sentence.numpy(), rtol=2e-3, atol=2e-3)
     assert store.visual_backbone().fingerprint == store.config.visual_fingerprint
 
-    again = extract([dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(**OPTIONS))
+    again = extract(
+        [dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(**OPTIONS)
+    )
     assert again.count("stored") == 5 and again.count("done") == 0 and again.count("failed") == 2
     assert "reused" in again.text_encoder
     with pytest.raises(UserError, match=r"another configuration \(fps"):
-        extract([dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(fps=2.0, **OPTIONS))
+        extract(
+            [dataset["videos"]],
+            dataset["captions"],
+            tmp_path / "feats",
+            ExtractOptions(fps=2.0, **OPTIONS),
+        )
 
 
-def test_shards_cover_every_video_once(dataset: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+def test_shards_cover_every_video_once(
+    dataset: dict[str, Path], tmp_path: Path, monkeypatch
+) -> None:
     videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD]
     done: list[str] = []
     for index in range(3):
-        summary = extract(videos, dataset["captions"], tmp_path / "sharded", ExtractOptions(shard=(index, 3), **OPTIONS))
+        summary = extract(
+            videos,
+            dataset["captions"],
+            tmp_path / "sharded",
+            ExtractOptions(shard=(index, 3), **OPTIONS),
+        )
         done += [r.video_id for r in summary.results if r.status == "done"]
     assert sorted(done) == sorted(GOOD)  # every video exactly once
     assert FeatureStore.open(tmp_path / "sharded").video_ids == sorted(GOOD)
@@ -111,11 +137,15 @@ def test_shards_cover_every_video_once(dataset: dict[str, Path], tmp_path: Path,
 
 
 def test_workers_give_identical_features(dataset: dict[str, Path], tmp_path: Path) -> None:
-    videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:3]] + [dataset["videos"] / "notavideo.mp4"]
+    videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:3]] + [
+        dataset["videos"] / "notavideo.mp4"
+    ]
     stores = {}
     for workers in (0, 1, 2):
         out = tmp_path / f"w{workers}"
-        summary = extract(videos, dataset["captions"], out, ExtractOptions(workers=workers, **OPTIONS))
+        summary = extract(
+            videos, dataset["captions"], out, ExtractOptions(workers=workers, **OPTIONS)
+        )
         assert summary.count("done") == 3 and summary.count("failed") == 1
         stores[workers] = FeatureStore.open(out)
     for name in GOOD[:3]:
@@ -158,7 +188,9 @@ def test_resume_after_a_killed_run(dataset: dict[str, Path], tmp_path: Path, mod
     out = tmp_path / "feats"
     run = subprocess.run(
         [sys.executable, "-c", KILLER, str(folder), str(dataset["captions"]), str(out), mode],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == -signal.SIGKILL, run.stderr
     finished = sorted(p.name for p in (out / "videos").iterdir())
@@ -183,12 +215,16 @@ def _dying_decode(path, *args, **kwargs):
     return decode_to_file(path, *args, **kwargs)
 
 
-def test_a_dead_worker_fails_one_video(dataset: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+def test_a_dead_worker_fails_one_video(
+    dataset: dict[str, Path], tmp_path: Path, monkeypatch
+) -> None:
     import stg_cli.features.extract as extract_module
 
     monkeypatch.setattr(extract_module, "decode_to_file", _dying_decode)
     videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:4]]
-    summary = extract(videos, dataset["captions"], tmp_path / "f", ExtractOptions(workers=1, **OPTIONS))
+    summary = extract(
+        videos, dataset["captions"], tmp_path / "f", ExtractOptions(workers=1, **OPTIONS)
+    )
     assert [r.video_id for r in summary.failed] == ["bravo"] and "died" in summary.failed[0].reason
     assert FeatureStore.open(tmp_path / "f").video_ids == ["alpha", "charlie", "delta"]
     assert not any((tmp_path / "f" / "tmp").iterdir())  # no decoded-frame files left behind

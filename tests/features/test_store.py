@@ -12,12 +12,22 @@ from stg_cli.errors import UserError
 from stg_cli.features import FeatureStore, StoreConfig, StoreWriter, safe_name
 
 CONFIG = StoreConfig(
-    backbone="tiny", weights=None, text="word2vec", grid=(2, 3), visual_dim=4, text_dim=5,
-    fps=1.0, input_size=(112, 112), visual_fingerprint="v1", text_fingerprint="t1",
+    backbone="tiny",
+    weights=None,
+    text="word2vec",
+    grid=(2, 3),
+    visual_dim=4,
+    text_dim=5,
+    fps=1.0,
+    input_size=(112, 112),
+    visual_fingerprint="v1",
+    text_fingerprint="t1",
 )
 
 
-def arrays(frames: int = 6, captions: int = 2, words: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
+def arrays(
+    frames: int = 6, captions: int = 2, words: int = 3, seed: int = 0
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     mask = np.zeros((captions, words), dtype=bool)
     mask[:, :2] = True
@@ -25,7 +35,9 @@ def arrays(frames: int = 6, captions: int = 2, words: int = 3, seed: int = 0) ->
         "frame_times": np.arange(frames, dtype=np.float32),
         "global": rng.normal(size=(frames, 4)).astype(np.float32),
         "grid": rng.normal(size=(frames, 6, 4)).astype(np.float32),
-        "caption_times": np.array([[i, i + 1.5] for i in range(captions)], dtype=np.float32).reshape(-1, 2),
+        "caption_times": np.array(
+            [[i, i + 1.5] for i in range(captions)], dtype=np.float32
+        ).reshape(-1, 2),
         "sentence": rng.normal(size=(captions, 5)).astype(np.float32),
         "words": rng.normal(size=(captions, words, 5)).astype(np.float32),
         "word_mask": mask,
@@ -50,13 +62,20 @@ def test_round_trip_with_memory_mapped_fp16(tmp_path: Path) -> None:
 
     store = FeatureStore.open(tmp_path / "feats")
     assert store.video_ids == ["two", "vid/one?"]
-    assert store.config.grid == (2, 3) and store.config.fingerprint == CONFIG.with_fingerprint().fingerprint
+    assert (
+        store.config.grid == (2, 3)
+        and store.config.fingerprint == CONFIG.with_fingerprint().fingerprint
+    )
     video = store.load("vid/one?")
     assert isinstance(video.grid_feats, np.memmap) and video.grid_feats.dtype == np.float16
     assert not video.grid_feats.flags.writeable
     np.testing.assert_allclose(video.grid_feats, data["grid"], rtol=1e-3, atol=1e-3)
     np.testing.assert_array_equal(video.word_mask, data["word_mask"])
-    assert video.texts == ["text 0", "text 1"] and (video.width, video.height, video.duration) == (640, 480, 6.0)
+    assert video.texts == ["text 0", "text 1"] and (video.width, video.height, video.duration) == (
+        640,
+        480,
+        6.0,
+    )
     assert (tmp_path / "feats" / "videos" / safe_name("vid/one?") / "meta.json").exists()
     empty = store.load("two")
     assert empty.words.shape[0] == 0 and empty.caption_times.shape == (0, 2)

@@ -11,19 +11,31 @@ from stg_cli.text.captions import Caption, load_captions, read_captions
 
 def test_howto100m_json(tmp_path: Path) -> None:
     data = {
-        "vidA": {"start": [5.0, 0.5, 9], "end": [7.5, 3.0, 12], "text": ["Crack the EGG!", "um hello", ""]},
+        "vidA": {
+            "start": [5.0, 0.5, 9],
+            "end": [7.5, 3.0, 12],
+            "text": ["Crack the EGG!", "um hello", ""],
+        },
         "vidB": {"start": [1], "end": [2], "text": ["pour milk"]},
     }
     (tmp_path / "caps.json").write_text(json.dumps(data))
     result = read_captions(tmp_path / "caps.json")
-    assert result.captions["vidA"] == [Caption(0.5, 3.0, "hello"), Caption(5.0, 7.5, "crack the egg")]
+    assert result.captions["vidA"] == [
+        Caption(0.5, 3.0, "hello"),
+        Caption(5.0, 7.5, "crack the egg"),
+    ]
     assert result.captions["vidB"] == [Caption(1.0, 2.0, "pour milk")]
-    assert result.stats.kept == 3 and result.stats.skipped["empty"] == 1 and result.stats.videos == 2
+    assert (
+        result.stats.kept == 3 and result.stats.skipped["empty"] == 1 and result.stats.videos == 2
+    )
     assert set(load_captions(tmp_path / "caps.json", video_ids=["vidB"])) == {"vidB"}
 
 
 def test_json_with_mismatched_columns_is_reported_not_fatal(tmp_path: Path) -> None:
-    data = {"ok": {"start": [0], "end": [1], "text": ["stir"]}, "bad": {"start": [0, 1], "end": [1], "text": ["x"]}}
+    data = {
+        "ok": {"start": [0], "end": [1], "text": ["stir"]},
+        "bad": {"start": [0, 1], "end": [1], "text": ["x"]},
+    }
     (tmp_path / "caps.json").write_text(json.dumps(data))
     result = read_captions(tmp_path / "caps.json")
     assert list(result.captions) == ["ok"]
@@ -33,8 +45,10 @@ def test_json_with_mismatched_columns_is_reported_not_fatal(tmp_path: Path) -> N
 def test_csv_directory_and_single_file(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()
-    (folder / "v1.csv").write_text("start,end,text\n0,2.5,Cut the onion\n3,1,backwards time\n4,x,bad\n6,8,\n")
-    (folder / "v2.csv").write_text("start,end,text\n1.0,2.0,\"slice, dice\"\n")
+    (folder / "v1.csv").write_text(
+        "start,end,text\n0,2.5,Cut the onion\n3,1,backwards time\n4,x,bad\n6,8,\n"
+    )
+    (folder / "v2.csv").write_text('start,end,text\n1.0,2.0,"slice, dice"\n')
     (folder / "notes.txt").write_text("ignored")
     result = read_captions(folder)
     assert result.captions == {
@@ -47,7 +61,9 @@ def test_csv_directory_and_single_file(tmp_path: Path) -> None:
 
 
 def test_multi_video_csv(tmp_path: Path) -> None:
-    (tmp_path / "all.csv").write_text("video_id,start,end,text\na,0,1,whisk eggs\nb,2,3,fold dough\na,5,6,heat pan\n")
+    (tmp_path / "all.csv").write_text(
+        "video_id,start,end,text\na,0,1,whisk eggs\nb,2,3,fold dough\na,5,6,heat pan\n"
+    )
     caps = load_captions(tmp_path / "all.csv")
     assert [c.text for c in caps["a"]] == ["whisk eggs", "heat pan"] and caps["b"][0].start == 2.0
 
@@ -101,13 +117,19 @@ short form times
 def test_webvtt_rolling_captions_deduplicated(tmp_path: Path) -> None:
     (tmp_path / "bread.vtt").write_text(VTT)
     result = read_captions(tmp_path / "bread.vtt")
-    assert [c.text for c in result.captions["bread"]] == ["so today", "short form times", "we make bread"]
+    assert [c.text for c in result.captions["bread"]] == [
+        "so today",
+        "short form times",
+        "we make bread",
+    ]
     assert result.captions["bread"][1] == Caption(1.0, 3.0, "short form times")
     assert result.stats.skipped["duplicate"] == 1
 
 
 def test_garbled_captions_are_counted(tmp_path: Path) -> None:
-    (tmp_path / "g.csv").write_bytes(b"start,end,text\n0,1,caf\xff\xfe broken\n1,2,\x01\x02ctl\n2,3,1234\n3,4,fine line\n")
+    (tmp_path / "g.csv").write_bytes(
+        b"start,end,text\n0,1,caf\xff\xfe broken\n1,2,\x01\x02ctl\n2,3,1234\n3,4,fine line\n"
+    )
     result = read_captions(tmp_path / "g.csv")
     assert result.captions["g"] == [Caption(3.0, 4.0, "fine line")]
     assert result.stats.skipped["garbled"] == 3
@@ -139,5 +161,12 @@ def test_directory_reads_only_requested_videos(tmp_path: Path) -> None:
     result = read_captions(tmp_path, video_ids=["a", "zzz"])
     assert result.captions == {"a": [Caption(0.0, 1.0, "chop")]}
     assert result.stats.unmatched == 2 and not result.stats.bad_files
-    (tmp_path / "all.json").write_text(json.dumps({"x": {"start": [0], "end": [1], "text": ["go"]}, "y": {"start": [], "end": [], "text": []}}))
+    (tmp_path / "all.json").write_text(
+        json.dumps(
+            {
+                "x": {"start": [0], "end": [1], "text": ["go"]},
+                "y": {"start": [], "end": [], "text": []},
+            }
+        )
+    )
     assert read_captions(tmp_path / "all.json", video_ids=["x"]).stats.unmatched == 1

@@ -168,7 +168,9 @@ def _audio_only(path: Path) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=16000)
         for index in range(10):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
             frame.sample_rate, frame.pts = 16000, index * 1024
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -232,12 +234,16 @@ def test_audio_outlasting_the_picture_is_not_truncation(tmp_path: Path) -> None:
         for packet in video.encode():
             container.mux(packet)
         for index in range(48000 * 20 // 960):  # 20 s of silence
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, 960), np.float32), format="flt", layout="mono"
+            )
             frame.sample_rate, frame.pts = 48000, index * 960
             for packet in audio.encode(frame):
                 container.mux(packet)
         for packet in audio.encode():
             container.mux(packet)
-    assert probe(path).duration == pytest.approx(20.0, abs=0.1)  # the container's: picture ends at 1.5 s
+    assert probe(path).duration == pytest.approx(
+        20.0, abs=0.1
+    )  # the container's: picture ends at 1.5 s
     decoded = decode_frames(path, fps=1.0, size=None)
     assert indices(decoded.frames[:, 0]) == [0, 30]

@@ -235,6 +235,7 @@ def feature_stats(dataset: ClipDataset, max_rows: int = 20000) -> dict[str, tupl
 
     def add(key: str, rows: np.ndarray) -> None:
         rows = np.asarray(rows, dtype=np.float64).reshape(-1, rows.shape[-1])
+        rows = rows[np.isfinite(rows).all(axis=1)]  # a damaged row must not poison the statistics
         if len(rows) == 0:
             return
         entry = sums.setdefault(key, [0, 0.0, 0.0])

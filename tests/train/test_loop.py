@@ -31,6 +31,7 @@ def test_lr_schedule_warms_up_then_decays():
     assert factors[-1] < 0.01
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     store = make_store(videos=6)
     events = []
@@ -57,20 +58,25 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     assert not loaded.model.training
 
 
-@pytest.mark.parametrize("select", ["sinkhorn", "none"])
+@pytest.mark.parametrize("select", ["sinkhorn", pytest.param("none", marks=pytest.mark.slow)])
 def test_resume_equals_straight_run(tmp_path, select):
-    store = make_store()
+    store = make_store(videos=2, captions=4)
     model = {**MODEL, "select": select}
-    train(store, tmp_path / "straight", model, config())
-    train(store, tmp_path / "halves", model, config(), stop_after=6)
-    assert CheckpointManager(tmp_path / "halves").steps()[-1] == 6
+    settings = config(steps=6, checkpoint_every=2)
+    train(store, tmp_path / "straight", model, settings)
+    train(store, tmp_path / "halves", model, settings, stop_after=3)
+    assert CheckpointManager(tmp_path / "halves").steps()[-1] == 3
     train(store, tmp_path / "halves", resume=True)
-    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "step-00000012.pt")
-    halves = load_checkpoint(tmp_path / "halves" / "checkpoints" / "step-00000012.pt")
+    straight = load_checkpoint(tmp_path / "straight" / "checkpoints" / "step-00000006.pt")
+    halves = load_checkpoint(tmp_path / "halves" / "checkpoints" / "step-00000006.pt")
     for name, value in straight["model"].items():
         torch.testing.assert_close(halves["model"][name], value, rtol=1e-5, atol=1e-6)
     steps = [json.loads(l)["step"] for l in (tmp_path / "halves" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps)) and steps[-1] == 12
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+    assert halves["scheduler"]["last_epoch"] == straight["scheduler"]["last_epoch"] == 6
+    torch.testing.assert_close(
+        halves["optimizer"]["state"][0]["exp_avg_sq"], straight["optimizer"]["state"][0]["exp_avg_sq"]
+    )
 
 
 def test_resume_rejects_another_store(tmp_path):

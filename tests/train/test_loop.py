@@ -115,3 +115,23 @@ def test_single_loss_modes_train(tmp_path, loss):
 def test_bad_batch_size_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="fewer than the batch size"):
         train(make_store(videos=1, captions=2), tmp_path / "run", MODEL, config(batch_size=8))
+
+
+def test_ctrl_c_writes_a_final_checkpoint_and_resumes(tmp_path):
+    import signal
+
+    from stg_cli.train import TrainingInterrupted
+
+    def on_event(kind, payload):
+        if kind == "step" and payload.step == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    store = make_store(videos=2, captions=4)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(store, tmp_path / "run", MODEL, config(steps=6, checkpoint_every=100), on_event=on_event)
+    assert stopped.value.result.interrupted and stopped.value.result.steps == 2
+    assert CheckpointManager(tmp_path / "run").steps() == [2]
+    assert (tmp_path / "run" / "export" / "model.safetensors").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    result = train(store, tmp_path / "run", resume=True)
+    assert result.steps == 6

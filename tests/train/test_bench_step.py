@@ -1,0 +1,19 @@
+"""The training-step benchmark builds a real optimizer step at each shape."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from stg_cli.bench import train as train_bench
+
+
+def test_cases_and_one_small_step_lowers_nothing_to_nan():
+    cases = train_bench.cases(True, torch.device("cpu"))
+    assert [case.op for case in cases] == ["train step", "train step"]
+    assert {variant.name for variant in cases[0].variants} == {"native", "reference"}
+    tiny = dataclasses.replace(train_bench.shapes(True)[0], batch=4, chunk=2, dim=16)
+    step = train_bench.training_step(tiny, torch.device("cpu"), "native")
+    first, second = step(), step()
+    assert torch.isfinite(first) and torch.isfinite(second) and second != first

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stg_cli.cli import app
+from stg_cli.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ground"))
 from ground_helpers import make_export, make_video  # noqa: E402
@@ -52,24 +53,32 @@ def test_json_and_failed_video_exit_code(setup, tmp_path):
     assert set(summary["queries"]) == {"crack the egg", "pour milk"}
 
 
-@pytest.mark.parametrize(
-    "extra, fragment",
-    [
-        (["--queries", "EMPTY"], "no queries"),
-        (["--queries", "Q", "--heatmap", "nope"], "--heatmap"),
-        (["--queries", "Q", "--smooth", "2"], "--smooth"),
-        (["--queries", "Q", "--checkpoint", "/nonexistent"], "no trained model"),
-    ],
-)
-def test_bad_arguments_are_one_red_line(setup, tmp_path, extra, fragment):
+def test_empty_query_file_is_one_red_line(setup, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n")
-    args = [a.replace("EMPTY", str(empty)).replace("Q", str(setup / "q.txt")) if a in ("EMPTY", "Q") else a for a in extra]
-    if "--checkpoint" not in args:
-        args += ["--checkpoint", str(setup / "run")]
     result = subprocess.run(
-        [sys.executable, "-m", "stg_cli", "ground", str(setup / "videos"), "--out", str(tmp_path / "o"), *args],
+        [sys.executable, "-m", "stg_cli", "ground", str(setup / "videos"), "--queries", str(empty),
+         "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "o")],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
-    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert "no queries" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--heatmap", "nope"], "--heatmap"),
+        (["--smooth", "2"], "--smooth"),
+        (["--mask-threshold", "3"], "--mask-threshold"),
+        (["--checkpoint", "/nonexistent"], "no trained model"),
+        (["--device", "tpu"], "device"),
+    ],
+)
+def test_bad_arguments_are_user_errors(setup, tmp_path, extra, fragment):
+    args = ["ground", str(setup / "videos"), "--queries", str(setup / "q.txt"), "--out", str(tmp_path / "o")]
+    if "--checkpoint" not in extra:
+        args += ["--checkpoint", str(setup / "run")]
+    result = CliRunner().invoke(app, [*args, *extra])
+    assert isinstance(result.exception, UserError), result.output
+    assert fragment in str(result.exception)

@@ -125,15 +125,24 @@ def find_videos(
     """Videos named by the command line: files, folders (searched recursively for video files by
     suffix, hidden entries skipped) and, with a feature store, ids of its videos.
 
-    Ids are file stems; a stem seen twice gets ``-2``, ``-3``... Returns the inputs and
-    ``(argument, reason)`` for arguments that name nothing.
+    Ids are file stems; another file with a stem already seen gets ``-2``, ``-3``... A file or a
+    store id named twice is grounded once. Returns the inputs and ``(argument, reason)`` for
+    arguments that name nothing.
     """
     inputs: list[VideoInput] = []
     problems: list[tuple[str, str]] = []
     used: set[str] = set()
+    seen_paths: set[Path] = set()
     known_ids = set(store_ids)
 
     def add(video_id: str, path: Path | None) -> None:
+        if path is None and video_id in used:
+            return
+        if path is not None:
+            resolved = path.resolve()
+            if resolved in seen_paths:
+                return
+            seen_paths.add(resolved)
         unique, counter = video_id, 1
         while unique in used:
             counter += 1

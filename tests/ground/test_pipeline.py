@@ -115,8 +115,11 @@ def test_folders_and_duplicate_stems(tmp_path):
     (tmp_path / "b" / "v.mp4").write_bytes(b"x")
     (tmp_path / "b" / "readme.txt").write_text("x")
     (tmp_path / "empty").mkdir()
-    videos, problems = find_videos([tmp_path / "a", tmp_path / "b", tmp_path / "empty", "nope"])
-    assert [v.video_id for v in videos] == ["v", "v-2"]
+    videos, problems = find_videos(
+        [tmp_path / "a", tmp_path / "b", tmp_path / "empty", "nope", tmp_path / "a" / "v.mp4", "v", "w"],
+        store_ids=["v", "w"],
+    )
+    assert [(v.video_id, v.path is None) for v in videos] == [("v", False), ("v-2", False), ("w", True)]
     assert [p[0] for p in problems] == [str(tmp_path / "empty"), "nope"]
 
 

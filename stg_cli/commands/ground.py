@@ -121,18 +121,21 @@ def _load_ground_truth(path: Path):
     }
 
 
+_SUFFIXES = {"json": ".json", "heatmaps": ".heatmaps.npz", "overlay": ".overlay.mp4", "timeline": ".timeline.png"}
+
+
 def print_summary(summary: dict, console: Console) -> None:
     """Videos table (frames, segments, files or the error), queries table, timings line."""
     table = Table(title=f"[bold]stg ground[/bold] → {escape(summary['out'])}", title_justify="left")
     table.add_column("video", overflow="fold")
     table.add_column("frames", justify="right")
     table.add_column("segments", justify="right")
-    table.add_column("files / error", overflow="fold")
+    table.add_column("written / error", overflow="fold")
     for video in summary["videos"]:
         if "error" in video:
             table.add_row(escape(video["video"]), "-", "-", f"[red]{escape(video['error'])}[/red]")
             continue
-        files = ", ".join(Path(path).name for path in video["files"].values())
+        files = " ".join(_SUFFIXES.get(kind, kind) for kind in video["files"])
         notes = "".join(f"\n[dim]{escape(note)}[/dim]" for note in video["notes"])
         if video["unknown_queries"]:
             unknown = ", ".join(video["unknown_queries"])

@@ -52,11 +52,13 @@ def command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
 ) -> None:
-    """Ground free-text QUERIES in VIDEOs: segments (when) and per-frame points and boxes (where).
+    """Ground free-text queries in videos: when (segments) and where (a point and a box per frame).
 
-    Writes <id>.json and <id>.heatmaps.npz per video and predictions.json for all of them into
-    --out. A video that cannot be read is reported and skipped; the exit code is 0 when every
-    video was grounded, 1 when some failed, 2 for bad arguments.
+    Writes <id>.json and <id>.heatmaps.npz per video, and predictions.json for all, into --out.
+
+    A video that cannot be read is reported and skipped, and the others are still grounded.
+
+    Exit code: 0 when every video was grounded, 1 when some failed, 2 for bad arguments.
     """
     settings = pipeline.GroundSettings(
         tau=tau, smooth=check_smooth(smooth), heatmap=heatmap, mask_threshold=mask_threshold,

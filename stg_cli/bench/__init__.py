@@ -1,4 +1,4 @@
-"""Microbenchmarks of the native ops against their references (``stg bench``).
+"""Benchmarks (``stg bench``): the native ops against their references, and the pipeline stages.
 
 :func:`run_benchmarks` runs the named benchmarks on the chosen devices and returns a
 :class:`BenchReport`: one :class:`BenchResult` row per variant (median time, peak memory,
@@ -36,7 +36,6 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Case]]] = {
     "ground": ground.cases,
     "train": train.cases,
 }
-NOT_YET_AVAILABLE: tuple[str, ...] = ()
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 ProgressCallback = Callable[[int, int, str | None], None]
@@ -64,8 +63,6 @@ def resolve_names(names: Sequence[str] | None) -> list[str]:
     resolved: list[str] = []
     for name in names or ["all"]:
         key = name.strip().lower()
-        if key in NOT_YET_AVAILABLE:
-            raise UserError(f"the {key} benchmark is not available yet; choose from {available}")
         if key not in BENCHMARKS and key != "all":
             raise UserError(f"unknown benchmark {name!r}; choose from {available}")
         for selected in BENCHMARKS if key == "all" else [key]:
@@ -108,7 +105,7 @@ def run_benchmarks(
     device: str = "auto",
     on_progress: ProgressCallback | None = None,
 ) -> BenchReport:
-    """Runs the named benchmarks (``sinkhorn``, ``xattn``, ``rollout``; ``all``/empty: every one).
+    """Runs the named benchmarks (see :data:`BENCHMARKS`; ``all``/empty: every one).
 
     Args:
         names: benchmark names.

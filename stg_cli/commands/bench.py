@@ -1,4 +1,4 @@
-"""``stg bench``: microbenchmarks of the native ops against their references."""
+"""``stg bench``: the native ops against their references, and the pipeline stages' speed."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def command(
     names: list[str] | None = typer.Argument(
         None,
         metavar="[NAME]...",
-        help="Benchmarks to run: sinkhorn, xattn, rollout or all (default: all).",
+        help="Benchmarks to run: sinkhorn, xattn, rollout, score, ground, train or all (default: all).",
         show_default=False,
     ),
     quick: bool = typer.Option(
@@ -37,7 +37,10 @@ def command(
         "auto", "--device", help="auto (the CPU, plus CUDA when available), cpu or cuda."
     ),
 ) -> None:
-    """Time the native ops against their references; print a table (or JSON) with peak memory."""
+    """Time the native ops against their references and the pipeline stages (score, ground, train).
+
+    Prints a table (or JSON) with medians, peak memory and the comparisons with the targets.
+    """
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

@@ -9,8 +9,7 @@ NATIVE_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu'
 .PHONY: demo test test-fast install cuda-check bench clean
 
 demo: install
-	$(BIN)/stg info
-	$(BIN)/stg bench all --quick
+	$(BIN)/stg demo
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -8,7 +8,7 @@ import sys
 import typer
 from rich.console import Console
 
-from stg_cli.commands import bench, extract, ground, info, score, synth, train
+from stg_cli.commands import bench, demo, extract, ground, info, score, synth, train
 from stg_cli.errors import UserError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 app.command("info")(info.command)
 app.command("bench")(bench.command)
+app.command("demo")(demo.command)
 app.command("extract")(extract.command)
 app.command("ground")(ground.command)
 app.command("score")(score.command)

@@ -82,6 +82,8 @@ from stg_cli.metrics.tubes import (
 )
 from stg_cli.text.normalize import normalize_text
 
+# A MiningYouTube step missing from the predicted queries scores the lowest cosine on every frame.
+MISSING_STEP_SCORE = -1.0
 DATASETS = ("groundingyoutube", "miningyoutube", "youcook-interactions", "synth")
 
 DEFECT_RULE = (
@@ -456,6 +458,7 @@ def _score_mining(
     totals = TemporalCounts(0, 0, 0)
     ious, iods = [], []
     unalignable = []
+    missing_steps = 0
     for done, video in enumerate(videos):
         segments = sorted(ground_truth.segments[video], key=lambda s: (s.start, s.end, s.id or 0))
         prediction = predictions.get(video)
@@ -466,8 +469,17 @@ def _score_mining(
         else:
             similarity = prediction.similarity()
             steps = [segment.label for segment in segments]
-            columns = _step_columns(steps, similarity.queries, prediction)
-            aligned = align_transcript(similarity.matrix[:, columns], settings.tau)
+            columns = _step_columns(steps, similarity.queries)
+            missing_steps += sum(column is None for column in columns)
+            matrix = np.stack(
+                [
+                    similarity.matrix[:, column] if column is not None
+                    else np.full(similarity.times.size, MISSING_STEP_SCORE)
+                    for column in columns
+                ],
+                axis=1,
+            ) if columns else np.zeros((similarity.times.size, 0))
+            aligned = align_transcript(matrix, settings.tau)
             if len(steps) > similarity.times.size:
                 unalignable.append(video)
             labels = [steps[k] if k >= 0 else BACKGROUND for k in aligned]
@@ -502,6 +514,11 @@ def _score_mining(
         "detected_frames": totals.detected,
         "unalignable_videos": len(unalignable),
     }
+    if missing_steps:
+        notes.append(
+            f"{missing_steps} ground-truth step(s) were not among their video's predicted queries "
+            f"and scored {MISSING_STEP_SCORE} on every frame"
+        )
     if unalignable:
         notes.append(
             f"{len(unalignable)} video(s) have fewer frames than steps and were left all "
@@ -510,19 +527,11 @@ def _score_mining(
     return metrics, counts, {}, per_video, notes
 
 
-def _step_columns(steps: list[str], queries: list[str], prediction: VideoPrediction) -> list[int]:
+def _step_columns(steps: list[str], queries: list[str]) -> list[int | None]:
+    """The similarity column of each step (exact, then normalised spelling); None if absent."""
     exact = {query: index for index, query in reversed(list(enumerate(queries)))}
     normalized = {_normalized(query): index for index, query in reversed(list(enumerate(queries)))}
-    columns = []
-    for step in steps:
-        column = exact.get(step, normalized.get(_normalized(step)))
-        if column is None:
-            raise UserError(
-                f"{prediction.heatmaps}: step {step!r} of video {prediction.video} is not among "
-                "the similarity's queries"
-            )
-        columns.append(column)
-    return columns
+    return [exact.get(step, normalized.get(_normalized(step))) for step in steps]
 
 
 def _inside_segments(

@@ -9,6 +9,7 @@ from stg_cli.train.loop import (
     TrainingInterrupted,
     TrainingStopped,
     TrainResult,
+    initial_export,
     lr_factor,
     train,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingStopped",
     "global_loss",
+    "initial_export",
     "load_checkpoint",
     "local_loss",
     "lr_factor",

@@ -276,6 +276,49 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def initial_export(
+    features: Path | object,
+    out: Path,
+    model_options: dict | None = None,
+    config: TrainConfig | None = None,
+) -> Path:
+    """Writes the export of the model a run would start from, untrained: the same seeded
+    initialisation and input statistics as step 0 of :func:`train` with these settings.
+
+    It is the "untrained" row of comparisons (``stg demo``). Returns the export folder.
+    """
+    config = config or TrainConfig()
+    store = _open_store(features)
+    model_config = _model_config(store, model_options or {})
+    dataset = ClipDataset(store, model_config.frames_u, config.min_time)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    model = GroundingModel(model_config)
+    model.set_feature_stats(feature_stats(dataset))
+    root = getattr(store, "root", None)
+    text_dir = Path(root) / "text_encoder" if root is not None else None
+    return save_export(model, Path(out), store_config_dict(store.config), text_dir)
+
+
+def _model_config(store, model_options: dict) -> ModelConfig:
+    """The model configuration of ``model_options`` with the store's dims and grid."""
+    options = dict(model_options)
+    options.setdefault("grid", tuple(store.config.grid))
+    try:
+        model_config = ModelConfig(
+            visual_dim=int(store.config.visual_dim),
+            text_dim=int(store.config.text_dim),
+            **options,
+        )
+    except (ValueError, TypeError) as error:
+        raise UserError(str(error)) from error
+    if tuple(model_config.grid) != tuple(store.config.grid):
+        raise UserError(
+            f"the model grid {model_config.grid} differs from the feature store's {tuple(store.config.grid)}"
+        )
+    return model_config
+
+
 def _train(features, out, model_options, config, resume, info, on_event, stop_after, ops):
     store = _open_store(features)
     store_config = store_config_dict(store.config)
@@ -296,20 +339,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                 f"{out} already holds a training run (step {manager.steps()[-1]}); pass --resume "
                 "to continue it or choose another --out"
             )
-        options = dict(model_options)
-        options.setdefault("grid", tuple(store.config.grid))
-        try:
-            model_config = ModelConfig(
-                visual_dim=int(store.config.visual_dim),
-                text_dim=int(store.config.text_dim),
-                **options,
-            )
-        except (ValueError, TypeError) as error:
-            raise UserError(str(error)) from error
-        if tuple(model_config.grid) != tuple(store.config.grid):
-            raise UserError(
-                f"the model grid {model_config.grid} differs from the feature store's {tuple(store.config.grid)}"
-            )
+        model_config = _model_config(store, model_options)
     dataset = ClipDataset(store, model_config.frames_u, config.min_time)
     if config.batch_size % info.world_size:
         raise UserError(

@@ -178,9 +178,20 @@ def test_hand_computed_mining_youtube_case(tmp_path):
 def test_mining_youtube_without_prediction_or_query(tmp_path):
     report = score({}, mining_ground_truth(), "miningyoutube")
     assert report.missing == ["m"] and report.metrics["iou"] == 0.0 and report.metrics["iod"] == 0.0
-    predictions = mining_prediction(tmp_path, [[0.5, 0.5]] * 3, queries=("crack egg", "boil"))
-    with pytest.raises(UserError, match="stir_egg"):
-        score(predictions, mining_ground_truth(), "miningyoutube")
+
+
+def test_mining_youtube_step_missing_from_the_queries_scores_the_lowest_cosine(tmp_path):
+    # "stir egg" is not a query, so its column is -1 on every frame. Every step needs a frame:
+    # crack at t1 (.9 vs background .5), then stir at the first frame after it, t2, where
+    # giving up background costs -1.5 wherever it is (the dynamic programme keeps the earliest).
+    # Ground truth: crack {1, 2}, stir {4, 5}. crack: ∩ 1, ∪ 2; stir: D {2} → ∩ 0, ∪ 3.
+    # IoU = 1/5 = 20 %, IoD = 1/2 = 50 %.
+    similarity = [[0.1, 0.0], [0.9, 0.0], [0.4, 0.0], [0.2, 0.0], [0.3, 0.0], [0.2, 0.0], [0.1, 0.0]]
+    predictions = mining_prediction(tmp_path, similarity, queries=("crack egg", "boil"))
+    report = score(predictions, mining_ground_truth(), "miningyoutube")
+    assert any("1 ground-truth step(s) were not among" in note for note in report.notes)
+    assert report.metrics["iou"] == pytest.approx(20.0)
+    assert report.metrics["iod"] == pytest.approx(50.0)
 
 
 def test_options_and_dataset_are_checked():

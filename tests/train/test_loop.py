@@ -10,7 +10,14 @@ import torch
 
 from stg_cli.errors import UserError
 from stg_cli.models.export import load_export
-from stg_cli.train import TrainConfig, TrainingStopped, load_checkpoint, lr_factor, train
+from stg_cli.train import (
+    TrainConfig,
+    TrainingStopped,
+    initial_export,
+    load_checkpoint,
+    lr_factor,
+    train,
+)
 from stg_cli.train.checkpoint import CheckpointManager
 from train_fakes import make_store
 
@@ -29,6 +36,18 @@ def test_lr_schedule_warms_up_then_decays():
     assert max(factors) == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
     assert factors[-1] < 0.01
+
+
+def test_initial_export_is_the_model_a_run_starts_from(tmp_path):
+    store = make_store(videos=3)
+    settings = config(steps=1, lr=1e-12, weight_decay=0.0)
+    export = initial_export(store, tmp_path / "untrained", MODEL, settings)
+    train(store, tmp_path / "run", MODEL, settings)
+    untrained, started = load_export(export).model, load_export(tmp_path / "run").model
+    assert untrained.config == started.config
+    for name, value in untrained.state_dict().items():
+        torch.testing.assert_close(value, started.state_dict()[name], rtol=0, atol=1e-9)
+    assert not torch.equal(untrained.frame_norm.inv_std, torch.ones_like(untrained.frame_norm.inv_std))
 
 
 @pytest.mark.slow

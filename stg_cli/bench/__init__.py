@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from stg_cli.bench import ground, rollout, score, sinkhorn, train, xattn
+from stg_cli.bench import extract, ground, rollout, score, sinkhorn, train, xattn
 from stg_cli.bench.common import (
     NATIVE,
     BenchReport,
@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Case]]] = {
     "score": score.cases,
     "ground": ground.cases,
     "train": train.cases,
+    "extract": extract.cases,
 }
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 

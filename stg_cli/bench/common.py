@@ -19,6 +19,9 @@ value 5) and read back from ``VmHWM`` in ``/proc/self/status`` after the call (m
 every millisecond during the call instead (method ``rss-sampled-1ms``; it can miss spikes
 shorter than a millisecond). On CUDA it is ``torch.cuda.max_memory_allocated`` minus the memory
 allocated before the call (method ``cuda-max-allocated``).
+
+The pipeline benchmarks (ground, extract) share the generated video of :func:`benchmark_video`
+and skip the visual backbones whose weights are not configured (:func:`missing_weights`).
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from stg_cli.info import collect as collect_environment
@@ -45,6 +50,9 @@ REFERENCE = "reference"
 
 _MB = 1e6
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+#: visual backbone → the environment variable naming its weights (``tiny`` needs none)
+WEIGHTS_VARIABLES = {"clip-vit-b32": "STG_CLIP_WEIGHTS", "s3d-milnce": "STG_S3D_WEIGHTS"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class Case:
 
     ``bytes_moved`` is the least memory traffic the problem needs (every input read and every
     output written once, in bytes); each row's achieved GB/s is computed from it.
+    ``units_per_call`` is how much work one call does, counted in ``unit`` (e.g. 3600
+    "video frames"); each row's throughput, in ``unit`` per second, is computed from it.
     """
 
     op: str
@@ -86,6 +96,8 @@ class Case:
     variants: list[Variant]
     targets: list[Target] = field(default_factory=list)
     bytes_moved: int | None = None
+    units_per_call: float | None = None
+    unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,8 @@ class BenchResult:
 
     ``speedup_vs_reference`` is the reference's median time divided by this row's (1.0 on the
     reference row; above 1 means faster than the reference). ``note`` says why a row was
-    skipped (its numbers are then None).
+    skipped (its numbers are then None). ``throughput`` is the case's ``units_per_call`` ÷ the
+    median time, in ``throughput_unit`` per second (None when the case counts no units).
     """
 
     op: str
@@ -141,6 +154,8 @@ class BenchResult:
     speedup_vs_reference: float | None = None
     note: str | None = None
     gb_per_s: float | None = None
+    throughput: float | None = None
+    throughput_unit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +278,73 @@ def native_variant(
         return setup()
 
     return Variant(NATIVE, guarded_setup)
+
+
+def missing_weights(backbone: str) -> str | None:
+    """Why visual backbone ``backbone`` cannot be benchmarked here (its weights variable is
+    unset), or None when it can."""
+    variable = WEIGHTS_VARIABLES.get(backbone)
+    if variable and not os.environ.get(variable):
+        return f"needs the {backbone} weights: set {variable}"
+    return None
+
+
+def backbone_weights(backbone: str) -> str | None:
+    """The weights of visual backbone ``backbone`` named by its environment variable, if any."""
+    return os.environ.get(WEIGHTS_VARIABLES.get(backbone, "")) or None
+
+
+def cache_dir() -> Path:
+    """Where generated benchmark videos are kept between runs: ``$STG_BENCH_CACHE``, default
+    ``~/.cache/stg/bench``."""
+    root = os.environ.get("STG_BENCH_CACHE") or Path.home() / ".cache" / "stg" / "bench"
+    return Path(root)
+
+
+def benchmark_video(
+    path: Path | None = None, *, width: int, height: int, seconds: float, fps: int
+) -> Path:
+    """Generates (once) a benchmark video: moving coloured blocks on a gradient, H.264.
+
+    ``width`` × ``height`` pixels (even), ``seconds`` long at ``fps`` frames per second; the
+    blocks change colour every 20 s, like the steps of a task. Kept at ``path``, default a file
+    in :func:`cache_dir` named after the parameters; an existing non-empty file is reused.
+    """
+    from stg_cli.video.write import write_video
+
+    path = path or cache_dir() / f"video-{width}x{height}-{int(seconds)}s-{fps}fps.mp4"
+    if path.is_file() and path.stat().st_size > 0:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = int(round(seconds * fps))
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack(
+        [(xx * 200 // max(width, 1)), (yy * 160 // max(height, 1)), np.full_like(xx, 90)], axis=-1
+    ).astype(np.uint8)
+    generator = np.random.default_rng(0)
+    blocks = [
+        (generator.integers(30, 120), generator.integers(30, 120), generator.uniform(-3, 3),
+         generator.uniform(-2, 2), generator.integers(0, 256, 3).astype(np.uint8))
+        for _ in range(4)
+    ]
+
+    def frames() -> Iterator[np.ndarray]:
+        for index in range(count):
+            frame = base.copy()
+            scene = index // (fps * 20)
+            for number, (w, h, vx, vy, color) in enumerate(blocks):
+                x = int((width / 3 + vx * index + 97 * number) % max(width - w, 1))
+                y = int((height / 3 + vy * index + 53 * number) % max(height - h, 1))
+                frame[y : y + h, x : x + w] = np.roll(color, scene + number)
+            yield frame
+
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
+    try:
+        write_video(temporary, frames(), fps=fps)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def memory_available_bytes(device: torch.device) -> int | None:
@@ -522,6 +604,10 @@ def _row(
         gb_per_s=case.bytes_moved / (median_ms / 1000.0) / 1e9
         if case.bytes_moved and median_ms > 0
         else None,
+        throughput=case.units_per_call / (median_ms / 1000.0)
+        if case.units_per_call and median_ms > 0
+        else None,
+        throughput_unit=case.unit if case.units_per_call else None,
     )
 
 

@@ -25,7 +25,6 @@ without them their case is skipped with the reason.
 from __future__ import annotations
 
 import functools
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stg_cli.bench.common import Case, Variant
+from stg_cli.bench.common import (
+    Case,
+    Variant,
+    backbone_weights,
+    benchmark_video,
+    missing_weights,
+)
 from stg_cli.errors import UserError
 
 WIDTH, HEIGHT, VIDEO_FPS, MINUTES = 640, 480, 30, 5
@@ -41,7 +46,6 @@ QUERIES = [
     "crack the egg", "pour the milk", "whisk the eggs", "cut the onion", "add the salt",
     "stir the pan", "flip the pancake", "slice the bread", "peel the potato", "serve the dish",
 ]
-WEIGHTS_VARIABLES = {"clip-vit-b32": "STG_CLIP_WEIGHTS", "s3d-milnce": "STG_S3D_WEIGHTS"}
 STAGE_NAMES = ("decode", "features", "temporal", "spatial", "viz", "pipeline")
 TARGET_MS_PER_MINUTE = 6000.0
 
@@ -57,70 +61,13 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
             f"{name}, {WIDTH}×{HEIGHT} {VIDEO_FPS} fps {MINUTES}-min video, 1 fps, {len(QUERIES)} queries: "
             f"ms per video-minute (≥ 10× real time: pipeline < {TARGET_MS_PER_MINUTE:,.0f} ms)"
         )
-        variable = WEIGHTS_VARIABLES.get(name)
-        if variable and not os.environ.get(variable):
-            reason = f"needs the {name} weights: set {variable}"
+        reason = missing_weights(name)
+        if reason is not None:
             variants = [Variant("all stages", lambda reason=reason: reason)]
         else:
             variants = [Variant(stage, _setup(stage, name, device)) for stage in STAGE_NAMES]
         out.append(Case(op="ground", shape=shape, device=str(device), variants=variants))
     return out
-
-
-def cache_dir() -> Path:
-    """Where the generated benchmark video is kept between runs."""
-    root = os.environ.get("STG_BENCH_CACHE") or Path.home() / ".cache" / "stg" / "bench"
-    return Path(root)
-
-
-def benchmark_video(
-    path: Path | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    seconds: float | None = None,
-    fps: int | None = None,
-) -> Path:
-    """Generates (once) the benchmark video: moving coloured blocks on a gradient, H.264.
-
-    Defaults: the module's WIDTH × HEIGHT, MINUTES minutes, VIDEO_FPS; kept in :func:`cache_dir`.
-    """
-    from stg_cli.video.write import write_video
-
-    width, height = width or WIDTH, height or HEIGHT
-    seconds, fps = seconds or MINUTES * 60.0, fps or VIDEO_FPS
-    path = path or cache_dir() / f"ground-{width}x{height}-{int(seconds)}s-{fps}fps.mp4"
-    if path.is_file() and path.stat().st_size > 0:
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = int(round(seconds * fps))
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack(
-        [(xx * 200 // max(width, 1)), (yy * 160 // max(height, 1)), np.full_like(xx, 90)], axis=-1
-    ).astype(np.uint8)
-    generator = np.random.default_rng(0)
-    blocks = [
-        (generator.integers(30, 120), generator.integers(30, 120), generator.uniform(-3, 3),
-         generator.uniform(-2, 2), generator.integers(0, 256, 3).astype(np.uint8))
-        for _ in range(4)
-    ]
-
-    def frames():
-        for index in range(count):
-            frame = base.copy()
-            scene = index // (fps * 20)  # the blocks' colours change every 20 s, like steps
-            for number, (w, h, vx, vy, color) in enumerate(blocks):
-                x = int((width / 3 + vx * index + 97 * number) % max(width - w, 1))
-                y = int((height / 3 + vy * index + 53 * number) % max(height - h, 1))
-                frame[y : y + h, x : x + w] = np.roll(color, scene + number)
-            yield frame
-
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
-    try:
-        write_video(temporary, frames(), fps=fps)
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
 
 
 class _Bench:
@@ -132,9 +79,11 @@ class _Bench:
         from stg_cli.models.config import ModelConfig
         from stg_cli.models.export import save_export
 
-        weights = os.environ.get(WEIGHTS_VARIABLES.get(backbone_name, ""), None)
+        weights = backbone_weights(backbone_name)
         self.backbone = load_visual(backbone_name, weights, device=str(device))
-        self.video = benchmark_video()
+        self.video = benchmark_video(
+            width=WIDTH, height=HEIGHT, seconds=MINUTES * 60.0, fps=VIDEO_FPS
+        )
         self.width, self.height = WIDTH, HEIGHT
         self.workdir = tempfile.TemporaryDirectory(prefix="stg-bench-ground-")
         root = Path(self.workdir.name)

@@ -25,7 +25,10 @@ def command(
     names: list[str] | None = typer.Argument(
         None,
         metavar="[NAME]...",
-        help="Benchmarks to run: sinkhorn, xattn, rollout, score, ground, train or all (default: all).",
+        help=(
+            "Benchmarks to run: sinkhorn, xattn, rollout, score, ground, train, extract or all "
+            "(default: all)."
+        ),
         show_default=False,
     ),
     quick: bool = typer.Option(
@@ -37,7 +40,8 @@ def command(
         "auto", "--device", help="auto (the CPU, plus CUDA when available), cpu or cuda."
     ),
 ) -> None:
-    """Time the native ops against their references and the pipeline stages (score, ground, train).
+    """Time the native ops against their references and the pipeline stages (score, ground,
+    train, extract).
 
     Prints a table (or JSON) with medians, peak memory and the comparisons with the targets.
     """
@@ -120,9 +124,12 @@ def _by_case(
 def _case_table(
     title: str, rows: list[bench_lib.BenchResult], comparisons: list[bench_lib.Comparison]
 ) -> Table:
+    unit = next((row.throughput_unit for row in rows if row.throughput is not None), None)
     table = Table(title=title, title_justify="left")
     table.add_column("variant", overflow="fold")
     table.add_column("median ms", justify="right")
+    if unit is not None:
+        table.add_column(f"{escape(unit)}/s", justify="right")
     table.add_column("peak MB", justify="right")
     table.add_column("vs reference", justify="right")
     table.add_column("native vs this")
@@ -135,9 +142,11 @@ def _case_table(
             ]
             if row.note is not None:
                 verdicts.append(f"[dim]{escape(row.note)}[/dim]")
+        throughput = [_number(row.throughput)] if unit is not None else []
         table.add_row(
             escape(row.variant),
             _number(row.median_ms),
+            *throughput,
             _number(row.peak_mb),
             _times(row.speedup_vs_reference),
             "\n".join(verdicts),

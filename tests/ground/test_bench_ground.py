@@ -9,6 +9,7 @@ import torch
 from stg_cli import bench
 from stg_cli.bench import ground as bench_ground
 from stg_cli.bench import resolve_names, run_benchmarks
+from stg_cli.bench.common import benchmark_video
 
 
 def test_ground_is_a_benchmark():
@@ -28,13 +29,13 @@ def test_cases_time_every_stage_and_skip_missing_weights(monkeypatch):
 
 
 def test_benchmark_video_is_generated_once(tmp_path):
-    path = bench_ground.benchmark_video(tmp_path / "v.mp4", width=64, height=48, seconds=2, fps=10)
+    path = benchmark_video(tmp_path / "v.mp4", width=64, height=48, seconds=2, fps=10)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert (stream.width, stream.height) == (64, 48)
         assert sum(1 for _ in container.decode(stream)) == 20
     stamp = path.stat().st_mtime_ns
-    assert bench_ground.benchmark_video(path, width=64, height=48, seconds=2, fps=10) == path
+    assert benchmark_video(path, width=64, height=48, seconds=2, fps=10) == path
     assert path.stat().st_mtime_ns == stamp
 
 

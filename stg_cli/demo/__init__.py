@@ -52,7 +52,11 @@ StageCallback = Callable[[str, int, int, str], None]
 
 @dataclass(frozen=True)
 class DemoPreset:
-    """Settings of one demo size: the benchmark, the model and the training run."""
+    """Settings of one demo size: the benchmark, the model and the training run.
+
+    ``model_options`` are :class:`stg_cli.models.ModelConfig` fields, ``train_options`` further
+    :class:`stg_cli.train.TrainConfig` fields (e.g. ``loss``, ``seed``) for ablations.
+    """
 
     name: str
     synth: SynthConfig
@@ -60,6 +64,7 @@ class DemoPreset:
     steps: int
     batch_size: int
     local_chunk: int
+    train_options: dict = field(default_factory=dict)
 
 
 def preset(name: str) -> DemoPreset:
@@ -239,6 +244,7 @@ def _train_config(settings: DemoPreset):
         local_chunk=settings.local_chunk,
         log_every=max(1, settings.steps // 30),
         checkpoint_every=max(1, settings.steps // 4),
+        **settings.train_options,
     )
 
 

@@ -42,6 +42,12 @@ def command(
     ),
     fps: float | None = typer.Option(None, "--fps", help="Analysed frames per second (default: the model's, 1)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        help="Processes grounding videos in parallel, each loading its own copy of the model "
+        "on --device and using its share of the CPU cores (0: one video at a time in this process).",
+    ),
     features: Path | None = typer.Option(
         None,
         "--features",
@@ -57,6 +63,7 @@ def command(
     Writes <id>.json and <id>.heatmaps.npz per video, and predictions.json for all, into --out.
 
     A video that cannot be read is reported and skipped, and the others are still grounded.
+    Ctrl-C stops the run (with --workers too) and keeps the files of every finished video.
 
     Exit code: 0 when every video was grounded, 1 when some failed, 2 for bad arguments.
     """
@@ -64,6 +71,7 @@ def command(
         tau=tau, smooth=check_smooth(smooth), heatmap=heatmap, mask_threshold=mask_threshold,
         fps=fps, viz=viz,
     )
+    workers = pipeline.check_workers(workers)
     query_set = load_queries(queries)
     ground_truth = _load_ground_truth(gt) if gt is not None else None
     stderr = Console(stderr=True)
@@ -96,7 +104,7 @@ def command(
 
         results, timings = pipeline.ground_videos(
             grounder, inputs, query_set, settings, out, on_video=on_video, on_step=on_step,
-            ground_truth=ground_truth,
+            ground_truth=ground_truth, workers=workers,
         )
     summary = pipeline.run_summary(results, timings, out)
     summary["failed"] += len(problems)

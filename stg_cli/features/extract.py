@@ -32,7 +32,6 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
-import signal
 import tempfile
 import time
 from collections import deque
@@ -45,6 +44,7 @@ import numpy as np
 from stg_cli.errors import UserError
 from stg_cli.features.encode import encode_frames, encode_video
 from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
+from stg_cli.processes import ignore_interrupts, one_line, stop, threads_per_worker
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, iter_clips
 
@@ -437,7 +437,7 @@ def extract(
                         t0,
                     )
                 except (VideoError, ValueError, RuntimeError, OSError) as error:
-                    finish(video_id, "failed", _one_line(error), t0=t0)
+                    finish(video_id, "failed", one_line(error), t0=t0)
         else:
             _run_with_workers(
                 todo, found, spec, fps, options, backbone, store, finish, on_frames, out
@@ -460,23 +460,6 @@ def _weights_path(weights: Path | str | None) -> str | None:
         return None
     path = Path(weights).expanduser()
     return str(path.resolve()) if path.exists() else str(weights)
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
-def _ignore_interrupts() -> None:
-    """Worker initialiser: Ctrl-C is handled by the main process, which stops the workers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _stop(pool: futures.ProcessPoolExecutor) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
-    # no public way to end running jobs before Python 3.14 (terminate_workers)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.terminate()
 
 
 def decode_to_file(
@@ -510,7 +493,7 @@ def _run_with_workers(
 ) -> None:
     """Decode in ``options.workers`` processes, at most workers + 1 videos ahead; encode here."""
     workers = options.workers
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
     # fork: workers only run PyAV and numpy (never torch), and start without re-importing stg
     methods = multiprocessing.get_all_start_methods()
@@ -518,7 +501,7 @@ def _run_with_workers(
 
     def new_pool() -> futures.ProcessPoolExecutor:
         return futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_ignore_interrupts
+            max_workers=workers, mp_context=context, initializer=ignore_interrupts
         )
 
     pool = new_pool()
@@ -555,7 +538,7 @@ def _run_with_workers(
                     break
                 pending.append((video_id, time.perf_counter(), job, source is suspects))
             if not pending:  # defensive: a broken pool with nothing in flight
-                _stop(pool)
+                stop(pool)
                 pool = new_pool()
                 continue
             video_id, t0, job, isolated = pending.pop(0)
@@ -567,13 +550,13 @@ def _run_with_workers(
                     finish(video_id, "failed", "the decoding process died (out of memory?)", t0=t0)
                 else:
                     suspects.extend([video_id] + [vid for vid, *_ in pending])
-                _stop(pool)
+                stop(pool)
                 pool = new_pool()
                 pending = []
                 continue
             except (VideoError, ValueError, RuntimeError, OSError) as error:
                 frames_file(video_id).unlink(missing_ok=True)
-                finish(video_id, "failed", _one_line(error), t0=t0)
+                finish(video_id, "failed", one_line(error), t0=t0)
                 continue
             try:
                 path = frames_file(video_id)
@@ -585,9 +568,9 @@ def _run_with_workers(
                     on_frames(len(times))
                 store(video_id, info, times, global_feats, grid_feats, t0)
             except (ValueError, RuntimeError, OSError) as error:
-                finish(video_id, "failed", _one_line(error), t0=t0)
+                finish(video_id, "failed", one_line(error), t0=t0)
     except BaseException:
-        _stop(pool)
+        stop(pool)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -24,11 +24,23 @@ The text encoder is the one that encoded the training captions; it is looked up 
 store given with ``features``, and last the named pretrained encoder of the store configuration
 (``minilm``, ``clip``), reloaded and checked against the recorded fingerprint. A word2vec model
 trained on the captions lives only in its feature store: pass ``features``.
+
+Workers (:func:`ground_videos` with ``workers`` W ≥ 1): W spawned processes ground whole videos,
+each with its own :class:`Grounder` loaded from the same checkpoint, feature store and device
+(a CUDA device is shared by all of them, each holding a copy of the model and the backbone) and
+``cores // W`` torch threads. The main process encodes the queries once and hands each video to
+a worker; at most W videos are in flight. Results, files and ``predictions.json`` are the ones
+W = 0 gives. A worker that dies (out of memory, a crash in a decoder) takes its videos with it:
+they are redone one at a time, so that only the video that kills its worker fails. On Ctrl-C
+the main process ends the workers (they ignore SIGINT) and every finished video keeps its files.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as futures
+import multiprocessing
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +54,15 @@ from stg_cli.ground.output import VideoGrounding, safe_name, write_video
 from stg_cli.ground.queries import QuerySet
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect
+from stg_cli.processes import ignore_interrupts, interrupts_ignored, one_line, stop, threads_per_worker
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
 )
 HEATMAP_MODES = ("paper", "rollout")
 STAGES = ("decode", "features", "temporal", "spatial", "viz")
+# what grounding one video may raise without ending the run: the video is recorded as failed
+VIDEO_ERRORS = (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FFmpegError)
 
 
 @dataclass(frozen=True)
@@ -460,6 +475,17 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cuda")
 
 
+def check_workers(workers: int) -> int:
+    """``workers`` if it is a valid number of worker processes (≥ 0).
+
+    Raises:
+        UserError: otherwise.
+    """
+    if workers < 0:
+        raise UserError(f"--workers must be 0 (this process) or more, got {workers}")
+    return workers
+
+
 def ground_videos(
     grounder: Grounder,
     videos: Sequence[VideoInput],
@@ -469,37 +495,194 @@ def ground_videos(
     on_video: Callable[[int, int, str], None] | None = None,
     on_step: Callable[[str, int, int], None] | None = None,
     ground_truth: dict | None = None,
+    workers: int = 0,
 ) -> tuple[list[VideoResult], Timings]:
     """Grounds every video; a video that fails is recorded (``error``) and the rest go on.
 
-    Writes ``predictions.json`` for the videos that succeeded.
+    ``workers`` = 0 grounds in this process: ``on_video(index, total, video_id)`` before each
+    video and ``on_step`` inside it. W ≥ 1 grounds in W processes (see the module docstring):
+    ``on_video(done, total, video_id)`` as each video finishes, and no ``on_step``. Either way
+    ``on_video(total, total, "")`` comes last, results are in the order of ``videos`` and timings
+    are summed over them. Writes ``predictions.json`` for the videos that succeeded.
     """
     from stg_cli.ground.output import write_combined
 
+    check_workers(workers)
     out.mkdir(parents=True, exist_ok=True)
     timings = Timings()
-    results: list[VideoResult] = []
+    results: dict[int, VideoResult] = {}
     cache: dict[tuple[str, ...], QueryEmbeddings] = {}
-    for index, video in enumerate(videos):
-        if on_video is not None:
-            on_video(index, len(videos), video.video_id)
-        source = str(video.path) if video.path is not None else video.video_id
-        try:
-            pool = tuple(query_set.for_video(video.video_id))
-            if pool not in cache:
-                cache[pool] = grounder.embed_queries(list(pool))
-            truth = (ground_truth or {}).get(video.video_id)
-            results.append(
-                grounder.ground(video, cache[pool], settings, out, timings, on_step, truth)
-            )
-        except (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FFmpegError) as error:
-            text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            results.append(VideoResult(video_id=video.video_id, source=source, error=text))
+
+    def embeddings(video: VideoInput) -> QueryEmbeddings:
+        pool = tuple(query_set.for_video(video.video_id))
+        if pool not in cache:
+            cache[pool] = grounder.embed_queries(list(pool))
+        return cache[pool]
+
+    def truth(video: VideoInput) -> Sequence | None:
+        return (ground_truth or {}).get(video.video_id)
+
+    if workers == 0:
+        for index, video in enumerate(videos):
+            if on_video is not None:
+                on_video(index, len(videos), video.video_id)
+            try:
+                queries = embeddings(video)
+                results[index] = grounder.ground(
+                    video, queries, settings, out, timings, on_step, truth(video)
+                )
+            except VIDEO_ERRORS as error:
+                results[index] = _failed(video, error)
+    else:
+        jobs: list[_Job] = []
+        done = 0
+        for index, video in enumerate(videos):
+            try:
+                jobs.append(_Job(index, video, embeddings(video), truth(video)))
+            except VIDEO_ERRORS as error:
+                results[index] = _failed(video, error)
+                done += 1
+                if on_video is not None:
+                    on_video(done, len(videos), video.video_id)
+
+        def finish(index: int, result: VideoResult, seconds: Timings) -> None:
+            nonlocal done
+            results[index] = result
+            for stage, value in seconds.seconds.items():
+                timings.add(stage, value)
+            done += 1
+            if on_video is not None:
+                on_video(done, len(videos), result.video_id)
+
+        _ground_in_workers(grounder, jobs, settings, out, workers, finish)
     if on_video is not None:
         on_video(len(videos), len(videos), "")
-    done = {r.video_id: r.prediction for r in results if r.prediction is not None}
-    write_combined(done, out)
-    return results, timings
+    ordered = [results[index] for index in range(len(videos))]
+    write_combined({r.video_id: r.prediction for r in ordered if r.prediction is not None}, out)
+    return ordered, timings
+
+
+def _failed(video: VideoInput, error: BaseException | str) -> VideoResult:
+    """The result of a video that could not be grounded."""
+    source = str(video.path) if video.path is not None else video.video_id
+    text = error if isinstance(error, str) else one_line(error)
+    return VideoResult(video_id=video.video_id, source=source, error=text)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One video for a worker: its position in the run, its encoded queries, its ground truth."""
+
+    index: int
+    video: VideoInput
+    queries: QueryEmbeddings
+    truth: Sequence | None
+
+
+# the Grounder of this worker process, by (checkpoint, features, device)
+_WORKER_GROUNDERS: dict[tuple[str, str | None, str], Grounder] = {}
+
+
+def _start_worker(threads: int) -> None:
+    """Worker initialiser: Ctrl-C left to the main process, this worker's share of the cores."""
+    ignore_interrupts()
+    torch.set_num_threads(threads)
+
+
+def _ground_in_worker(
+    model: tuple[str, str | None, str], job: _Job, settings: GroundSettings, out: Path
+) -> tuple[VideoResult, Timings]:
+    """Worker job: grounds one video with this process's Grounder (loaded on the first job)."""
+    timings = Timings()
+    try:
+        if model not in _WORKER_GROUNDERS:
+            checkpoint, features, device = model
+            _WORKER_GROUNDERS[model] = Grounder(
+                Path(checkpoint), None if features is None else Path(features), device
+            )
+        grounder = _WORKER_GROUNDERS[model]
+        result = grounder.ground(job.video, job.queries, settings, out, timings, None, job.truth)
+    except VIDEO_ERRORS as error:
+        result = _failed(job.video, error)
+    return result, timings
+
+
+def _ground_in_workers(
+    grounder: Grounder,
+    jobs: Sequence[_Job],
+    settings: GroundSettings,
+    out: Path,
+    workers: int,
+    finish: Callable[[int, VideoResult, Timings], None],
+) -> None:
+    """Grounds ``jobs`` in ``workers`` spawned processes, ``finish`` called as each one ends.
+
+    At most ``workers`` jobs are in flight, so the jobs lost with a dead worker are the ones it
+    or its siblings were running; they are redone one at a time in a fresh pool.
+    """
+    model = (
+        str(grounder.checkpoint),
+        str(grounder.store.root) if grounder.store is not None else None,
+        str(grounder.device),
+    )
+    # spawn: workers run torch, which must not inherit this process's threads (fork)
+    context = multiprocessing.get_context("spawn")
+
+    def new_pool() -> futures.ProcessPoolExecutor:
+        return futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(threads_per_worker(workers),),
+        )
+
+    queue: deque[_Job] = deque(jobs)
+    suspects: deque[_Job] = deque()
+    pending: dict[futures.Future, tuple[_Job, bool]] = {}
+    pool = new_pool()
+    try:
+        while queue or suspects or pending:
+            capacity = 1 if suspects else workers
+            while len(pending) < capacity and (suspects or queue):
+                alone = bool(suspects)
+                source = suspects if alone else queue
+                job = source.popleft()
+                try:
+                    with interrupts_ignored():
+                        future = pool.submit(_ground_in_worker, model, job, settings, out)
+                except futures.process.BrokenProcessPool:  # a worker died: seen below in pending
+                    source.appendleft(job)
+                    break
+                pending[future] = (job, alone)
+            if not pending:  # the pool broke with nothing in flight (an idle worker was killed)
+                stop(pool)
+                pool = new_pool()
+                continue
+            ready, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
+            lost: list[tuple[_Job, bool]] = []
+            for future in ready:
+                job, alone = pending.pop(future)
+                try:
+                    result, seconds = future.result()
+                except futures.process.BrokenProcessPool:
+                    lost.append((job, alone))
+                    continue
+                finish(job.index, result, seconds)
+            if lost:
+                lost.extend(pending.values())
+                pending.clear()
+                stop(pool)
+                pool = new_pool()
+                for job, alone in lost:
+                    if alone:
+                        message = "the grounding process died (out of memory?)"
+                        finish(job.index, _failed(job.video, message), Timings())
+                    else:
+                        suspects.append(job)
+    except BaseException:
+        stop(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def query_counts(results: Sequence[VideoResult]) -> dict[str, dict]:

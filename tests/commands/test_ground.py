@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +56,74 @@ def test_json_and_failed_video_exit_code(setup, tmp_path):
     assert set(summary["queries"]) == {"crack the egg", "pour milk"}
 
 
+def test_workers_ground_the_good_videos_and_report_the_bad(setup, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    result = CliRunner().invoke(app, [
+        "ground", str(bad), str(setup / "videos" / "clip.mp4"), "--queries", str(setup / "q.txt"),
+        "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "out"), "--json", "--workers", "2",
+    ])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["grounded"] == 1 and summary["failed"] == 1
+    assert summary["videos"][0]["error"] and summary["videos"][1]["video"] == "clip"
+    assert list(json.loads((tmp_path / "out" / "predictions.json").read_text())) == ["clip"]
+
+
+def _children(pid: int) -> list[str]:
+    """The process ids of a Linux process's children."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["workers starting", "videos finished"])
+def test_ctrl_c_with_workers_keeps_finished_videos(setup, tmp_path, moment):
+    if moment == "workers starting" and not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        pytest.skip("needs /proc/PID/task/PID/children")
+    names = [f"v{index:02d}" for index in range(12)]
+    for name in names:
+        make_video(tmp_path / "videos" / f"{name}.mp4", seconds=20)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stg_cli", "ground", str(tmp_path / "videos"), "--queries", str(setup / "q.txt"),
+         "--checkpoint", str(setup / "run"), "--out", str(out), "--fps", "10", "--viz", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+
+    def ready() -> bool:
+        if moment == "workers starting":  # the pool's processes started a moment ago, importing
+            if len(_children(process.pid)) < 2:
+                return False
+            time.sleep(1.0)
+            return True
+        return out.is_dir() and any(out.glob("v*.overlay.mp4"))
+
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal does: the main process and its workers
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    finished = sorted(path.name.split(".")[0] for path in out.glob("v*.overlay.mp4"))
+    assert len(finished) < len(names)
+    if moment == "videos finished":
+        assert finished
+    for name in finished:
+        assert json.loads((out / f"{name}.json").read_text())["video"] == name
+        assert (out / f"{name}.heatmaps.npz").is_file() and (out / f"{name}.timeline.png").is_file()
+    deadline = time.monotonic() + 10
+    while True:  # every worker ended with the main process
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "worker processes outlived the run"
+        time.sleep(0.1)
+
+
 def test_empty_query_file_is_one_red_line(setup, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n")
@@ -73,6 +144,7 @@ def test_empty_query_file_is_one_red_line(setup, tmp_path):
         (["--mask-threshold", "3"], "--mask-threshold"),
         (["--checkpoint", "/nonexistent"], "no trained model"),
         (["--device", "tpu"], "device"),
+        (["--workers", "-1"], "--workers"),
     ],
 )
 def test_bad_arguments_are_user_errors(setup, tmp_path, extra, fragment):

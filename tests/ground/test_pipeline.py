@@ -136,3 +136,54 @@ def test_bad_settings_are_user_errors():
         GroundSettings(mask_threshold=2.0)
     with pytest.raises(UserError):
         GroundSettings(fps=0)
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_predictions_and_skip_bad_files(export_dir, tmp_path):
+    paths = [
+        make_video(tmp_path / "videos" / "a.mp4", seconds=4),
+        tmp_path / "videos" / "bad.mp4",
+        make_video(tmp_path / "videos" / "b.mp4", width=120, height=160, seconds=3),
+        make_video(tmp_path / "videos" / "c.mp4", seconds=2),
+    ]
+    paths[1].write_text("this is not a video")
+    grounder = Grounder(export_dir)
+    videos, _ = find_videos([str(p) for p in paths])
+    queries, settings = _queries("crack the egg", "pour milk"), GroundSettings(tau=-1.0, viz=True)
+    runs = {}
+    for workers in (0, 2):
+        progress: list[tuple[int, str]] = []
+        results, timings = ground_videos(
+            grounder, videos, queries, settings, tmp_path / f"w{workers}", workers=workers,
+            on_video=lambda done, total, video_id: progress.append((done, video_id)),
+        )
+        assert [r.video_id for r in results] == ["a", "bad", "b", "c"]
+        assert [r.error is None for r in results] == [True, False, True, True]
+        assert progress[-1] == (4, "") and len(progress) == 5
+        assert timings.seconds["features"] > 0
+        runs[workers] = results
+    assert runs[0][1].error == runs[2][1].error
+    files = {workers: sorted(p.name for p in (tmp_path / f"w{workers}").iterdir()) for workers in (0, 2)}
+    assert files[0] == files[2] and "bad.json" not in files[2] and "a.overlay.mp4" in files[2]
+    combined = [json.loads((tmp_path / f"w{w}" / "predictions.json").read_text()) for w in (0, 2)]
+    assert list(combined[0]) == list(combined[1]) == ["a", "b", "c"]
+    for video_id in combined[0]:
+        first, second = (json.loads((tmp_path / f"w{w}" / f"{video_id}.json").read_text()) for w in (0, 2))
+        assert [(s["label"], s["start"], s["end"]) for s in first["segments"]] == [
+            (s["label"], s["start"], s["end"]) for s in second["segments"]
+        ]
+        assert np.allclose([s["score"] for s in first["segments"]], [s["score"] for s in second["segments"]])
+        assert [f["label"] for f in first["frames"]] == [f["label"] for f in second["frames"]]
+        for a, b in zip(first["frames"], second["frames"]):
+            assert (a["point"] is None) == (b["point"] is None)
+            if a["point"] is not None:
+                assert np.allclose(a["point"], b["point"], atol=1e-3)
+                assert np.allclose(a["box"], b["box"], atol=1e-3)
+
+
+def test_negative_workers_is_a_user_error(export_dir, small_video, tmp_path):
+    videos, _ = find_videos([str(small_video)])
+    with pytest.raises(UserError, match="--workers"):
+        ground_videos(
+            Grounder(export_dir), videos, _queries("pour milk"), GroundSettings(), tmp_path, workers=-1
+        )

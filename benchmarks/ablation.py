@@ -1,0 +1,331 @@
+"""Ablation of the method's parts on the synthetic benchmark: does what the paper claims happen?
+
+Each variant changes one part of the default model (Sinkhorn frame selection, global + local
+losses, the cross-self-cross attention stack) and is trained and scored like ``stg demo`` (synth →
+extract → train → ground → score, :func:`stg_cli.demo.run_demo`) once per training seed; the
+benchmark (synth seed 0) and its features are rendered once and copied into every run folder. The
+table gives mean ± sample standard deviation over the seeds of temporal IoU, IoU+Point, mAP (mean
+over thresholds 0.1-0.5) and the pointing game, in percent, and the untrained default model once.
+
+Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--quick] [--json FILE]
+
+Every finished run writes ``<out>/<full|quick>/results/<variant>-s<seed>.json``; a later call with
+the same settings reuses those and resumes an interrupted training from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import time
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from stg_cli.demo import DemoPreset, run_demo
+from stg_cli.synth.config import SynthConfig
+
+METRICS = {
+    "temporal_iou": "temporal IoU",
+    "iou_point": "IoU+Point",
+    "map_mean": "mAP mean",
+    "pointing_game": "pointing game",
+}
+UNTRAINED = "untrained (default)"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One change to the default model: ``ModelConfig`` and ``TrainConfig`` fields to override."""
+
+    name: str
+    tests: str
+    model_options: dict = field(default_factory=dict)
+    train_options: dict = field(default_factory=dict)
+
+
+SELECTION = "frame selection"
+LOSSES = "global + local losses"
+STACK = "attention stack (paper Table 8)"
+VARIANTS = (
+    Variant("default", "sinkhorn selection, global + local losses, cross-self-cross"),
+    Variant("select none", SELECTION, {"select": "none"}),
+    Variant("select global", SELECTION, {"select": "global"}),
+    Variant("select local", SELECTION, {"select": "local"}),
+    Variant("loss global", LOSSES, train_options={"loss": "global"}),
+    Variant("loss local", LOSSES, train_options={"loss": "local"}),
+    Variant("attention self-cross", STACK, {"attention": "self-cross"}),
+    Variant("attention cross-self", STACK, {"attention": "cross-self"}),
+    Variant("attention cross-cross", STACK, {"attention": "cross-cross"}),
+)
+QUICK_VARIANTS = ("default", "select none", "loss global", "attention cross-cross")
+
+FULL = DemoPreset(
+    name="ablation",
+    synth=SynthConfig.quick(train_videos=24, test_videos=8, min_duration=30, max_duration=40),
+    model_options={"dim": 64, "frames_u": 8, "frames_t": 4},
+    steps=120,
+    batch_size=32,
+    local_chunk=8,
+)
+QUICK = DemoPreset(
+    name="ablation-quick",
+    synth=SynthConfig.quick(train_videos=8, test_videos=2, min_duration=20, max_duration=30),
+    model_options={"dim": 32, "frames_u": 8, "frames_t": 4},
+    steps=10,
+    batch_size=16,
+    local_chunk=4,
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One variant trained with one seed, and where its folder and result file go."""
+
+    variant: Variant
+    seed: int
+    settings: DemoPreset
+    folder: Path
+    result: Path
+
+    @property
+    def label(self) -> str:
+        """``<variant> s<seed>``."""
+        return f"{self.variant.name} s{self.seed}"
+
+
+def plan(out: Path, base: DemoPreset, variants: list[Variant], seeds: int) -> list[Run]:
+    """Every (seed, variant) run, seed by seed so that an interrupted call has whole seeds."""
+    runs = []
+    for seed in range(seeds):
+        for variant in variants:
+            settings = replace(
+                base,
+                name=f"{base.name}-{variant.name.replace(' ', '-')}",
+                model_options={**base.model_options, **variant.model_options},
+                train_options={**base.train_options, **variant.train_options, "seed": seed},
+            )
+            stem = f"{variant.name.replace(' ', '-')}-s{seed}"
+            runs.append(Run(variant, seed, settings, out / "runs" / stem,
+                            out / "results" / f"{stem}.json"))
+    return runs
+
+
+def settings_dict(settings: DemoPreset) -> dict:
+    """The preset as its JSON round trip, for comparison with a stored result."""
+    return json.loads(json.dumps(asdict(settings)))
+
+
+def stored_result(run: Run) -> dict | None:
+    """The finished result of ``run``, or None. A result with other settings is an error."""
+    if not run.result.is_file():
+        return None
+    saved = json.loads(run.result.read_text())
+    if saved["settings"] != settings_dict(run.settings):
+        raise SystemExit(
+            f"{run.result} was written with other settings; remove it or choose another --out"
+        )
+    return saved
+
+
+def prepare_data(data: Path, base: DemoPreset, progress: Progress) -> None:
+    """Renders the benchmark and extracts its features into ``data`` once: a one-step demo
+    (``run_demo`` then reuses both wherever they are copied)."""
+    task = progress.add_task("benchmark and features", total=None)
+
+    def on_stage(stage: str, done: int, total: int, detail: str) -> None:
+        progress.update(task, completed=done, total=total, description=f"data: {stage} {detail}")
+
+    run_demo(data, replace(base, name=f"{base.name}-data", steps=1), on_stage=on_stage)
+    progress.remove_task(task)
+
+
+def copy_once(source: Path, target: Path) -> None:
+    """Copies the folder ``source`` to ``target`` unless it is there (through a temporary name,
+    so that an interrupted copy is never taken for a finished one)."""
+    if target.exists():
+        return
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    partial.rename(target)
+
+
+def execute(run: Run, data: Path, threads: int) -> dict:
+    """Trains and scores ``run`` in this process with ``threads`` torch threads and writes its
+    result file; returns the result."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run.folder.mkdir(parents=True, exist_ok=True)
+    for part in ("synth", "features"):
+        copy_once(data / part, run.folder / part)
+    begin = time.perf_counter()
+    report = run_demo(run.folder, run.settings)
+    result = {
+        "variant": run.variant.name,
+        "seed": run.seed,
+        "settings": settings_dict(run.settings),
+        "trained": report.row("trained").metrics,
+        "untrained": report.row("untrained").metrics,
+        "first_loss": report.first_loss,
+        "final_loss": report.final_loss,
+        "failed_videos": report.failed_videos,
+        "stage_seconds": report.stage_seconds,
+        "wall_s": round(time.perf_counter() - begin, 1),
+        "torch_threads": threads,
+    }
+    run.result.parent.mkdir(parents=True, exist_ok=True)
+    run.result.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean, sample standard deviation (None for one value) and the values."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "values": values,
+    }
+
+
+def table_rows(variants: list[Variant], results: list[dict]) -> list[dict]:
+    """One row per variant (its trained scores over the seeds), then the untrained default."""
+    rows = []
+    for variant in variants:
+        mine = [result for result in results if result["variant"] == variant.name]
+        if mine:
+            rows.append(_row(variant.name, variant.tests, [result["trained"] for result in mine]))
+    defaults = [result for result in results if result["variant"] == VARIANTS[0].name]
+    if defaults:
+        rows.append(_row(UNTRAINED, "what training adds",
+                         [result["untrained"] for result in defaults]))
+    return rows
+
+
+def _row(name: str, tests: str, scores: list[dict]) -> dict:
+    return {
+        "variant": name,
+        "tests": tests,
+        "seeds": len(scores),
+        "metrics": {key: summarise([score[key] for score in scores]) for key in METRICS},
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    """The table: variant, what it tests, seeds, then mean ± std of each of :data:`METRICS`."""
+    lines = [
+        "| variant | tests | seeds | " + " | ".join(METRICS.values()) + " |",
+        "|---|---|---:|" + "---:|" * len(METRICS),
+    ]
+    for row in rows:
+        cells = []
+        for key in METRICS:
+            metric = row["metrics"][key]
+            spread = f" ± {metric['std']:.1f}" if metric["std"] is not None else ""
+            cells.append(f"{metric['mean']:.1f}{spread}")
+        lines.append(f"| {row['variant']} | {row['tests']} | {row['seeds']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Ablation of frame selection, losses and attention stack on the synthetic "
+                    "benchmark: mean ± std over training seeds, as a markdown table.")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/ablation"),
+                        help="folder of the runs and their results (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="training seeds 0..N-1 per variant (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="runs at once, each with cores/jobs torch threads "
+                             "(default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {len(QUICK_VARIANTS)} variants, {QUICK.steps} steps "
+                             "on a tiny benchmark")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="also write the runs and the table as JSON to this file")
+    args = parser.parse_args(argv)
+    if args.seeds < 1 or args.jobs < 1:
+        parser.error("--seeds and --jobs must be >= 1")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    begin = time.perf_counter()
+    base = QUICK if args.quick else FULL
+    variants = [v for v in VARIANTS if not args.quick or v.name in QUICK_VARIANTS]
+    out = args.out / ("quick" if args.quick else "full")
+    runs = plan(out, base, variants, args.seeds)
+    results = {run.label: stored for run in runs if (stored := stored_result(run)) is not None}
+    todo = [run for run in runs if run.label not in results]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    failures: dict[str, str] = {}
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as progress:
+        task = progress.add_task("runs", total=len(runs), completed=len(results))
+        if todo:
+            prepare_data(out / "data", base, progress)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            futures: dict[Future, Run] = {
+                pool.submit(execute, run, out / "data", threads): run for run in todo
+            }
+            for future in as_completed(futures):
+                run = futures[future]
+                try:
+                    results[run.label] = future.result()
+                except Exception as error:
+                    failures[run.label] = f"{type(error).__name__}: {error}"
+                progress.update(task, advance=1, description=f"runs (last: {run.label})")
+
+    wall = time.perf_counter() - begin
+    ordered = [results[run.label] for run in runs if run.label in results]
+    rows = table_rows(variants, ordered)
+    print(markdown(rows))
+    print(f"\n{len(todo) - len(failures)} runs trained, {len(runs) - len(todo)} reused, "
+          f"{len(failures)} failed; {args.jobs} at once with {threads} torch thread(s) each; "
+          f"wall {wall / 60:.1f} min; runs in {out}")
+    for label, message in failures.items():
+        print(f"failed: {label}: {message}", file=sys.stderr)
+    if args.json is not None:
+        from stg_cli.bench.common import machine_info
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "quick": args.quick,
+            "seeds": args.seeds,
+            "jobs": args.jobs,
+            "settings": settings_dict(base),
+            "machine": asdict(machine_info()),
+            "wall_s": round(wall, 1),
+            "trained_runs": len(todo) - len(failures),
+            "reused_runs": len(runs) - len(todo),
+            "runs": ordered,
+            "failures": failures,
+            "table": rows,
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -61,8 +61,14 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=target)
 
 
-def shutdown(info: DistInfo) -> None:
+def shutdown(info: DistInfo, finished: bool = False) -> None:
+    """Leaves the process group. ``finished``: every process got here normally, so wait for
+    the others first — tearing gloo down while a peer is still writing its files can abort
+    the process ("terminate called without an active exception"). After an error there is no
+    barrier, as a failed peer would never reach it."""
     if info.enabled and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

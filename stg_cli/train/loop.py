@@ -213,11 +213,14 @@ def train(
         TrainingInterrupted: Ctrl-C (after writing a checkpoint).
     """
     info = init_distributed(device)
+    finished = False
     try:
-        return _train(features, Path(out), model_options or {}, config or TrainConfig(), resume,
-                      info, on_event, stop_after, ops)
+        result = _train(features, Path(out), model_options or {}, config or TrainConfig(),
+                        resume, info, on_event, stop_after, ops)
+        finished = True
+        return result
     finally:
-        shutdown(info)
+        shutdown(info, finished)
 
 
 def _open_store(features):

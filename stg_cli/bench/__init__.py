@@ -43,6 +43,7 @@ ProgressCallback = Callable[[int, int, str | None], None]
 
 __all__ = [
     "BENCHMARKS",
+    "NATIVE",
     "BenchReport",
     "BenchResult",
     "Comparison",

@@ -1,4 +1,4 @@
-"""``stg demo``: synth → extract → train → ground → score on a synthetic narrated benchmark."""
+"""``stg demo``: synth → extract → train → ground → score on a synthetic benchmark."""
 
 from __future__ import annotations
 
@@ -17,31 +17,29 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stg_cli.demo import DEMO_TAU, SPATIAL_METRICS, STAGES, TEMPORAL_METRIC, DemoReport, run_demo
+from stg_cli.demo import DEMO_TAU, STAGES, TEMPORAL_METRIC, DemoReport, run_demo
 from stg_cli.errors import UserError
 
 COLUMNS = {
     "iou_point": "IoU+Point",
     "map@0.1": "mAP@0.1",
-    "map@0.2": "@0.2",
-    "map@0.3": "@0.3",
-    "map@0.4": "@0.4",
-    "map@0.5": "@0.5",
+    "map@0.5": "mAP@0.5",
     "map_mean": "mAP mean",
     "pointing_game": "pointing",
     TEMPORAL_METRIC: "temporal IoU",
 }
-ROW_TITLES = {
-    "trained": "trained",
-    "untrained": "untrained (same init)",
-    "baseline": "centre point, true timing",
+ROW_NOTES = {
+    "untrained": "the same model at its seeded initialisation",
+    "baseline": "true timing and labels, the point at the frame centre",
 }
 
 
 def command(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder of every stage's output."),
     quick: bool = typer.Option(
-        False, "--quick", help="The default: 24 + 6 short videos, 300 steps, about 4 minutes."
+        False,
+        "--quick",
+        help="The default: 24 + 6 short videos, 300 steps, 3-5 minutes on 2 cores.",
     ),
     full: bool = typer.Option(
         False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 3,000 steps."
@@ -80,15 +78,16 @@ def command(
 def render(report: DemoReport, console: Console) -> None:
     """The comparison table, then where the outputs are."""
     table = Table(
-        title=f"stg demo ({report.preset}): {report.test_videos} synthetic test videos, τ = {DEMO_TAU}"
+        title=(f"stg demo ({report.preset}): {report.test_videos} synthetic test videos, "
+               f"τ = {DEMO_TAU}"),
+        caption="; ".join(f"{name}: {note}" for name, note in ROW_NOTES.items()),
     )
     table.add_column("model")
-    for key in (*SPATIAL_METRICS, TEMPORAL_METRIC):
+    for key in COLUMNS:
         table.add_column(COLUMNS[key], justify="right")
     for row in report.rows:
-        cells = ["-" if row.metrics[key] is None else f"{row.metrics[key]:.2f}"
-                 for key in (*SPATIAL_METRICS, TEMPORAL_METRIC)]
-        table.add_row(ROW_TITLES[row.name], *cells)
+        cells = ["-" if row.metrics[key] is None else f"{row.metrics[key]:.2f}" for key in COLUMNS]
+        table.add_row(row.name, *cells)
     console.print(table)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in report.stage_seconds.items())
     loss = (f"loss {report.first_loss:.2f} → {report.final_loss:.2f}"

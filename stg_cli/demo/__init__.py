@@ -311,7 +311,8 @@ def _score_rows(annotations: Path, out: Path, report_stage: StageCallback) -> li
         metrics: dict[str, float | None] = {key: spatial.get(key) for key in SPATIAL_METRICS}
         metrics[TEMPORAL_METRIC] = None
         if name != "baseline":
-            metrics[TEMPORAL_METRIC] = score(predictions, temporal_truth, "miningyoutube").metrics["iou"]
+            temporal = score(predictions, temporal_truth, "miningyoutube")
+            metrics[TEMPORAL_METRIC] = temporal.metrics["iou"]
         rows.append(DemoRow(name=name, metrics=metrics))
     report_stage("score", len(sources), len(sources), "")
     return rows

@@ -317,7 +317,8 @@ def _model_config(store, model_options: dict) -> ModelConfig:
         raise UserError(str(error)) from error
     if tuple(model_config.grid) != tuple(store.config.grid):
         raise UserError(
-            f"the model grid {model_config.grid} differs from the feature store's {tuple(store.config.grid)}"
+            f"the model grid {model_config.grid} differs from the feature store's "
+            f"{tuple(store.config.grid)}"
         )
     return model_config
 

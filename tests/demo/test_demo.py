@@ -28,8 +28,10 @@ SMALL = DemoPreset(
 @pytest.mark.slow
 def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
     stages: dict[str, tuple[int, int]] = {}
-    report = run_demo(tmp_path / "demo", SMALL,
-                      on_stage=lambda stage, done, total, detail: stages.update({stage: (done, total)}))
+    report = run_demo(
+        tmp_path / "demo", SMALL,
+        on_stage=lambda stage, done, total, detail: stages.update({stage: (done, total)}),
+    )
 
     assert set(stages) == {"synth", "extract", "train", "ground", "score"}
     assert all(done == total for done, total in stages.values())
@@ -69,3 +71,25 @@ def test_quick_and_full_together_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--quick", "--full", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "choose one" in str(result.exception) + result.output
+
+
+def test_table_shows_every_row_and_a_dash_for_missing_metrics(tmp_path):
+    from rich.console import Console
+
+    from stg_cli.commands.demo import COLUMNS, render
+    from stg_cli.demo import DemoReport, DemoRow
+
+    metrics = {key: 12.5 for key in COLUMNS}
+    rows = [DemoRow("trained", dict(metrics)), DemoRow("untrained", dict(metrics)),
+            DemoRow("baseline", {**metrics, "temporal_iou": None})]
+    report = DemoReport(out=tmp_path, preset="quick", rows=rows, stage_seconds={"train": 1.0},
+                        overlay=tmp_path / "v.overlay.mp4", timeline=None, train_steps=3,
+                        final_loss=1.0, first_loss=2.0, test_videos=2)
+    console = Console(record=True, width=100)
+    render(report, console)
+    text = console.export_text()
+    expected = ("trained", "untrained", "baseline", "12.50", "v.overlay.mp4", "loss 2.00 → 1.00")
+    for fragment in expected:
+        assert fragment in text
+    baseline_line = next(line for line in text.splitlines() if line.startswith("│ baseline"))
+    assert baseline_line.rstrip(" │").endswith("-")

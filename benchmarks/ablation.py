@@ -1,9 +1,10 @@
 """Ablation of the method's parts on the synthetic benchmark: does what the paper claims happen?
 
 Each variant changes one or two parts of the default model (Sinkhorn frame selection, global +
-local losses, the cross-self-cross attention stack) and is trained and scored like ``stg demo`` (synth →
-extract → train → ground → score, :func:`stg_cli.demo.run_demo`) once per training seed; the
-benchmark (synth seed 0) and its features are rendered once and copied into every run folder. The
+local losses, the cross-self-cross attention stack) and is trained and scored like ``stg demo``
+(synth → extract → train → ground → score, :func:`stg_cli.demo.run_demo`) once per training
+seed; the benchmark (synth seed 0) and its features are rendered once and copied into every run
+folder. The
 table gives mean ± sample standard deviation over the seeds of temporal IoU, IoU+Point, mAP (mean
 over thresholds 0.1-0.5) and the pointing game, in percent, and the untrained default model once.
 

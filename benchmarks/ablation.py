@@ -4,9 +4,9 @@ Each variant changes one or two parts of the default model (Sinkhorn frame selec
 local losses, the cross-self-cross attention stack) and is trained and scored like ``stg demo``
 (synth → extract → train → ground → score, :func:`stg_cli.demo.run_demo`) once per training
 seed; the benchmark (synth seed 0) and its features are rendered once and copied into every run
-folder. The
-table gives mean ± sample standard deviation over the seeds of temporal IoU, IoU+Point, mAP (mean
-over thresholds 0.1-0.5) and the pointing game, in percent, and the untrained default model once.
+folder. The table gives mean ± sample standard deviation over the seeds of temporal IoU,
+IoU+Point, mAP (mean over thresholds 0.1-0.5) and the pointing game, in percent, and the
+untrained default model once.
 
 Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--quick] [--json FILE]
 

@@ -273,19 +273,18 @@ def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageC
 
 def _ground(export: Path, videos: Path, queries: Path, target: Path, device: str,
             viz_first: bool) -> list[str]:
+    from stg_cli.ground.output import write_combined
     from stg_cli.ground.pipeline import GroundSettings, Grounder, find_videos, ground_videos
     from stg_cli.ground.queries import load_queries
 
     grounder = Grounder(export, device=device)
     inputs, _ = find_videos([videos])
     query_set = load_queries(queries)
-    results, _ = ground_videos(grounder, inputs, query_set, GroundSettings(tau=DEMO_TAU), target)
-    if viz_first and inputs:
-        ground_videos(grounder, inputs[:1], query_set, GroundSettings(tau=DEMO_TAU, viz=True),
-                      target / "viz")
-        for produced in (target / "viz").glob(f"{inputs[0].video_id}.*"):
-            if produced.suffix in (".mp4", ".png"):
-                produced.replace(target / produced.name)
+    results = []
+    for chunk, viz in ((inputs[:1], viz_first), (inputs[1:], False)):
+        settings = GroundSettings(tau=DEMO_TAU, viz=viz)
+        results += ground_videos(grounder, chunk, query_set, settings, target)[0]
+    write_combined({r.video_id: r.prediction for r in results if r.prediction is not None}, target)
     return [result.video_id for result in results if result.error]
 
 

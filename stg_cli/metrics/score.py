@@ -471,14 +471,10 @@ def _score_mining(
             steps = [segment.label for segment in segments]
             columns = _step_columns(steps, similarity.queries)
             missing_steps += sum(column is None for column in columns)
-            matrix = np.stack(
-                [
-                    similarity.matrix[:, column] if column is not None
-                    else np.full(similarity.times.size, MISSING_STEP_SCORE)
-                    for column in columns
-                ],
-                axis=1,
-            ) if columns else np.zeros((similarity.times.size, 0))
+            matrix = np.full((similarity.times.size, len(columns)), MISSING_STEP_SCORE)
+            for step, column in enumerate(columns):
+                if column is not None:
+                    matrix[:, step] = similarity.matrix[:, column]
             aligned = align_transcript(matrix, settings.tau)
             if len(steps) > similarity.times.size:
                 unalignable.append(video)

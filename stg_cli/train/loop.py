@@ -294,13 +294,23 @@ def initial_export(
     store = _open_store(features)
     model_config = _model_config(store, model_options or {})
     dataset = ClipDataset(store, model_config.frames_u, config.min_time)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    model = GroundingModel(model_config)
+    model = _seeded_model(model_config, config.seed)
     model.set_feature_stats(feature_stats(dataset))
+    return save_export(model, Path(out), store_config_dict(store.config), _text_encoder_dir(store))
+
+
+def _seeded_model(model_config: ModelConfig, seed: int, ops: str = "native") -> GroundingModel:
+    """The model at its initialisation for ``seed`` (the global RNGs are seeded too, as the
+    rest of a run draws from them)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    return GroundingModel(model_config, ops=ops)
+
+
+def _text_encoder_dir(store) -> Path | None:
+    """The store's ``text_encoder/`` folder, copied into exports (None for an in-memory store)."""
     root = getattr(store, "root", None)
-    text_dir = Path(root) / "text_encoder" if root is not None else None
-    return save_export(model, Path(out), store_config_dict(store.config), text_dir)
+    return Path(root) / "text_encoder" if root is not None else None
 
 
 def _model_config(store, model_options: dict) -> ModelConfig:
@@ -357,9 +367,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             f"trained on {state['data']['num_samples']}; resume with the same feature store"
         )
 
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    model = GroundingModel(model_config, ops=ops)
+    model = _seeded_model(model_config, config.seed, ops)
     if state is None:
         model.set_feature_stats(feature_stats(dataset))
     model.to(info.device)
@@ -531,9 +539,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         checkpoint = last_checkpoint
     export = None
     if info.is_main:
-        root = getattr(store, "root", None)
-        text_dir = Path(root) / "text_encoder" if root is not None else None
-        export = save_export(model, out / "export", store_config, text_dir)
+        export = save_export(model, out / "export", store_config, _text_encoder_dir(store))
     elapsed = time.perf_counter() - begin
     result = TrainResult(
         run_dir=out, steps=step, total_steps=total, final_loss=last_loss, first_loss=first_loss,

@@ -1,12 +1,14 @@
 """Ablation of the method's parts on the synthetic benchmark: does what the paper claims happen?
 
 Each variant changes one or two parts of the default model (Sinkhorn frame selection, global +
-local losses, the cross-self-cross attention stack) and is trained and scored like ``stg demo``
-(synth → extract → train → ground → score, :func:`stg_cli.demo.run_demo`) once per training
-seed; the benchmark (synth seed 0) and its features are rendered once and copied into every run
-folder. The table gives mean ± sample standard deviation over the seeds of temporal IoU,
-IoU+Point, mAP (mean over thresholds 0.1-0.5) and the pointing game, in percent, and the
-untrained default model once.
+local losses, video centring, the heatmaps' source, the local attention) and is trained and
+scored like ``stg demo`` (synth → extract → train → ground → score,
+:func:`stg_cli.demo.run_demo`) once per training seed; the benchmark (synth seed 0) and its
+features are rendered once and copied into every run folder. The table gives mean ± sample
+standard deviation over the seeds, in percent, of temporal IoU, IoU+Point, mAP (mean over
+thresholds 0.1-0.5), the pointing game, and the pointing game given the true segments and
+labels (trimmed grounding), then reference rows from the default runs: the untrained model,
+the uniform temporal prior and the centre-point spatial prior.
 
 Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--quick] [--json FILE]
 
@@ -41,44 +43,73 @@ from rich.progress import (
 from stg_cli.demo import DemoPreset, run_demo
 from stg_cli.synth.config import SynthConfig
 
+# column → (demo report row, metric) of a trained run
 METRICS = {
-    "temporal_iou": "temporal IoU",
-    "iou_point": "IoU+Point",
-    "map_mean": "mAP mean",
-    "pointing_game": "pointing game",
+    "temporal IoU": ("trained", "temporal_iou"),
+    "IoU+Point": ("trained", "iou_point"),
+    "mAP mean": ("trained", "map_mean"),
+    "pointing game": ("trained", "pointing_game"),
+    "pointing, true timing": ("trained_true_timing", "pointing_game"),
 }
-UNTRAINED = "untrained (default)"
+# the reference rows, read off the default variant's runs: name → (what it is, column → source)
+REFERENCES = {
+    "untrained (default)": ("what training adds", {
+        "temporal IoU": ("untrained", "temporal_iou"), "IoU+Point": ("untrained", "iou_point"),
+        "mAP mean": ("untrained", "map_mean"), "pointing game": ("untrained", "pointing_game"),
+        "pointing, true timing": ("untrained_true_timing", "pointing_game"),
+    }),
+    "uniform split": ("temporal prior: the steps in order, evenly", {
+        "temporal IoU": ("uniform", "temporal_iou"),
+    }),
+    "centre point, true timing": ("spatial prior, given true timing and labels", {
+        "IoU+Point": ("baseline", "iou_point"), "mAP mean": ("baseline", "map_mean"),
+        "pointing game": ("baseline", "pointing_game"),
+        "pointing, true timing": ("baseline", "pointing_game"),
+    }),
+}
+REPORT_ROWS = ("trained", "untrained", "uniform", "trained_true_timing", "untrained_true_timing",
+               "baseline")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One change to the default model: ``ModelConfig`` and ``TrainConfig`` fields to override."""
+    """One change to the default model: ``ModelConfig`` and ``TrainConfig`` fields to override,
+    and the heatmap mode of its grounding."""
 
     name: str
     tests: str
     model_options: dict = field(default_factory=dict)
     train_options: dict = field(default_factory=dict)
+    heatmap: str = "global"
 
 
 SELECTION = "frame selection"
 LOSSES = "global + local losses"
-STACK = "attention stack (paper Table 8)"
+CENTRING = "video centring"
+LOCAL_MAPS = "local-branch heatmaps (paper chain)"
+STACK = "attention stack (paper Table 8), local heatmaps"
+PAPER = "paper"
 VARIANTS = (
-    Variant("default", "sinkhorn selection, global + local losses, cross-self-cross"),
+    Variant("default", "sinkhorn selection, both losses, centred, global heatmaps"),
     Variant("select none", SELECTION, {"select": "none"}),
     Variant("select global", SELECTION, {"select": "global"}),
-    Variant("select local", SELECTION, {"select": "local"}),
     Variant("loss global", LOSSES, train_options={"loss": "global"}),
     Variant("loss local", LOSSES, train_options={"loss": "local"}),
     Variant("loss global, select none", f"{LOSSES} × {SELECTION}", {"select": "none"},
             {"loss": "global"}),
     Variant("loss local, select none", f"{LOSSES} × {SELECTION}", {"select": "none"},
             {"loss": "local"}),
-    Variant("attention self-cross", STACK, {"attention": "self-cross"}),
-    Variant("attention cross-self", STACK, {"attention": "cross-self"}),
-    Variant("attention cross-cross", STACK, {"attention": "cross-cross"}),
+    Variant("no centring", CENTRING, {"center_video": False}),
+    Variant("heatmap paper", LOCAL_MAPS, heatmap=PAPER),
+    Variant("heatmap paper, loss local", f"{LOCAL_MAPS} × {LOSSES}",
+            train_options={"loss": "local"}, heatmap=PAPER),
+    Variant("heatmap paper, select none", f"{LOCAL_MAPS} × {SELECTION}", {"select": "none"},
+            heatmap=PAPER),
+    Variant("heatmap paper, dot logits", f"{LOCAL_MAPS}, dot-product cross-attention",
+            {"cross_logits": "dot"}, heatmap=PAPER),
+    Variant("heatmap paper, cross-cross", STACK, {"attention": "cross-cross"}, heatmap=PAPER),
 )
-QUICK_VARIANTS = ("default", "select none", "loss global", "attention cross-cross")
+QUICK_VARIANTS = ("default", "select none", "loss global", "heatmap paper")
 
 FULL = DemoPreset(
     name="ablation",
@@ -124,6 +155,7 @@ def plan(out: Path, base: DemoPreset, variants: list[Variant], seeds: int) -> li
                 name=f"{base.name}-{variant.name.replace(' ', '-')}",
                 model_options={**base.model_options, **variant.model_options},
                 train_options={**base.train_options, **variant.train_options, "seed": seed},
+                heatmap=variant.heatmap,
             )
             stem = f"{variant.name.replace(' ', '-')}-s{seed}"
             runs.append(Run(variant, seed, settings, out / "runs" / stem,
@@ -186,8 +218,7 @@ def execute(run: Run, data: Path, threads: int) -> dict:
         "variant": run.variant.name,
         "seed": run.seed,
         "settings": settings_dict(run.settings),
-        "trained": report.row("trained").metrics,
-        "untrained": report.row("untrained").metrics,
+        **{name: report.row(name).metrics for name in REPORT_ROWS},
         "first_loss": report.first_loss,
         "final_loss": report.final_loss,
         "failed_videos": report.failed_videos,
@@ -210,38 +241,45 @@ def summarise(values: list[float]) -> dict:
 
 
 def table_rows(variants: list[Variant], results: list[dict]) -> list[dict]:
-    """One row per variant (its trained scores over the seeds), then the untrained default."""
+    """One row per variant (its trained scores over the seeds), then the :data:`REFERENCES`."""
     rows = []
     for variant in variants:
         mine = [result for result in results if result["variant"] == variant.name]
         if mine:
-            rows.append(_row(variant.name, variant.tests, [result["trained"] for result in mine]))
+            rows.append(_row(variant.name, variant.tests, mine, METRICS))
     defaults = [result for result in results if result["variant"] == VARIANTS[0].name]
     if defaults:
-        rows.append(_row(UNTRAINED, "what training adds",
-                         [result["untrained"] for result in defaults]))
+        for name, (tests, columns) in REFERENCES.items():
+            rows.append(_row(name, tests, defaults, columns))
     return rows
 
 
-def _row(name: str, tests: str, scores: list[dict]) -> dict:
+def _row(name: str, tests: str, results: list[dict], columns: dict) -> dict:
     return {
         "variant": name,
         "tests": tests,
-        "seeds": len(scores),
-        "metrics": {key: summarise([score[key] for score in scores]) for key in METRICS},
+        "seeds": len(results),
+        "metrics": {
+            column: summarise([result[row][key] for result in results])
+            for column, (row, key) in columns.items()
+        },
     }
 
 
 def markdown(rows: list[dict]) -> str:
-    """The table: variant, what it tests, seeds, then mean ± std of each of :data:`METRICS`."""
+    """The table: variant, what it tests, seeds, then mean ± std of each of :data:`METRICS`
+    (– where a reference row has no such score)."""
     lines = [
-        "| variant | tests | seeds | " + " | ".join(METRICS.values()) + " |",
+        "| variant | tests | seeds | " + " | ".join(METRICS) + " |",
         "|---|---|---:|" + "---:|" * len(METRICS),
     ]
     for row in rows:
         cells = []
-        for key in METRICS:
-            metric = row["metrics"][key]
+        for column in METRICS:
+            metric = row["metrics"].get(column)
+            if metric is None:
+                cells.append("–")
+                continue
             spread = f" ± {metric['std']:.1f}" if metric["std"] is not None else ""
             cells.append(f"{metric['mean']:.1f}{spread}")
         lines.append(f"| {row['variant']} | {row['tests']} | {row['seeds']} | "

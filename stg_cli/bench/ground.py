@@ -172,7 +172,7 @@ class _Bench:
             span = slice(segment.first, segment.last + 1)
             heat = self.grounder.model.heatmaps(
                 grid[span], self.queries.words[segment.query], self.queries.mask[segment.query],
-                mode=self.settings.heatmap,
+                mode=self.settings.heatmap, query=self.queries.sentence[segment.query],
             )
             cells[span] = heat.reshape(-1, gh, gw).numpy()
             locations[span] = locate(cells[span], self.width, self.height, self.settings.mask_threshold)

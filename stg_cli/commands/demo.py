@@ -17,21 +17,30 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stg_cli.demo import DEMO_TAU, STAGES, TEMPORAL_METRIC, DemoReport, run_demo
+from stg_cli.demo import STAGES, TEMPORAL_METRIC, DemoReport, run_demo
 from stg_cli.errors import UserError
 
 COLUMNS = {
     "iou_point": "IoU+Point",
     "map@0.1": "mAP@0.1",
-    "map@0.5": "mAP@0.5",
     "map_mean": "mAP mean",
     "pointing_game": "pointing",
     TEMPORAL_METRIC: "temporal IoU",
 }
-ROW_NOTES = {
-    "untrained": "the same model at its seeded initialisation",
-    "baseline": "true timing and labels, the point at the frame centre",
+ROW_TITLES = {
+    "trained": "trained",
+    "untrained": "untrained",
+    "uniform": "uniform split",
+    "trained_true_timing": "trained",
+    "untrained_true_timing": "untrained",
+    "baseline": "centre point",
 }
+TRUE_TIMING_ROWS = ("trained_true_timing", "untrained_true_timing", "baseline")
+CAPTION = (
+    "untrained: the same model at its seeded initialisation; uniform split: each video's "
+    "steps in order, evenly over its length; given true timing: the true segments and labels "
+    "are given and only where is predicted"
+)
 
 
 def command(
@@ -78,16 +87,21 @@ def command(
 def render(report: DemoReport, console: Console) -> None:
     """The comparison table, then where the outputs are."""
     table = Table(
-        title=(f"stg demo ({report.preset}): {report.test_videos} synthetic test videos, "
-               f"τ = {DEMO_TAU}"),
-        caption="; ".join(f"{name}: {note}" for name, note in ROW_NOTES.items()),
+        title=(f"stg demo ({report.preset}): {report.test_videos} synthetic test videos; τ "
+               + ", ".join(f"{name} {value:.2f}" for name, value in report.thresholds.items())),
+        caption=CAPTION,
     )
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for key in COLUMNS:
         table.add_column(COLUMNS[key], justify="right")
+    given = False
     for row in report.rows:
+        if row.name in TRUE_TIMING_ROWS and not given:
+            table.add_section()
+            table.add_row("[italic]given true timing:[/italic]", *[""] * len(COLUMNS))
+            given = True
         cells = ["-" if row.metrics[key] is None else f"{row.metrics[key]:.2f}" for key in COLUMNS]
-        table.add_row(row.name, *cells)
+        table.add_row(ROW_TITLES.get(row.name, row.name), *cells)
     console.print(table)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in report.stage_seconds.items())
     loss = (f"loss {report.first_loss:.2f} → {report.final_loss:.2f}"

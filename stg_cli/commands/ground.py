@@ -30,11 +30,21 @@ def command(
     ),
     out: Path = typer.Option(..., "--out", help="Output folder for the predictions (created)."),
     viz: bool = typer.Option(False, "--viz", help="Also write <id>.overlay.mp4 and <id>.timeline.png."),
-    tau: float = typer.Option(DEFAULT_TAU, "--tau", help="Cosine a query needs to claim a frame (else background)."),
+    tau: float | None = typer.Option(
+        None,
+        "--tau",
+        help="Cosine a query needs to claim a frame (else background). Default: the threshold "
+        f"calibrated in training, {DEFAULT_TAU} for a model without one.",
+    ),
     smooth: int = typer.Option(
         DEFAULT_SMOOTH, "--smooth", help="Majority-filter window over frame labels, odd (0: off)."
     ),
-    heatmap: str = typer.Option("paper", "--heatmap", help="Attention chain of the heatmaps: paper or rollout."),
+    heatmap: str = typer.Option(
+        "global",
+        "--heatmap",
+        help="Heatmaps from the global branch's activation map (global) or the local branch's "
+        "attention: its paper chain (paper) or rollout (rollout).",
+    ),
     mask_threshold: float = typer.Option(
         DEFAULT_MASK_THRESHOLD,
         "--mask-threshold",
@@ -56,6 +66,12 @@ def command(
     gt: Path | None = typer.Option(
         None, "--gt", help="ground_seg.json / seg.json (or their folder): ground truth drawn in the timeline."
     ),
+    trimmed: bool = typer.Option(
+        False,
+        "--trimmed",
+        help="Take when and what from the --gt segments (each segment's label is its query) and "
+        "predict only where: the trimmed protocol of the pointing game.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
 ) -> None:
     """Ground free-text queries in videos: when (segments) and where (a point and a box per frame).
@@ -67,13 +83,15 @@ def command(
 
     Exit code: 0 when every video was grounded, 1 when some failed, 2 for bad arguments.
     """
+    if trimmed and gt is None:
+        raise UserError("--trimmed takes the segments from --gt: give --gt ground_seg.json")
     settings = pipeline.GroundSettings(
         tau=tau, smooth=check_smooth(smooth), heatmap=heatmap, mask_threshold=mask_threshold,
-        fps=fps, viz=viz,
+        fps=fps, viz=viz, trimmed=trimmed,
     )
     workers = pipeline.check_workers(workers)
     query_set = load_queries(queries)
-    ground_truth = _load_ground_truth(gt) if gt is not None else None
+    ground_truth = pipeline.load_truth_segments(gt) if gt is not None else None
     stderr = Console(stderr=True)
     with Progress(
         SpinnerColumn(),
@@ -107,6 +125,7 @@ def command(
             ground_truth=ground_truth, workers=workers,
         )
     summary = pipeline.run_summary(results, timings, out)
+    summary["tau"] = grounder.threshold(settings)
     summary["failed"] += len(problems)
     summary["missing"] = [{"argument": argument, "error": reason} for argument, reason in problems]
     if as_json:
@@ -115,20 +134,6 @@ def command(
         print_summary(summary, Console())
     if summary["failed"]:
         raise typer.Exit(1)
-
-
-def _load_ground_truth(path: Path):
-    from stg_cli.metrics.annotations import load_ground_seg
-    from stg_cli.viz import TruthSegment
-
-    if path.is_dir():
-        candidates = [path / "ground_seg.json", path / "seg.json"]
-        path = next((item for item in candidates if item.is_file()), candidates[0])
-    segments = load_ground_seg(path)
-    return {
-        video: [TruthSegment(s.label or "", float(s.start), float(s.end)) for s in items]
-        for video, items in segments.items()
-    }
 
 
 _SUFFIXES = {"json": ".json", "heatmaps": ".heatmaps.npz", "overlay": ".overlay.mp4", "timeline": ".timeline.png"}
@@ -171,6 +176,7 @@ def print_summary(summary: dict, console: Console) -> None:
     stages = ", ".join(f"{stage} {value:.1f} s" for stage, value in seconds.items() if value > 0)
     failed = f", [red]{summary['failed']} failed[/red]" if summary["failed"] else ""
     console.print(
-        f"{summary['grounded']} grounded{failed}; {stages}; predictions in {escape(summary['predictions'])}",
+        f"{summary['grounded']} grounded{failed} with τ = {summary['tau']:.3f}; {stages}; "
+        f"predictions in {escape(summary['predictions'])}",
         highlight=False,
     )

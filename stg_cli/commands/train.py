@@ -46,6 +46,12 @@ def command(
     margin: float = typer.Option(0.1, "--margin", help="NCE margin δ (logit units)."),
     min_time: float = typer.Option(5.0, "--min-time", help="Captions widened to this (s)."),
     gated: bool = typer.Option(False, "--gated", help="Gated projection units."),
+    center_video: bool = typer.Option(
+        True,
+        "--center-video/--no-center-video",
+        help="Subtract each video's mean features (what stays the same the whole video), in "
+        "training and grounding.",
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
     amp: bool | None = typer.Option(
@@ -54,6 +60,12 @@ def command(
     checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
     keep: int = typer.Option(3, "--keep", help="Step checkpoints kept (plus best.pt)."),
     log_every: int = typer.Option(10, "--log-every", help="Steps between metrics.jsonl lines."),
+    eval_split: Path | None = typer.Option(
+        None,
+        "--eval",
+        help="A labelled split (videos/ + annotations/, e.g. a synth benchmark's test/) to "
+        "ground and score at every checkpoint and at the end, into RUN/eval.jsonl.",
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out with its saved settings."
     ),
@@ -65,10 +77,12 @@ def command(
         warmup=warmup, grad_clip=grad_clip, seed=seed, local_chunk=local_chunk, loss=loss,
         temperature=temperature, margin=margin, min_time=min_time, amp=amp,
         log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
+        eval_split=None if eval_split is None else str(eval_split.resolve()),
     )
     model_options = dict(
         dim=dim, frames_u=frames_u, frames_t=frames_t, select=select, attention=attention,
         gated=gated, cross_logits=cross_logits, cross_temperature=cross_temperature,
+        center_video=center_video,
     )
     main = int(os.environ.get("RANK", "0")) == 0
     console = Console(stderr=True, quiet=not main)
@@ -105,6 +119,8 @@ def command(
             progress.update(task, completed=payload.step, status=" ".join(parts))
         elif kind == "checkpoint":
             progress.console.print(f"checkpoint {escape(str(payload))}", highlight=False)
+        elif kind == "eval":
+            progress.console.print(eval_line(payload), highlight=False)
 
     try:
         with progress:
@@ -149,3 +165,18 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+EVAL_COLUMNS = {
+    "temporal_iou": "temporal IoU", "iou_point": "IoU+Point", "map_mean": "mAP",
+    "pointing_game": "pointing", "pointing_true_timing": "pointing (true timing)",
+}
+
+
+def eval_line(row: dict) -> str:
+    """One evaluation as a line: step, the scores (percent) and the detection threshold."""
+    scores = ", ".join(
+        f"{title} {row[key]:.1f}" for key, title in EVAL_COLUMNS.items() if row.get(key) is not None
+    )
+    failed = f", {row['failed']} video(s) failed" if row.get("failed") else ""
+    return f"eval at step {row['step']}: {scores}; τ {row['tau']:.3f}{failed}"

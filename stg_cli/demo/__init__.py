@@ -3,28 +3,39 @@
 Stages: ``synth`` (render train/test videos, captions, ground truth) → ``extract`` (``tiny``
 visual backbone, word2vec trained on the train captions) → ``train`` → ``ground`` the test
 videos with the trained model (the first one also with ``--viz``) and with the same model
-untrained (its seeded initialisation with the same input statistics) → ``score`` both and a
-baseline on the test ground truth.
+untrained (its seeded initialisation with the same input statistics), each untrimmed and
+trimmed → ``score`` them and a baseline on the test ground truth.
 
 Folder layout under ``out``: ``synth/``, ``features/``, ``run/`` (training run),
-``untrained/`` (the untrained export), ``ground/trained/``, ``ground/untrained/``,
+``untrained/`` (the untrained export), ``ground/<row>/`` per grounded row,
 ``baseline/predictions.json`` and ``report.json``.
 
 Interrupted demos continue where they stopped: a finished synth benchmark with the same settings
 is reused, extraction skips stored videos, training resumes from its last checkpoint (a finished
 run is reused). Grounding and scoring are always redone (seconds).
 
-The rows of the report:
+The rows of the report, first where the model finds when, what and where on its own:
 
 - ``trained``: the model after training;
 - ``untrained``: the same architecture at its initialisation, to show what training adds;
-- ``baseline``: ground-truth timing and labels with the point at the frame centre and a centred
-  box of half the frame (``stg_cli.metrics.baselines``, ``centre``): what a model that knows when
-  and what, but not where, scores. It has no similarity matrix, hence no temporal IoU.
+- ``uniform``: temporal IoU only, the transcript split evenly over each video's frames
+  (:func:`stg_cli.metrics.baselines.uniform_temporal`), the prior that knows the steps and their
+  order (which the temporal IoU's alignment is given too) but not when they happen;
 
-Detection threshold: the demo grounds with τ = :data:`DEMO_TAU`. Models trained for minutes on a
-few dozen videos give frame–query cosines far below the paper's 0.5 (contrastive training only
-needs positives to beat negatives), so 0.5 would detect nothing for any of the rows.
+then where the true segments and labels are given (``ground_seg.json``, trimmed grounding) and
+only where is predicted, so that the spatial part is compared on equal terms:
+
+- ``trained_true_timing`` and ``untrained_true_timing``: the two models' heatmaps;
+- ``baseline``: the point at the frame centre and a centred box of half the frame
+  (``stg_cli.metrics.baselines``, ``centre``): what knowing when and what, but not where, scores.
+
+The true-timing rows have no temporal IoU (their timing is not predicted).
+
+Detection threshold: each model grounds with the threshold τ calibrated on its training clips
+(:mod:`stg_cli.train.calibration`, what ``stg ground`` does without ``--tau``), and the temporal
+IoU's alignment gives background frames the same score τ. Models trained for minutes on a few
+dozen videos give frame–query cosines far below the paper's fixed 0.5 (contrastive training
+only needs positives to beat negatives), so 0.5 would detect almost nothing.
 """
 
 from __future__ import annotations
@@ -36,15 +47,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from stg_cli.errors import UserError
+from stg_cli.ground.evaluate import SPATIAL_METRICS, TEMPORAL_METRIC, LabelledSplit
 from stg_cli.synth.config import SynthConfig
 
-DEMO_TAU = 0.2
 PRESETS = ("quick", "full")
-SPATIAL_METRICS = (
-    "iou_point", "map@0.1", "map@0.2", "map@0.3", "map@0.4", "map@0.5", "map_mean",
-    "pointing_game",
-)
-TEMPORAL_METRIC = "temporal_iou"
+UNTRIMMED_ROWS = ("trained", "untrained")
 STAGES = ("synth", "extract", "train", "ground", "score")
 
 StageCallback = Callable[[str, int, int, str], None]
@@ -55,7 +62,8 @@ class DemoPreset:
     """Settings of one demo size: the benchmark, the model and the training run.
 
     ``model_options`` are :class:`stg_cli.models.ModelConfig` fields, ``train_options`` further
-    :class:`stg_cli.train.TrainConfig` fields (e.g. ``loss``, ``seed``) for ablations.
+    :class:`stg_cli.train.TrainConfig` fields (e.g. ``loss``, ``seed``) for ablations, and
+    ``heatmap`` the grounding's heatmap mode (``stg ground --heatmap``).
     """
 
     name: str
@@ -65,6 +73,7 @@ class DemoPreset:
     batch_size: int
     local_chunk: int
     train_options: dict = field(default_factory=dict)
+    heatmap: str = "global"
 
 
 def preset(name: str) -> DemoPreset:
@@ -117,6 +126,7 @@ class DemoReport:
     first_loss: float | None
     test_videos: int
     failed_videos: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     def row(self, name: str) -> DemoRow:
         return next(row for row in self.rows if row.name == name)
@@ -159,24 +169,33 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
     seconds["train"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
+    from stg_cli.ground.evaluate import ground_split
+    from stg_cli.ground.pipeline import GroundSettings
     from stg_cli.train import initial_export
 
     untrained_export = initial_export(
         features, out / "untrained", settings.model_options, _train_config(settings)
     )
-    test_videos = synth_dir / "test" / "videos"
-    queries = synth_dir / "test" / "annotations" / "vid2step.json"
-    report_stage("ground", 0, 2, "trained model")
-    failed = _ground(trained.export, test_videos, queries, out / "ground" / "trained", device,
-                     viz_first=True)
-    report_stage("ground", 1, 2, "untrained model")
-    failed += _ground(untrained_export, test_videos, queries, out / "ground" / "untrained",
-                      device, viz_first=False)
-    report_stage("ground", 2, 2, "")
+    split = LabelledSplit.find(synth_dir / "test")
+    grounding = [
+        ("trained", trained.export, False), ("untrained", untrained_export, False),
+        ("trained_true_timing", trained.export, True),
+        ("untrained_true_timing", untrained_export, True),
+    ]
+    failed: list[str] = []
+    thresholds: dict[str, float] = {}
+    for done, (name, export, trimmed) in enumerate(grounding):
+        report_stage("ground", done, len(grounding), name.replace("_", " "))
+        row_settings = GroundSettings(heatmap=settings.heatmap, trimmed=trimmed)
+        row_failed, thresholds[name] = ground_split(export, split, out / "ground" / name,
+                                                    row_settings, device,
+                                                    viz_first=name == "trained")
+        failed += row_failed
+    report_stage("ground", len(grounding), len(grounding), "")
     seconds["ground"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    rows = _score_rows(synth_dir / "test" / "annotations", out, report_stage)
+    rows = _score_rows(split, out, thresholds, report_stage)
     seconds["score"] = time.perf_counter() - begin
 
     overlays = sorted((out / "ground" / "trained").glob("*.overlay.mp4"))
@@ -191,8 +210,9 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
         train_steps=trained.steps,
         final_loss=trained.final_loss,
         first_loss=trained.first_loss,
-        test_videos=len(list(test_videos.glob("*.mp4"))),
+        test_videos=len(list(split.videos.glob("*.mp4"))),
         failed_videos=sorted(set(failed)),
+        thresholds={name: round(thresholds[name], 4) for name in UNTRIMMED_ROWS},
     )
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
@@ -271,47 +291,29 @@ def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageC
                  device=device, on_event=on_event)
 
 
-def _ground(export: Path, videos: Path, queries: Path, target: Path, device: str,
-            viz_first: bool) -> list[str]:
-    from stg_cli.ground.output import write_combined
-    from stg_cli.ground.pipeline import GroundSettings, Grounder, find_videos, ground_videos
-    from stg_cli.ground.queries import load_queries
-
-    grounder = Grounder(export, device=device)
-    inputs, _ = find_videos([videos])
-    query_set = load_queries(queries)
-    results = []
-    for chunk, viz in ((inputs[:1], viz_first), (inputs[1:], False)):
-        settings = GroundSettings(tau=DEMO_TAU, viz=viz)
-        results += ground_videos(grounder, chunk, query_set, settings, target)[0]
-    write_combined({r.video_id: r.prediction for r in results if r.prediction is not None}, target)
-    return [result.video_id for result in results if result.error]
-
-
-def _score_rows(annotations: Path, out: Path, report_stage: StageCallback) -> list[DemoRow]:
-    from stg_cli.metrics.baselines import baseline_predictions, save_predictions
+def _score_rows(split: LabelledSplit, out: Path, thresholds: dict[str, float],
+                report_stage: StageCallback) -> list[DemoRow]:
+    """The report's rows; ``thresholds`` maps each grounded row to its τ."""
+    from stg_cli.ground.evaluate import score_split
+    from stg_cli.metrics.baselines import baseline_predictions, save_predictions, uniform_temporal
     from stg_cli.metrics.predictions import load_predictions
-    from stg_cli.metrics.score import load_ground_truth, score
+    from stg_cli.metrics.score import load_ground_truth
 
-    spatial_truth = load_ground_truth([annotations], "synth")
-    temporal_truth = load_ground_truth([annotations], "miningyoutube")
+    spatial_truth = load_ground_truth([split.annotations], "synth")
     baseline = baseline_predictions(spatial_truth, "centre")
     save_predictions(baseline, out / "baseline" / "predictions.json")
     rows = []
-    sources = {
-        "trained": out / "ground" / "trained" / "predictions.json",
-        "untrained": out / "ground" / "untrained" / "predictions.json",
-        "baseline": out / "baseline" / "predictions.json",
-    }
+    sources = {name: out / "ground" / name / "predictions.json" for name in thresholds}
+    sources["baseline"] = out / "baseline" / "predictions.json"
     for done, (name, path) in enumerate(sources.items()):
         report_stage("score", done, len(sources), name)
-        predictions = load_predictions(path)
-        spatial = score(predictions, spatial_truth, "synth").metrics
-        metrics: dict[str, float | None] = {key: spatial.get(key) for key in SPATIAL_METRICS}
-        metrics[TEMPORAL_METRIC] = None
-        if name != "baseline":
-            temporal = score(predictions, temporal_truth, "miningyoutube")
-            metrics[TEMPORAL_METRIC] = temporal.metrics["iou"]
-        rows.append(DemoRow(name=name, metrics=metrics))
+        tau = thresholds[name] if name in UNTRIMMED_ROWS else None
+        rows.append(DemoRow(name=name, metrics=score_split(path, split, tau)))
+        if name == UNTRIMMED_ROWS[-1]:
+            temporal_truth = load_ground_truth([split.annotations], "miningyoutube")
+            times = {video: p.times for video, p in load_predictions(path).items()}
+            uniform = dict.fromkeys(SPATIAL_METRICS)
+            uniform[TEMPORAL_METRIC] = uniform_temporal(temporal_truth, times)["iou"]
+            rows.append(DemoRow(name="uniform", metrics=uniform))
     report_stage("score", len(sources), len(sources), "")
     return rows

@@ -53,13 +53,13 @@ from stg_cli.errors import UserError
 from stg_cli.ground.output import VideoGrounding, safe_name, write_video
 from stg_cli.ground.queries import QuerySet
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
-from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect
+from stg_cli.models.grounding import HEATMAP_MODES, video_means
+from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect, given_segments
 from stg_cli.processes import ignore_interrupts, interrupts_ignored, one_line, stop, threads_per_worker
 
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
 )
-HEATMAP_MODES = ("paper", "rollout")
 STAGES = ("decode", "features", "temporal", "spatial", "viz")
 # what grounding one video may raise without ending the run: the video is recorded as failed
 VIDEO_ERRORS = (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FFmpegError)
@@ -67,20 +67,27 @@ VIDEO_ERRORS = (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FF
 
 @dataclass(frozen=True)
 class GroundSettings:
-    """Options of a grounding run (defaults as documented in the temporal/spatial modules)."""
+    """Options of a grounding run (defaults as documented in the temporal/spatial modules).
 
-    tau: float = DEFAULT_TAU
+    ``tau``: the detection threshold; None takes the model's calibrated one
+    (:mod:`stg_cli.train.calibration`), or :data:`DEFAULT_TAU` for a model without one.
+    ``trimmed``: take when and what from the video's ground-truth segments instead of detecting
+    them (:func:`stg_cli.ground.temporal.given_segments`), and predict only where.
+    """
+
+    tau: float | None = None
     smooth: int = DEFAULT_SMOOTH
-    heatmap: str = "paper"
+    heatmap: str = "global"
     mask_threshold: float = DEFAULT_MASK_THRESHOLD
     fps: float | None = None
     viz: bool = False
     batch_size: int = 32
+    trimmed: bool = False
 
     def __post_init__(self) -> None:
         if self.heatmap not in HEATMAP_MODES:
             raise UserError(f"--heatmap must be one of {', '.join(HEATMAP_MODES)}, got {self.heatmap!r}")
-        if not np.isfinite(self.tau):
+        if self.tau is not None and not np.isfinite(self.tau):
             raise UserError(f"--tau must be a number, got {self.tau}")
         if not 0.0 <= self.mask_threshold <= 1.0:
             raise UserError(f"--mask-threshold must be in [0, 1], got {self.mask_threshold}")
@@ -251,6 +258,14 @@ class Grounder:
             self._backbone = backbone
         return self._backbone
 
+    def threshold(self, settings: GroundSettings) -> float:
+        """The detection threshold τ of a run: ``settings.tau``, else the model's calibrated
+        one, else :data:`DEFAULT_TAU`."""
+        if settings.tau is not None:
+            return float(settings.tau)
+        calibrated = self.model.calibrated_threshold
+        return DEFAULT_TAU if calibrated is None else calibrated
+
     def embed_queries(self, queries: list[str]) -> QueryEmbeddings:
         """Encodes the queries once: g(sentence) [Q, d] plus the word tokens for the heatmaps."""
         features = self.text_encoder.encode(list(queries))
@@ -284,15 +299,24 @@ class Grounder:
         times, global_feats, grid_feats, width, height, duration = self._features(
             video, fps, settings, timings, step
         )
+        if self.config.center_video:
+            global_mean, grid_mean = video_means(global_feats, grid_feats)
+            global_feats = global_feats - torch.from_numpy(global_mean)
+            grid_feats = grid_feats - torch.from_numpy(grid_mean)
 
         begin = time.perf_counter()
         with torch.no_grad():
             frames = self.model.frame_embeddings(global_feats.to(self.device)).float().cpu()
         similarity = (frames @ queries.sentence.T).numpy().astype(np.float32)
-        detection = detect(
-            similarity, times, tau=settings.tau, smooth=settings.smooth,
-            allowed=np.array(queries.known, dtype=bool),
-        )
+        if settings.trimmed:
+            detection = given_segments(
+                similarity, times, _truth_spans(queries, ground_truth or (), result)
+            )
+        else:
+            detection = detect(
+                similarity, times, tau=self.threshold(settings), smooth=settings.smooth,
+                allowed=np.array(queries.known, dtype=bool),
+            )
         timings.add("temporal", time.perf_counter() - begin)
 
         begin = time.perf_counter()
@@ -309,6 +333,7 @@ class Grounder:
                 queries.words[segment.query],
                 queries.mask[segment.query],
                 mode=settings.heatmap,
+                query=queries.sentence[segment.query],
             )
             cells[span] = heat.reshape(-1, gh, gw).numpy()
             found = locate(cells[span], width, height, threshold=settings.mask_threshold)
@@ -452,6 +477,54 @@ class Grounder:
             f"the text encoder of {self.checkpoint} ({name or 'unknown'}) is not saved with it; "
             "pass --features FEATS, the feature store it was trained on"
         )
+
+
+def load_truth_segments(path: Path) -> dict[str, list]:
+    """Ground-truth segments per video from ``ground_seg.json`` / ``seg.json`` (or their folder).
+
+    Returns ``{video: [stg_cli.viz.TruthSegment]}``, for the timeline and trimmed grounding.
+    Raises UserError when the file is missing or malformed.
+    """
+    from stg_cli.metrics.annotations import load_ground_seg
+    from stg_cli.viz import TruthSegment
+
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "ground_seg.json", path / "seg.json"]
+        path = next((item for item in candidates if item.is_file()), candidates[0])
+    segments = load_ground_seg(path)
+    return {
+        video: [TruthSegment(s.label or "", float(s.start), float(s.end)) for s in items]
+        for video, items in segments.items()
+    }
+
+
+def _truth_spans(
+    queries: QueryEmbeddings, truth: Sequence, result: VideoResult
+) -> list[tuple[int, float, float]]:
+    """(query column, start, end) of each ground-truth segment whose label is one of the queries.
+
+    Labels match as given, else after text normalisation; a segment of another label is left
+    out and noted in ``result``.
+    """
+    from stg_cli.text.normalize import normalize_text
+
+    columns = {query: index for index, query in enumerate(queries.queries)}
+    normalised = {normalize_text(query): index for index, query in enumerate(queries.queries)}
+    spans, unmatched = [], set()
+    for segment in truth:
+        column = columns.get(segment.label, normalised.get(normalize_text(segment.label)))
+        if column is None:
+            unmatched.add(segment.label)
+        else:
+            spans.append((column, float(segment.start), float(segment.end)))
+    if not truth:
+        result.notes.append("no ground-truth segment for this video: nothing to ground")
+    if unmatched:
+        result.notes.append(
+            "ground-truth segments left out, their label is not a query: " + ", ".join(sorted(unmatched))
+        )
+    return spans
 
 
 def _display_frames(path: Path, fps: float) -> Iterator[tuple[float, np.ndarray]]:

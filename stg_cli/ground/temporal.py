@@ -17,10 +17,16 @@ order, Q queries). Rules:
 
 Per-frame scores: a query frame scores its label's cosine; a background frame scores the highest
 query cosine at that frame (what fell short of τ, or was outvoted by the filter).
+
+Trimmed grounding (:func:`given_segments`) skips rules 1–2: the labels come from known spans
+(query, start, end), e.g. ground-truth segments, so that only *where* is predicted. A frame whose
+time t satisfies start ≤ t ≤ end takes the span's query (a later span wins where spans overlap);
+rule 3 and the per-frame scores are as above.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,12 +153,41 @@ def detect(
     if times.shape != (similarity.shape[0],):
         raise ValueError(f"times must have shape [{similarity.shape[0]}], got {times.shape}")
     labels = majority_filter(frame_labels(similarity, tau, allowed), similarity, smooth, tau)
+    return _detection(labels, similarity, times)
+
+
+def given_segments(
+    similarity: np.ndarray, times: np.ndarray, spans: Sequence[tuple[int, float, float]]
+) -> TemporalDetection:
+    """Labels, scores and segments from known spans instead of detection (trimmed grounding).
+
+    Args:
+        similarity: float [F, Q] frame × query cosines (for the scores).
+        times: float [F] frame times in seconds, increasing.
+        spans: (query column, start, end) in seconds, inclusive; a span holding no frame time
+            gives no segment.
+
+    Example: times [0, 1, 2, 3] and the span (0, 1.0, 2.0) label frames 1 and 2 with query 0.
+    """
+    similarity = _check_similarity(similarity)
+    times = np.asarray(times, dtype=np.float64)
+    if times.shape != (similarity.shape[0],):
+        raise ValueError(f"times must have shape [{similarity.shape[0]}], got {times.shape}")
+    labels = np.full(similarity.shape[0], BACKGROUND_LABEL, dtype=np.int64)
+    for query, start, end in spans:
+        if not 0 <= query < similarity.shape[1]:
+            raise ValueError(f"span query {query} is not a column of the {similarity.shape[1]} queries")
+        labels[(times >= start) & (times <= end)] = query
+    return _detection(labels, similarity, times)
+
+
+def _detection(labels: np.ndarray, similarity: np.ndarray, times: np.ndarray) -> TemporalDetection:
+    """Per-frame scores and segments of final labels (see the module docstring)."""
     frames = similarity.shape[0]
     scores = np.zeros(frames, dtype=np.float32)
     if similarity.shape[1] > 0 and frames > 0:
-        foreground = labels >= 0
         picked = similarity[np.arange(frames), np.maximum(labels, 0)]
-        scores = np.where(foreground, picked, similarity.max(axis=1)).astype(np.float32)
+        scores = np.where(labels >= 0, picked, similarity.max(axis=1)).astype(np.float32)
     return TemporalDetection(labels=labels, scores=scores, segments=_runs(labels, similarity, times))
 
 

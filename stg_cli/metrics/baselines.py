@@ -12,6 +12,11 @@ boxes, which the scorer leaves out.
   ((W − 1) / 2, (H − 1) / 2) and the centred box of half the frame's width and height: how far
   a model gets that knows when and what, but not where.
 
+For the MiningYouTube temporal IoU/IoD, :func:`uniform_temporal` scores the ``uniform`` prior:
+each video's transcript (its steps by start time, as the alignment gets them) split evenly over
+its frames, frame i of F taking step ⌊i·K/F⌋ of K: what knowing the steps and their order, but
+not when they happen, scores.
+
 The frame size is the annotation frame size (``id2wh_new.json``); where it is unknown,
 ``default_size`` (640 × 480). ``save_predictions`` writes a set in the prediction file format.
 """
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stg_cli.metrics.alignment import ground_truth_frame_labels, temporal_counts
 from stg_cli.metrics.annotations import BACKGROUND, GroundTruth
 from stg_cli.metrics.geometry import is_degenerate
 from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction
@@ -129,3 +135,34 @@ def save_predictions(predictions: Mapping[str, VideoPrediction], path: Path | st
     payload = {video: prediction_to_dict(prediction) for video, prediction in predictions.items()}
     path.write_text(json.dumps(payload))
     return path
+
+
+def uniform_temporal(
+    ground_truth: GroundTruth,
+    frame_times: Mapping[str, np.ndarray],
+    frame_ranges: str = "half_open",
+) -> dict[str, float]:
+    """Temporal IoU and IoD (percent, mean over videos) of the ``uniform`` prior.
+
+    Args:
+        ground_truth: MiningYouTube-style segments (``seg.json``).
+        frame_times: the analysed frame times [F] of each video (e.g. a prediction's); a video
+            with segments but no frame times is scored as all background (0).
+    """
+    ious, iods = [], []
+    for video, segments in ground_truth.segments.items():
+        ordered = sorted(segments, key=lambda s: (s.start, s.end, s.id or 0))
+        times = np.asarray(frame_times.get(video, ()), dtype=np.float64)
+        steps = [segment.label for segment in ordered]
+        count = times.size
+        labels = [steps[index * len(steps) // count] for index in range(count)] if steps else (
+            [BACKGROUND] * count
+        )
+        truth = ground_truth_frame_labels(times, ordered, frame_ranges)
+        counts = temporal_counts(truth, labels)
+        ious.append(100.0 * counts.iou)
+        iods.append(100.0 * counts.iod)
+    return {
+        "iou": float(np.mean(ious)) if ious else 0.0,
+        "iod": float(np.mean(iods)) if iods else 0.0,
+    }

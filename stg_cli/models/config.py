@@ -40,6 +40,15 @@ class ModelConfig:
             that symmetry from the first step.
         cross_temperature: temperature of the ``cosine`` logits.
         attention_scale: scale of the ``dot`` logits; None means 1/sqrt(d).
+        center_video: subtract each video's mean from its features before the model sees them
+            (:func:`stg_cli.models.grounding.video_means`: the mean global token over its
+            frames, and per grid cell the mean of that cell over its frames), in training and
+            in grounding alike. What a video keeps the whole time (its scene, the objects
+            lying about, lighting, a static camera's view) cancels out and what changes — the
+            actions — stands out; without it, matching a narration to its video's scene
+            alone separates most training pairs and the model learns little of the actions
+            (see the ablation in benchmarks/RESULTS.md). An export whose configuration
+            predates this setting was trained without it and loads with False.
     """
 
     visual_dim: int
@@ -58,6 +67,7 @@ class ModelConfig:
     cross_logits: str = "cosine"
     cross_temperature: float = 0.1
     attention_scale: float | None = None
+    center_video: bool = True
 
     def __post_init__(self) -> None:
         self.grid = (int(self.grid[0]), int(self.grid[1]))
@@ -104,6 +114,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
         values = dict(data)
+        values.setdefault("center_video", False)
         if "grid" in values:
             values["grid"] = tuple(values["grid"])
         return cls(**values)

@@ -145,7 +145,7 @@ def _load_checkpoint_file(path: Path, device) -> LoadedModel:
 def _build(config: ModelConfig, state: dict, store: dict, device, source: Path) -> LoadedModel:
     model = GroundingModel(config)
     try:
-        model.load_state_dict(state)
+        model.load_weights(state)
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise UserError(f"the weights in {source} do not fit their configuration: {first}") from error

@@ -10,15 +10,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from stg_cli.models.config import ATTENTION_STACKS, ModelConfig
 from stg_cli.ops import FrameSelection, reference, rollout, rollout_paper, select_frames, xattn
 
-HEATMAP_MODES = ("paper", "rollout")
+HEATMAP_MODES = ("global", "paper", "rollout")
 OPS_CHOICES = ("native", "reference")
+# Softmax temperature of the global activation maps, the NCE temperature of training: cells whose
+# share of the cosine differs by 0.07 differ by a factor e in probability.
+ACTIVATION_TEMPERATURE = 0.07
+
+
+def video_means(global_feats: ArrayLike, grid_feats: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """A video's mean features, which ``center_video`` subtracts (float64 sums).
+
+    Frames with a non-finite value are left out of the means (a damaged frame must not spoil
+    the others); without a finite frame the means are zero.
+
+    Args:
+        global_feats: [F, Dv] every frame's global token; grid_feats: [F, N, Dv] its grid.
+
+    Returns:
+        (mean global token [Dv], mean of each grid cell [N, Dv]), float32.
+    """
+    global_feats = np.asarray(global_feats)
+    grid_feats = np.asarray(grid_feats)
+    finite = np.isfinite(global_feats).all(axis=1) & np.isfinite(grid_feats).all(axis=(1, 2))
+    if not finite.any():
+        return (np.zeros(global_feats.shape[1:], np.float32), np.zeros(grid_feats.shape[1:], np.float32))
+    return (
+        global_feats[finite].mean(axis=0, dtype=np.float64).astype(np.float32),
+        grid_feats[finite].mean(axis=0, dtype=np.float64).astype(np.float32),
+    )
 
 
 class Projection(nn.Module):
@@ -132,6 +160,9 @@ class GroundingModel(nn.Module):
             SelfAttention(d) for kind in self.layers if kind == "self"
         )
         self.word_self = nn.ModuleList(SelfAttention(d) for kind in self.layers if kind == "self")
+        # the detection threshold τ calibrated on the training clips (stg_cli.train.calibration);
+        # NaN until calibrated
+        self.register_buffer("detection_threshold", torch.tensor(float("nan")))
         self.scale = config.attention_scale if config.attention_scale is not None else d**-0.5
         self.cosine = config.cross_logits == "cosine"
         if self.cosine:
@@ -364,6 +395,7 @@ class GroundingModel(nn.Module):
         word_mask: Tensor | None = None,
         mode: str = "paper",
         clip_frames: int | None = None,
+        query: Tensor | None = None,
     ) -> Tensor:
         """Per-frame probability over the N grid cells for one query.
 
@@ -374,7 +406,9 @@ class GroundingModel(nn.Module):
             mode: ``paper`` — mean over regions of A_CA2[r→w]·A_SA[w→w]·A_CA1[w→r] (first and
                 last cross layer, the word self-attention or identity when the stack has none);
                 ``rollout`` — attention rollout over the joint region + word graph of all
-                layers, read off the real words' rows, averaged.
+                layers, read off the real words' rows, averaged; ``global`` — the global
+                branch's activation map (:meth:`activation_maps`, needs ``query``).
+            query: [d] the query's g(sentence) embedding, for ``global``.
 
         Returns:
             [T, N] float32, each row non-negative and summing to 1 (uniform where the chain
@@ -386,6 +420,10 @@ class GroundingModel(nn.Module):
             raise ValueError(
                 f"grid must be [T, N, Dv] and words [K, Dw], got {tuple(grid.shape)} and {tuple(words.shape)}"
             )
+        if mode == "global":
+            if query is None:
+                raise ValueError("the global heatmap needs the query's sentence embedding")
+            return self.activation_maps(grid, query)
         frames, cells, _ = grid.shape
         num_words = words.shape[0]
         device = next(self.parameters()).device
@@ -418,6 +456,32 @@ class GroundingModel(nn.Module):
         total = heat.sum(1, keepdim=True)
         uniform = torch.full_like(heat, 1.0 / cells)
         return torch.where(total > 0, heat / total.clamp(min=1e-30), uniform).cpu()
+
+    @torch.no_grad()
+    def activation_maps(self, grid: Tensor, query: Tensor) -> Tensor:
+        """The global branch's class activation map: where in the frame the query's evidence is.
+
+        f is applied to each grid cell as to a frame's global token, and a cell scores its share
+        of the frame–query cosine: a_n = ⟨f(x_n), g(q)⟩ / ‖f(x̄)‖ with x̄ the mean cell. When the
+        global token is the mean of the grid (``tiny``, ``s3d-milnce``) and f is affine (not
+        ``gated``), the frame–query cosine is exactly the mean of the a_n; for other backbones
+        (CLIP's class token) it is an approximation. Probabilities: softmax over the cells of
+        a_n / :data:`ACTIVATION_TEMPERATURE`.
+
+        Args:
+            grid: [T, N, Dv] grid tokens (already centred when ``center_video``).
+            query: [d] the query's L2-normalised g(sentence).
+
+        Returns:
+            [T, N] float32 probabilities (uniform for a zero query, as unknown words give).
+        """
+        device = self.frame_proj.linear.weight.device
+        grid = grid.to(device=device, dtype=self._dtype())
+        cells = self.frame_proj(self.frame_norm(grid)).float()
+        frame = self.frame_proj(self.frame_norm(grid.mean(dim=1))).float()
+        share = cells @ query.to(device=device, dtype=torch.float32)
+        share = share / frame.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return torch.softmax(share / ACTIVATION_TEMPERATURE, dim=-1).cpu()
 
     @staticmethod
     def _paper_chain(maps: list[dict], word_mask: Tensor) -> Tensor:
@@ -454,6 +518,19 @@ class GroundingModel(nn.Module):
         read = rollout(stacked, rows)[:, :, :regions]
         weights = word_mask.float()
         return (read * weights[:, :, None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)
+
+    def load_weights(self, state: dict[str, Tensor]) -> None:
+        """``load_state_dict`` that also takes weights saved before ``detection_threshold``
+        existed (they load uncalibrated)."""
+        state = dict(state)
+        state.setdefault("detection_threshold", torch.tensor(float("nan")))
+        self.load_state_dict(state)
+
+    @property
+    def calibrated_threshold(self) -> float | None:
+        """The calibrated detection threshold τ, or None when the model has none."""
+        value = float(self.detection_threshold)
+        return value if np.isfinite(value) else None
 
     @torch.no_grad()
     def set_feature_stats(self, stats: dict[str, tuple[Tensor, Tensor]]) -> None:

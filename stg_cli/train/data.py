@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from stg_cli.errors import UserError
+from stg_cli.models.grounding import video_means
 
 
 class StoreLike(Protocol):
@@ -71,6 +72,8 @@ class ClipDataset:
         min_time: captions shorter than this (seconds) are widened around their centre.
         window_fn: the window function (default
             :func:`stg_cli.features.samples.candidate_window`).
+        center_video: batches hold each video's features minus its means
+            (:func:`stg_cli.models.grounding.video_means`, the model's ``center_video``).
 
     Raises:
         UserError: when the store holds no usable sample, or its arrays do not match its
@@ -83,6 +86,7 @@ class ClipDataset:
         frames_u: int,
         min_time: float = 5.0,
         window_fn: Callable | None = None,
+        center_video: bool = False,
     ) -> None:
         if window_fn is None:
             from stg_cli.features.samples import candidate_window as window_fn
@@ -93,6 +97,8 @@ class ClipDataset:
         self.cells = int(config.grid[0]) * int(config.grid[1])
         self.frames_u = int(frames_u)
         self.videos = []
+        # per video: (mean global [Dv], mean grid [N, Dv]) subtracted from its features
+        self.means: list[tuple[np.ndarray, np.ndarray]] = []
         windows: list[np.ndarray] = []
         boundaries: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []
@@ -103,6 +109,7 @@ class ClipDataset:
                 continue
             slot = len(self.videos)
             self.videos.append(video)
+            self.means.append(self._means(video, center_video))
             real_words = np.asarray(video.word_mask).any(axis=1) if len(video.texts) else []
             for caption, (start, end) in enumerate(np.asarray(video.caption_times, dtype=np.float64)):
                 if not real_words[caption]:
@@ -125,6 +132,11 @@ class ClipDataset:
 
     def __len__(self) -> int:
         return len(self.owners)
+
+    def _means(self, video, center_video: bool) -> tuple[np.ndarray, np.ndarray]:
+        if center_video:
+            return video_means(video.global_feats, video.grid_feats)
+        return (np.zeros(self.visual_dim, np.float32), np.zeros((self.cells, self.visual_dim), np.float32))
 
     def _check(self, video) -> None:
         grid = np.asarray(video.grid_feats).shape
@@ -159,8 +171,9 @@ class ClipDataset:
             real = window >= 0
             positions = np.nonzero(real)[0]
             frame_ids = window[real]
-            global_feats[row, positions] = video.global_feats[frame_ids]
-            grid_feats[row, positions] = video.grid_feats[frame_ids]
+            global_mean, grid_mean = self.means[slot]
+            global_feats[row, positions] = video.global_feats[frame_ids] - global_mean
+            grid_feats[row, positions] = video.grid_feats[frame_ids] - grid_mean
             sentence[row] = video.sentence[caption]
             mask = np.asarray(video.word_mask[caption], dtype=bool)
             word_rows.append(np.asarray(video.words[caption], dtype=np.float32)[mask])
@@ -225,7 +238,8 @@ def feature_stats(dataset: ClipDataset, max_rows: int = 20000) -> dict[str, tupl
     """Per-channel mean and std of the stored features, for the model's input standardisation.
 
     Uses every stored frame's global token, up to ``max_rows`` evenly spaced grid tokens, every
-    sentence token and every real word token of the dataset's videos (float64 sums).
+    sentence token and every real word token of the dataset's videos (float64 sums); visual
+    features less the dataset's video means (zero unless it centres videos).
 
     Returns:
         ``{"global": (mean [Dv], std [Dv]), "grid": ..., "sentence": (mean [Dw], std [Dw]),
@@ -245,10 +259,10 @@ def feature_stats(dataset: ClipDataset, max_rows: int = 20000) -> dict[str, tupl
 
     total_cells = sum(len(video.frame_times) for video in dataset.videos) * dataset.cells
     stride = max(1, total_cells // max_rows)
-    for video in dataset.videos:
-        add("global", np.asarray(video.global_feats))
-        grid = np.asarray(video.grid_feats).reshape(-1, dataset.visual_dim)
-        add("grid", grid[::stride])
+    for video, (global_mean, grid_mean) in zip(dataset.videos, dataset.means):
+        add("global", np.asarray(video.global_feats) - global_mean)
+        grid = np.asarray(video.grid_feats) - grid_mean
+        add("grid", grid.reshape(-1, dataset.visual_dim)[::stride])
         if len(video.texts):
             add("sentence", np.asarray(video.sentence))
             add("words", np.asarray(video.words)[np.asarray(video.word_mask, dtype=bool)])

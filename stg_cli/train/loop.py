@@ -13,6 +13,7 @@ per logged step), ``loss.png``, ``checkpoints/`` (see :mod:`stg_cli.train.checkp
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import random
@@ -31,6 +32,7 @@ from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import save_export, store_config_dict
 from stg_cli.models.grounding import GroundingModel
 from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
+from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
 from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
 from stg_cli.train.losses import LossConfig, global_loss, local_loss
@@ -58,6 +60,9 @@ class TrainConfig:
         min_time: captions are widened to at least this many seconds.
         amp: bfloat16 autocast; None = on for CUDA, never on the CPU.
         log_every, checkpoint_every: in steps; keep: step checkpoints kept besides best.pt.
+        eval_split: a labelled split (:class:`stg_cli.ground.evaluate.LabelledSplit`, e.g. a
+            synth benchmark's ``test/``) the model is grounded and scored on at every checkpoint
+            and at the end: ``eval.jsonl`` in the run folder, one line per evaluation.
     """
 
     steps: int | None = None
@@ -78,6 +83,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     keep: int = 3
+    eval_split: str | None = None
 
     def __post_init__(self) -> None:
         LossConfig(self.loss, self.temperature, self.margin)
@@ -293,10 +299,26 @@ def initial_export(
     config = config or TrainConfig()
     store = _open_store(features)
     model_config = _model_config(store, model_options or {})
-    dataset = ClipDataset(store, model_config.frames_u, config.min_time)
+    dataset = ClipDataset(
+        store, model_config.frames_u, config.min_time, center_video=model_config.center_video
+    )
     model = _seeded_model(model_config, config.seed)
     model.set_feature_stats(feature_stats(dataset))
+    model.detection_threshold.fill_(calibrate_threshold(model, dataset))
     return save_export(model, Path(out), store_config_dict(store.config), _text_encoder_dir(store))
+
+
+def _evaluate(model: GroundingModel, dataset: ClipDataset, store, split, folder: Path,
+              device: torch.device) -> dict:
+    """Scores of the model as it is now on ``split`` (:func:`stg_cli.ground.evaluate.
+    evaluate_export`), through an export with its threshold calibrated, in ``folder``."""
+    from stg_cli.ground.evaluate import evaluate_export
+
+    snapshot = copy.deepcopy(model).eval()
+    snapshot.detection_threshold.fill_(calibrate_threshold(snapshot, dataset))
+    export = save_export(snapshot, folder / "export", store_config_dict(store.config),
+                         _text_encoder_dir(store))
+    return evaluate_export(export, split, folder, device=str(device))
 
 
 def _seeded_model(model_config: ModelConfig, seed: int, ops: str = "native") -> GroundingModel:
@@ -354,7 +376,14 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                 "to continue it or choose another --out"
             )
         model_config = _model_config(store, model_options)
-    dataset = ClipDataset(store, model_config.frames_u, config.min_time)
+    dataset = ClipDataset(
+        store, model_config.frames_u, config.min_time, center_video=model_config.center_video
+    )
+    split = None
+    if config.eval_split is not None:
+        from stg_cli.ground.evaluate import LabelledSplit
+
+        split = LabelledSplit.find(config.eval_split)
     if config.batch_size % info.world_size:
         raise UserError(
             f"--batch-size {config.batch_size} is not divisible by the {info.world_size} processes"
@@ -377,7 +406,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     )
     start_step, best_loss, smoothed = 0, math.inf, None
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_weights(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         _restore_rng(state["rng"], info.device)
@@ -401,6 +430,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_metrics(metrics_path, start_step)
+        _truncate_metrics(out / "eval.jsonl", start_step)
         (out / "config.json").write_text(
             json.dumps(
                 {
@@ -440,6 +470,14 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
 
     last_checkpoint = manager.latest()
     last_plot = [time.perf_counter()]
+
+    def evaluate(step: int) -> None:
+        if split is None or not info.is_main:
+            return
+        row = {"step": step, **_evaluate(model, dataset, store, split, out / "eval", info.device)}
+        with open(out / "eval.jsonl", "a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        _emit(info, on_event, "eval", row)
 
     def save(step: int, final: bool = False) -> Path | None:
         nonlocal best_loss, last_checkpoint
@@ -533,8 +571,12 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             _emit(info, on_event, "step", log)
             if step % config.checkpoint_every == 0 and step < end_step:
                 save(step)
+                evaluate(step)
     if step > start_step or interrupted or last_checkpoint is None:
+        model.detection_threshold.fill_(calibrate_threshold(model, dataset))
         checkpoint = save(step, final=True)
+        if not interrupted:
+            evaluate(step)
     else:
         checkpoint = last_checkpoint
     export = None

@@ -145,6 +145,7 @@ def test_empty_query_file_is_one_red_line(setup, tmp_path):
         (["--checkpoint", "/nonexistent"], "no trained model"),
         (["--device", "tpu"], "device"),
         (["--workers", "-1"], "--workers"),
+        (["--trimmed"], "--gt"),
     ],
 )
 def test_bad_arguments_are_user_errors(setup, tmp_path, extra, fragment):
@@ -154,3 +155,24 @@ def test_bad_arguments_are_user_errors(setup, tmp_path, extra, fragment):
     result = CliRunner().invoke(app, [*args, *extra])
     assert isinstance(result.exception, UserError), result.output
     assert fragment in str(result.exception)
+
+
+def test_trimmed_grounds_the_ground_truth_segments(setup, tmp_path):
+    truth = tmp_path / "ground_seg.json"
+    truth.write_text(json.dumps({"clip": [
+        {"segment": [1, 2], "id": 0, "sentence": "pour milk"},
+        {"segment": [3, 3], "id": 1, "sentence": "whisk"},
+    ]}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "ground", str(setup / "videos"), "--queries", str(setup / "q.txt"), "--checkpoint",
+        str(setup / "run"), "--out", str(out), "--gt", str(truth), "--trimmed", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    prediction = json.loads((out / "clip.json").read_text())
+    segments = [(s["label"], s["start"], s["end"]) for s in prediction["segments"]]
+    assert segments == [("pour milk", 1.0, 2.0)]
+    labelled = [frame for frame in prediction["frames"] if frame["label"] != "background"]
+    assert [frame["t"] for frame in labelled] == [1.0, 2.0]
+    assert all(frame["point"] is not None for frame in labelled)
+    assert "whisk" in json.dumps(json.loads(result.stdout))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -98,3 +99,40 @@ def test_torchrun_two_processes(feats, tmp_path):
     assert summary["world_size"] == 2 and summary["steps"] == 3
     state = json.loads((run / "summary.json").read_text())
     assert state["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_eval_scores_a_labelled_split_at_checkpoints_and_the_end(tmp_path):
+    from stg_cli.features.extract import ExtractOptions, extract
+    from stg_cli.synth import generate
+    from stg_cli.synth.config import SynthConfig
+
+    bench = tmp_path / "synth"
+    generate(bench, SynthConfig.quick(train_videos=4, test_videos=2, min_duration=20,
+                                      max_duration=24))
+    extract([bench / "train" / "videos"], bench / "train" / "captions.json", tmp_path / "feats",
+            ExtractOptions())
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", str(tmp_path / "feats"), "--out", str(run), "--steps", "4",
+        "--checkpoint-every", "2", "--eval", str(bench / "test"), "--dim", "16",
+        "--frames-u", "8", "--frames-t", "4", "--batch-size", "8", "--local-chunk", "4",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "eval at step 4: temporal IoU" in result.output
+    rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 4]
+    for row in rows:
+        for key in ("temporal_iou", "iou_point", "map_mean", "pointing_game", "pointing_true_timing"):
+            assert 0.0 <= row[key] <= 100.0, (key, row)
+        assert row["failed"] == 0 and np.isfinite(row["tau"])
+    assert (run / "eval" / "true-timing" / "predictions.json").is_file()
+
+
+def test_eval_of_a_folder_that_is_no_split_is_a_user_error(feats, tmp_path):
+    result = CliRunner().invoke(app, [
+        "train", str(feats), "--out", str(tmp_path / "run"), "--steps", "2", *SMALL,
+        "--eval", str(tmp_path),
+    ])
+    assert result.exit_code != 0
+    assert "not a labelled split" in str(result.exception)

@@ -38,13 +38,23 @@ def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
     assert report.train_steps == SMALL.steps and report.final_loss < report.first_loss
     assert report.failed_videos == []
 
+    names = ["trained", "untrained", "uniform", "trained_true_timing", "untrained_true_timing",
+             "baseline"]
+    assert [row.name for row in report.rows] == names
+    for row in report.rows:
+        for key, value in row.metrics.items():
+            assert value is None or 0.0 <= value <= 100.0, (row.name, key, value)
     trained, untrained, baseline = (report.row(name).metrics
                                     for name in ("trained", "untrained", "baseline"))
-    for metrics in (trained, untrained, baseline):
-        for key, value in metrics.items():
-            assert value is None or 0.0 <= value <= 100.0, (key, value)
     assert trained["temporal_iou"] > untrained["temporal_iou"]
     assert baseline["temporal_iou"] is None and baseline["map@0.1"] > 0
+    uniform = report.row("uniform").metrics
+    assert uniform["temporal_iou"] > 0 and uniform["pointing_game"] is None
+    # given the true segments, every annotated frame gets a point: the pointing game is over
+    # the same frames as the baseline's, and the true-timing rows predict no timing
+    for name in ("trained_true_timing", "untrained_true_timing"):
+        metrics = report.row(name).metrics
+        assert metrics["temporal_iou"] is None and metrics["map@0.1"] > 0
 
     predictions = load_predictions(tmp_path / "demo" / "ground" / "trained" / "predictions.json")
     assert len(predictions) == SMALL.synth.test_videos
@@ -55,7 +65,7 @@ def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
     assert info.width > 0 and info.duration > 0
     assert report.timeline.stat().st_size > 0
     saved = json.loads((tmp_path / "demo" / "report.json").read_text())
-    assert [row["name"] for row in saved["rows"]] == ["trained", "untrained", "baseline"]
+    assert [row["name"] for row in saved["rows"]] == names
 
     again = run_demo(tmp_path / "demo", SMALL)
     assert again.stage_seconds["train"] < report.stage_seconds["train"]
@@ -80,7 +90,8 @@ def test_table_shows_every_row_and_a_dash_for_missing_metrics(tmp_path):
     from stg_cli.demo import DemoReport, DemoRow
 
     metrics = {key: 12.5 for key in COLUMNS}
-    rows = [DemoRow("trained", dict(metrics)), DemoRow("untrained", dict(metrics)),
+    rows = [DemoRow("trained", dict(metrics)), DemoRow("untrained", {**metrics, "map@0.1": 3.25}),
+            DemoRow("trained_true_timing", {**metrics, "temporal_iou": None}),
             DemoRow("baseline", {**metrics, "temporal_iou": None})]
     report = DemoReport(out=tmp_path, preset="quick", rows=rows, stage_seconds={"train": 1.0},
                         overlay=tmp_path / "v.overlay.mp4", timeline=None, train_steps=3,
@@ -88,8 +99,12 @@ def test_table_shows_every_row_and_a_dash_for_missing_metrics(tmp_path):
     console = Console(record=True, width=100)
     render(report, console)
     text = console.export_text()
-    expected = ("trained", "untrained", "baseline", "12.50", "v.overlay.mp4", "loss 2.00 → 1.00")
+    expected = ("untrained", "3.25", "given true timing", "12.50", "v.overlay.mp4",
+                "loss 2.00 → 1.00")
     for fragment in expected:
         assert fragment in text
-    baseline_line = next(line for line in text.splitlines() if line.startswith("│ baseline"))
-    assert baseline_line.rstrip(" │").endswith("-")
+    lines = text.splitlines()
+    given = next(index for index, line in enumerate(lines) if "given true timing" in line)
+    assert any(line.startswith("│ trained ") for line in lines[:given])
+    assert lines[given + 1].startswith("│ trained ") and lines[given + 2].startswith("│ centre point")
+    assert lines[given + 2].rstrip(" │").endswith("-")

@@ -187,3 +187,39 @@ def test_negative_workers_is_a_user_error(export_dir, small_video, tmp_path):
         ground_videos(
             Grounder(export_dir), videos, _queries("pour milk"), GroundSettings(), tmp_path, workers=-1
         )
+
+
+@pytest.mark.parametrize("heatmap", ["global", "paper"])
+def test_centred_models_ignore_what_stays_the_same_all_video(export_dir, small_video, tmp_path,
+                                                             monkeypatch, heatmap):
+    """A constant added to every frame's features (a video-wide tint) changes nothing."""
+    import torch
+
+    grounder = Grounder(export_dir)
+    assert grounder.config.center_video
+    videos, _ = find_videos([str(small_video)])
+    queries = _queries("crack the egg", "pour milk")
+    settings = GroundSettings(tau=-1.0, heatmap=heatmap)
+    (plain,), _ = ground_videos(grounder, videos, queries, settings, tmp_path / "a")
+    features = Grounder._features
+    generator = torch.Generator().manual_seed(0)
+    shift_global = torch.randn(grounder.config.visual_dim, generator=generator)
+    shift_grid = torch.randn(49, grounder.config.visual_dim, generator=generator)
+
+    def shifted(self, *args):
+        times, global_feats, grid_feats, *rest = features(self, *args)
+        return (times, global_feats + shift_global, grid_feats + shift_grid, *rest)
+
+    monkeypatch.setattr(Grounder, "_features", shifted)
+    (moved,), _ = ground_videos(grounder, videos, queries, settings, tmp_path / "b")
+    np.testing.assert_allclose(moved.grounding.similarity, plain.grounding.similarity, atol=1e-4)
+    np.testing.assert_allclose(moved.grounding.cells, plain.grounding.cells, atol=1e-4)
+
+
+def test_threshold_is_the_given_tau_else_the_calibrated_one_else_the_default(export_dir):
+    grounder = Grounder(export_dir)
+    assert grounder.model.calibrated_threshold is None
+    assert grounder.threshold(GroundSettings()) == 0.5
+    grounder.model.detection_threshold.fill_(0.125)
+    assert grounder.threshold(GroundSettings()) == 0.125
+    assert grounder.threshold(GroundSettings(tau=0.3)) == 0.3

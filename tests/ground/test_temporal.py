@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stg_cli.errors import UserError
-from stg_cli.ground.temporal import detect, frame_labels, majority_filter
+from stg_cli.ground.temporal import detect, frame_labels, given_segments, majority_filter
 
 
 def _similarity(labels: list[int], queries: int = 2, high: float = 0.8, low: float = 0.1):
@@ -100,3 +100,24 @@ def test_disallowed_queries_never_win():
     assert detection.labels.tolist() == [1, 1, 1]
     none = detect(similarity, np.arange(3.0), tau=0.0, smooth=3, allowed=np.array([False, False]))
     assert none.labels.tolist() == [-1, -1, -1] and none.segments == []
+
+
+def test_given_segments_label_the_frames_inside_each_span():
+    # cosines are all low: detection would find nothing, the given spans label frames anyway
+    similarity = _similarity([-1] * 6, queries=2, low=0.1)
+    similarity[2, 1] = 0.3
+    times = np.arange(6, dtype=np.float64)
+    detection = given_segments(similarity, times, [(1, 1.0, 2.0), (0, 4.0, 4.5)])
+    assert detection.labels.tolist() == [-1, 1, 1, -1, 0, -1]
+    assert [(s.query, s.first, s.last) for s in detection.segments] == [(1, 1, 2), (0, 4, 4)]
+    # mean cosine of query 1 over frames 1-2: (0.1 + 0.3) / 2
+    assert detection.segments[0].score == pytest.approx(0.2)
+    assert detection.scores[2] == pytest.approx(0.3)
+
+
+def test_given_span_without_a_frame_gives_no_segment_and_bad_query_raises():
+    similarity = _similarity([-1] * 3)
+    times = np.array([0.0, 1.0, 2.0])
+    assert given_segments(similarity, times, [(0, 1.2, 1.8)]).segments == []
+    with pytest.raises(ValueError, match="not a column"):
+        given_segments(similarity, times, [(5, 0.0, 1.0)])

@@ -115,3 +115,19 @@ def test_frame_labels_half_open_and_inclusive():
     assert ground_truth_frame_labels(times, segments, "inclusive") == [
         "background", "a", "a", "a", "background", "b", "b", "background"
     ]
+
+
+def test_uniform_prior_splits_the_transcript_evenly():
+    from stg_cli.metrics.annotations import DataDefects, GroundTruth
+    from stg_cli.metrics.baselines import uniform_temporal
+
+    # 8 frames, transcript a (0-3 s) then b (3-8 s): the prior gives a to frames 0-3, b to 4-7.
+    # a: G = {0,1,2}, D = {0,1,2,3} → ∩ 3, ∪ 4; b: G = {3..7}, D = {4..7} → ∩ 4, ∪ 5.
+    # IoU = 7/9, IoD = 7/8.
+    segments = {"v": [Segment("v", 3, 8, "b", 1), Segment("v", 0, 3, "a", 0)]}
+    truth = GroundTruth({}, segments, {}, {}, DataDefects(), "continuous")
+    scores = uniform_temporal(truth, {"v": np.arange(8.0)})
+    assert scores["iou"] == pytest.approx(100 * 7 / 9)
+    assert scores["iod"] == pytest.approx(100 * 7 / 8)
+    # a video without frame times scores 0
+    assert uniform_temporal(truth, {})["iou"] == 0.0

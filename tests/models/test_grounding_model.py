@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from stg_cli.models import ATTENTION_STACKS, GroundingModel, ModelConfig
+from stg_cli.models.grounding import video_means
 from stg_cli.ops import SELECTION_MODES
 
 DV, DW, D, GRID = 12, 10, 16, (2, 3)
@@ -47,6 +49,9 @@ def test_config_round_trip_and_validation():
         ModelConfig(visual_dim=3, text_dim=4, frames_u=4, frames_t=8)
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({"visual_dim": 3, "text_dim": 4, "bogus": 1})
+    assert config.center_video
+    # a configuration written before the setting existed was trained without centring
+    assert not ModelConfig.from_dict({"visual_dim": 3, "text_dim": 4}).center_video
 
 
 def test_embeddings_are_normalised():
@@ -123,19 +128,20 @@ def test_native_and_reference_ops_agree():
 
 
 @pytest.mark.parametrize("attention", list(ATTENTION_STACKS))
-@pytest.mark.parametrize("mode", ["paper", "rollout"])
+@pytest.mark.parametrize("mode", ["paper", "rollout", "global"])
 def test_heatmaps_are_probabilities(attention, mode):
     model = make_model(attention=attention)
     g = torch.Generator().manual_seed(3)
     grid = torch.randn(7, GRID[0] * GRID[1], DV, generator=g)  # 7 frames: clips of 3, 3, 1
     words = torch.randn(4, DW, generator=g)
     mask = torch.tensor([True, True, True, False])
-    heat = model.heatmaps(grid, words, mask, mode=mode)
+    query = model.sentence_embeddings(torch.randn(DW, generator=g))
+    heat = model.heatmaps(grid, words, mask, mode=mode, query=query)
     assert heat.shape == (7, 6) and heat.dtype == torch.float32
     assert (heat >= 0).all()
     torch.testing.assert_close(heat.sum(1), torch.ones(7))
     # padded words do not change the map
-    again = model.heatmaps(grid, words[:3], None, mode=mode)
+    again = model.heatmaps(grid, words[:3], None, mode=mode, query=query)
     torch.testing.assert_close(heat, again, rtol=1e-4, atol=1e-6)
 
 
@@ -199,3 +205,44 @@ def test_feature_norm_standardises_inputs_and_is_saved():
     x = torch.randn(5, DV)
     torch.testing.assert_close(model.frame_norm(x * 2 + 3), x)
     assert "frame_norm.mean" in model.state_dict()
+
+
+def test_activation_map_shares_add_up_to_the_frame_cosine():
+    """Each cell's share of the cosine: their mean is cos(f(mean cell), g(q)) for an affine f."""
+    model = make_model()
+    g = torch.Generator().manual_seed(5)
+    grid = torch.randn(4, 6, DV, generator=g)
+    query = model.sentence_embeddings(torch.randn(DW, generator=g))
+    heat = model.activation_maps(grid, query)
+    torch.testing.assert_close(heat.sum(1), torch.ones(4))
+    # softmax inverse up to a per-frame constant: shares = T·log p + c
+    from stg_cli.models.grounding import ACTIVATION_TEMPERATURE
+
+    shares = ACTIVATION_TEMPERATURE * heat.log()
+    frame = model.frame_embeddings(grid.mean(1))
+    cells = model.frame_proj(model.frame_norm(grid))
+    norm = model.frame_proj(model.frame_norm(grid.mean(1))).norm(dim=-1, keepdim=True)
+    expected = (cells @ query) / norm
+    torch.testing.assert_close(shares - shares.mean(1, keepdim=True),
+                               expected - expected.mean(1, keepdim=True), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(expected.mean(1), frame @ query, rtol=1e-4, atol=1e-5)
+    # the cell that holds what the query matches gets the most mass
+    target = torch.zeros(6, DV)
+    target[2] = 5 * torch.linalg.pinv(model.frame_proj.linear.weight.detach())[:, :] @ query
+    boosted = model.activation_maps(grid[:1] + target, query)
+    assert int(boosted[0].argmax()) == 2
+    # a zero query (no known word) gives a uniform map
+    torch.testing.assert_close(model.activation_maps(grid, torch.zeros(D)), torch.full((4, 6), 1 / 6))
+    with pytest.raises(ValueError, match="sentence embedding"):
+        model.heatmaps(grid, torch.zeros(1, DW), mode="global")
+
+
+def test_video_means_skip_damaged_frames():
+    global_feats = np.array([[1.0, 2.0], [3.0, 4.0], [np.inf, 0.0]])
+    grid_feats = np.stack([np.full((3, 2), v) for v in (1.0, 3.0, 5.0)])
+    global_mean, grid_mean = video_means(global_feats, grid_feats)
+    np.testing.assert_allclose(global_mean, [2.0, 3.0])
+    np.testing.assert_allclose(grid_mean, np.full((3, 2), 2.0))
+    assert global_mean.dtype == np.float32
+    empty = video_means(np.zeros((0, 2)), np.zeros((0, 3, 2)))
+    assert empty[0].shape == (2,) and empty[1].shape == (3, 2) and not empty[0].any()

@@ -52,3 +52,23 @@ def test_batch_order_is_deterministic_and_splits_by_rank():
     assert list(order.ids(0)) != list(order.ids(2))  # a new permutation per epoch
     with pytest.raises(UserError, match="fewer than the batch size"):
         BatchOrder(3, 4, 0)
+
+
+def test_centred_batches_subtract_each_videos_means(store):
+    plain = ClipDataset(store, frames_u=8)
+    centred = ClipDataset(store, frames_u=8, center_video=True)
+    slot, _ = centred.owners[5]
+    video = centred.videos[slot]
+    global_mean = np.asarray(video.global_feats, dtype=np.float64).mean(0)
+    grid_mean = np.asarray(video.grid_feats, dtype=np.float64).mean(0)
+    a, b = plain.batch([5]), centred.batch([5])
+    real = b.frame_mask[0].numpy()
+    np.testing.assert_allclose(b.global_feats[0, real].numpy(),
+                               a.global_feats[0, real].numpy() - global_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b.grid_feats[0, real].numpy(),
+                               a.grid_feats[0, real].numpy() - grid_mean, rtol=1e-5, atol=1e-5)
+    assert (b.global_feats[0, ~real] == 0).all()
+    # the input statistics are those of the centred features
+    from stg_cli.train.data import feature_stats
+
+    assert abs(float(feature_stats(centred)["global"][0].mean())) < 1e-4

@@ -115,7 +115,7 @@ FULL = DemoPreset(
     name="ablation",
     synth=SynthConfig.quick(train_videos=24, test_videos=8, min_duration=30, max_duration=40),
     model_options={"dim": 64, "frames_u": 8, "frames_t": 4},
-    steps=120,
+    steps=80,
     batch_size=32,
     local_chunk=8,
 )

@@ -48,10 +48,10 @@ def command(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="The default: 24 + 6 short videos, 300 steps, 3-5 minutes on 2 cores.",
+        help="The default: 24 + 6 short videos, 100 steps, 1-3 minutes on 2 cores.",
     ),
     full: bool = typer.Option(
-        False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 3,000 steps."
+        False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 600 steps."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),

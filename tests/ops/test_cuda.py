@@ -94,5 +94,8 @@ def test_sinkhorn_writes_every_element_in_one_launch():
     assert not torch.isnan(log_plan).any()
     assert torch.isfinite(log_plan[valid]).all() and torch.isneginf(log_plan[~valid]).all()
     expected, expected_iter = reference.sinkhorn(P.double(), word_mask, frame_mask, 0.05, 50)
-    torch.testing.assert_close(log_plan[valid].double(), expected[valid], atol=1e-5 * 200, rtol=0)
+    # float32 log-plan entries reach max|P| / eps (~900 here): the tolerance scales with it, as in
+    # test_sinkhorn.assert_log_plans_close
+    atol = 1e-5 * float(P.abs().max()) / 0.05
+    torch.testing.assert_close(log_plan[valid].double(), expected[valid], atol=atol, rtol=0)
     assert torch.equal(n_iter, expected_iter)

@@ -175,7 +175,7 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
 
     begin = time.perf_counter()
     from stg_cli.ground.evaluate import ground_split
-    from stg_cli.ground.pipeline import GroundSettings
+    from stg_cli.ground.pipeline import GroundSettings, Grounder
     from stg_cli.train import initial_export
 
     untrained_export = initial_export(
@@ -189,11 +189,13 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
     ]
     failed: list[str] = []
     thresholds: dict[str, float] = {}
+    grounders = {export: Grounder(export, device=device)
+                 for export in (trained.export, untrained_export)}
     for done, (name, export, trimmed) in enumerate(grounding):
         report_stage("ground", done, len(grounding), name.replace("_", " "))
         row_settings = GroundSettings(heatmap=settings.heatmap, trimmed=trimmed)
-        row_failed, thresholds[name] = ground_split(export, split, out / "ground" / name,
-                                                    row_settings, device,
+        row_failed, thresholds[name] = ground_split(grounders[export], split,
+                                                    out / "ground" / name, row_settings,
                                                     viz_first=name == "trained")
         failed += row_failed
     report_stage("ground", len(grounding), len(grounding), "")

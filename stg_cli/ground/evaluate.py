@@ -56,21 +56,21 @@ class LabelledSplit:
         return (self.annotations / "seg.json").is_file()
 
 
-def ground_split(export: Path, split: LabelledSplit, out: Path, settings, device: str = "cpu",
+def ground_split(grounder, split: LabelledSplit, out: Path, settings,
                  viz_first: bool = False) -> tuple[list[str], float]:
-    """Grounds every video of ``split`` with ``export`` into ``out``.
+    """Grounds every video of ``split`` with ``grounder`` into ``out``.
 
-    ``settings``: :class:`stg_cli.ground.pipeline.GroundSettings` (``trimmed`` takes the
-    segments of ``ground_seg.json``); ``viz_first`` also draws the first video.
+    ``grounder``: a loaded :class:`stg_cli.ground.pipeline.Grounder`; ``settings``: its
+    :class:`stg_cli.ground.pipeline.GroundSettings` (``trimmed`` takes the segments of
+    ``ground_seg.json``); ``viz_first`` also draws the first video.
 
     Returns:
         (the ids of videos that failed, the detection threshold τ used).
     """
     from stg_cli.ground.output import write_combined
-    from stg_cli.ground.pipeline import Grounder, find_videos, ground_videos, load_truth_segments
+    from stg_cli.ground.pipeline import find_videos, ground_videos, load_truth_segments
     from stg_cli.ground.queries import load_queries
 
-    grounder = Grounder(export, device=device)
     inputs, _ = find_videos([split.videos])
     if not inputs:
         raise UserError(f"no video in {split.videos}")
@@ -105,13 +105,13 @@ def evaluate_export(export: Path, split: LabelledSplit, out: Path, heatmap: str 
     """The model's scores on ``split``: the untrimmed metrics, ``pointing_true_timing``, ``tau``
     and ``failed`` (videos that could not be grounded); predictions go to ``out/untrimmed`` and
     ``out/true-timing``."""
-    from stg_cli.ground.pipeline import GroundSettings
+    from stg_cli.ground.pipeline import GroundSettings, Grounder
 
-    failed, tau = ground_split(export, split, out / "untrimmed", GroundSettings(heatmap=heatmap),
-                               device)
+    grounder = Grounder(export, device=device)
+    failed, tau = ground_split(grounder, split, out / "untrimmed", GroundSettings(heatmap=heatmap))
     metrics = score_split(out / "untrimmed" / "predictions.json", split, tau)
-    more, _ = ground_split(export, split, out / "true-timing",
-                           GroundSettings(heatmap=heatmap, trimmed=True), device)
+    more, _ = ground_split(grounder, split, out / "true-timing",
+                           GroundSettings(heatmap=heatmap, trimmed=True))
     trimmed = score_split(out / "true-timing" / "predictions.json", split, None)
     metrics["pointing_true_timing"] = trimmed["pointing_game"]
     metrics["tau"] = tau

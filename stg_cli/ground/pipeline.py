@@ -53,8 +53,8 @@ from stg_cli.errors import UserError
 from stg_cli.ground.output import VideoGrounding, safe_name, write_video
 from stg_cli.ground.queries import QuerySet
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
-from stg_cli.models.grounding import HEATMAP_MODES, video_means
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect, given_segments
+from stg_cli.models.grounding import HEATMAP_MODES, video_means
 from stg_cli.processes import ignore_interrupts, interrupts_ignored, one_line, stop, threads_per_worker
 
 VIDEO_SUFFIXES = frozenset(

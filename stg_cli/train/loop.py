@@ -31,8 +31,8 @@ from stg_cli.errors import UserError
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import save_export, store_config_dict
 from stg_cli.models.grounding import GroundingModel
-from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.train.calibration import calibrate_threshold
+from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
 from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
 from stg_cli.train.losses import LossConfig, global_loss, local_loss

@@ -5,14 +5,20 @@ Markers registered here:
         ``device`` fixture skips "cuda" unless that op has a CUDA kernel.
     ``requires_native``: skip unless the op of ``stg_op`` has a native kernel on the test's
         device (the extension loaded and was built for it).
+
+torch is imported only where a hook or fixture needs it, so that the tests of the layers that
+need no torch (``tests/video``, ``tests/text``) also run where torch is not installed
+(``make test-py312``).
 """
 
 from __future__ import annotations
 
-import pytest
-import torch
+from typing import TYPE_CHECKING
 
-from stg_cli.ops import _native
+import pytest
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,6 +41,8 @@ def _device_type(item: pytest.Item) -> str:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("requires_native") is None:
         return
+    from stg_cli.ops import _native
+
     op, device_type = _op_name(item), _device_type(item)
     if not _native.has_kernel(op, device_type):
         reason = _native.status().reason or f"stg_cli._C has no {device_type} kernel for {op}"
@@ -44,6 +52,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
 def device(request: pytest.FixtureRequest) -> torch.device:
     """The device a test runs on; "cuda" only with a GPU and a CUDA kernel for the op."""
+    import torch
+
+    from stg_cli.ops import _native
+
     if request.param == "cuda":
         if not torch.cuda.is_available():
             pytest.skip("no CUDA device")
@@ -56,6 +68,8 @@ def device(request: pytest.FixtureRequest) -> torch.device:
 @pytest.fixture
 def generator() -> torch.Generator:
     """A CPU generator with a fixed seed: tensors are drawn on the CPU, then moved."""
+    import torch
+
     return torch.Generator().manual_seed(0)
 
 

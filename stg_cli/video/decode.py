@@ -45,6 +45,13 @@ DEFAULT_THREADS = min(os.cpu_count() or 1, 4)
 #: Time tolerance when comparing a frame's timestamp to a sampling time (float rounding only).
 _EPS = 1e-6
 
+#: PyAV before 19 decodes metadata tags with one codec per container and fails to open a file
+#: with a tag in another encoding unless told to drop the bad bytes; PyAV 19 removed the option
+#: (tags are always read as UTF-8 with surrogateescape, so opening never fails on them).
+_OPEN_OPTIONS: dict[str, str] = (
+    {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
+)
+
 
 class VideoError(UserError):
     """A video that cannot be read: missing, not a video, no video stream, corrupt or truncated."""
@@ -104,7 +111,7 @@ def _open(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
         raise VideoError(f"{path}: empty file")
     try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
+        return av.open(str(path), mode="r", **_OPEN_OPTIONS)
     except av.FFmpegError as error:
         raise VideoError(
             f"{path}: not a readable video: truncated, corrupt or another kind of file "
@@ -112,6 +119,12 @@ def _open(path: Path) -> av.container.InputContainer:
         ) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise VideoError(f"{path}: not a readable video ({_short(error)})") from None
+    except (TypeError, AttributeError) as error:
+        # a PyAV whose API moved on (an argument or attribute removed): say which PyAV it was
+        raise VideoError(
+            f"{path}: cannot open it with PyAV {av.__version__} "
+            f"({type(error).__name__}: {_short(error)})"
+        ) from None
 
 
 def _reason(error: BaseException) -> str:
@@ -119,26 +132,22 @@ def _reason(error: BaseException) -> str:
     return str(message).rstrip(":").strip()
 
 
-def _rotation(stream: av.video.stream.VideoStream, first: av.VideoFrame | None) -> int:
-    degrees = 0
-    if first is not None:
-        try:
-            degrees = int(round(first.rotation))
-        except (AttributeError, TypeError, ValueError):
-            degrees = 0
-    return (degrees % 360 // 90) * 90 if degrees % 90 == 0 else 0
+def _rotation(first: av.VideoFrame | None) -> int:
+    """Counter-clockwise display rotation in 0, 90, 180, 270 (others are not applied: 0)."""
+    degrees = first.rotation if first is not None else 0
+    return degrees % 360 if degrees % 90 == 0 else 0
 
 
 def _stream_info(
     container: av.container.InputContainer, stream, first: av.VideoFrame | None
 ) -> VideoInfo:
-    rotation = _rotation(stream, first)
+    rotation = _rotation(first)
     width = stream.codec_context.width or (first.width if first is not None else 0)
     height = stream.codec_context.height or (first.height if first is not None else 0)
     if rotation in (90, 270):
         width, height = height, width
     duration = None
-    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+    if stream.duration is not None and stream.time_base and stream.duration > 0:
         duration = float(stream.duration * stream.time_base)
     elif container.duration is not None and container.duration > 0:
         duration = container.duration / av.time_base
@@ -197,7 +206,7 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None, rotation: int) -
 
 
 def _frame_time(frame: av.VideoFrame, start: Fraction) -> float | None:
-    if frame.pts is None or frame.time_base is None:
+    if frame.pts is None or not frame.time_base:  # PyAV 19: an unset time base is 0/1, not None
         return None
     return float(frame.pts * frame.time_base - start)
 
@@ -240,7 +249,7 @@ def iter_clips(
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
         origin = Fraction(0)
-        if stream.start_time is not None and stream.time_base is not None:
+        if stream.start_time is not None and stream.time_base:
             origin = stream.start_time * stream.time_base
         seek_to = k0 / fps - half_span
         if seek_to > 0:

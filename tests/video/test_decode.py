@@ -247,3 +247,39 @@ def test_audio_outlasting_the_picture_is_not_truncation(tmp_path: Path) -> None:
     )  # the container's: picture ends at 1.5 s
     decoded = decode_frames(path, fps=1.0, size=None)
     assert indices(decoded.frames[:, 0]) == [0, 30]
+
+
+def test_metadata_in_another_encoding_does_not_stop_decoding(tmp_path: Path) -> None:
+    """A title tag written in Latin-1 (not UTF-8) is not a reason to refuse the video."""
+    path = tmp_path / "latin1.mkv"
+    with av.open(str(path), "w") as container:
+        container.metadata["title"] = "Café crème"
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for image in indexed_frames(45):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    utf8 = "Café crème".encode()
+    latin1 = "Café crème".encode("latin-1").ljust(len(utf8))  # same length: the file stays valid
+    data = path.read_bytes()
+    assert data.count(utf8) == 1
+    path.write_bytes(data.replace(utf8, latin1))
+    assert (probe(path).width, probe(path).height) == (W, H)
+    assert indices(decode_frames(path, fps=1.0, size=None).frames[:, 0]) == [0, 30]
+
+
+def test_pyav_api_mismatch_is_a_video_error(
+    monkeypatch: pytest.MonkeyPatch, media: dict[str, Path]
+) -> None:
+    """A PyAV whose av.open no longer takes an argument stg passes: one line naming the PyAV."""
+
+    def moved_on(*args, **kwargs):
+        raise TypeError("open() got an unexpected keyword argument 'some_option'")
+
+    monkeypatch.setattr(av, "open", moved_on)
+    for call in (probe, lambda p: decode_frames(p, 1.0, (8, 8))):
+        with pytest.raises(VideoError, match=f"PyAV {av.__version__}.*some_option") as caught:
+            call(media["h264"])
+        assert "\n" not in str(caught.value) and str(media["h264"]) in str(caught.value)

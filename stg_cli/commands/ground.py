@@ -16,6 +16,7 @@ from stg_cli.ground import pipeline
 from stg_cli.ground.queries import load_queries
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, check_smooth
+from stg_cli.video_files import find_videos
 
 
 def command(
@@ -106,7 +107,7 @@ def command(
         inner = progress.add_task("", total=None, visible=False)
         grounder = pipeline.Grounder(checkpoint, features=features, device=device)
         store_ids = grounder.store.video_ids if grounder.store is not None else ()
-        inputs, problems = pipeline.find_videos(videos, store_ids)
+        inputs, problems = find_videos(videos, store_ids)
         for argument, reason in problems:
             progress.console.print(f"[yellow]skipped[/yellow] {escape(argument)}: {reason}", highlight=False)
         if not inputs:

@@ -56,10 +56,8 @@ from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect, given_segments
 from stg_cli.models.grounding import HEATMAP_MODES, video_means
 from stg_cli.processes import ignore_interrupts, interrupts_ignored, one_line, stop, threads_per_worker
+from stg_cli.video_files import VideoInput
 
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
-)
 STAGES = ("decode", "features", "temporal", "spatial", "viz")
 # what grounding one video may raise without ending the run: the video is recorded as failed
 VIDEO_ERRORS = (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FFmpegError)
@@ -105,14 +103,6 @@ class Timings:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
-@dataclass(frozen=True)
-class VideoInput:
-    """One video to ground: a file, or an id of the feature store (then ``path`` is None)."""
-
-    video_id: str
-    path: Path | None
-
-
 @dataclass
 class VideoResult:
     """What grounding one video produced (``error`` set instead when it failed)."""
@@ -139,60 +129,6 @@ class QueryEmbeddings:
     @property
     def known(self) -> list[bool]:
         return self.mask.any(dim=1).tolist()
-
-
-def find_videos(
-    arguments: Sequence[str | Path], store_ids: Sequence[str] = ()
-) -> tuple[list[VideoInput], list[tuple[str, str]]]:
-    """Videos named by the command line: files, folders (searched recursively for video files by
-    suffix, hidden entries skipped) and, with a feature store, ids of its videos.
-
-    Ids are file stems; another file with a stem already seen gets ``-2``, ``-3``... A file or a
-    store id named twice is grounded once. Returns the inputs and ``(argument, reason)`` for
-    arguments that name nothing.
-    """
-    inputs: list[VideoInput] = []
-    problems: list[tuple[str, str]] = []
-    used: set[str] = set()
-    seen_paths: set[Path] = set()
-    known_ids = set(store_ids)
-
-    def add(video_id: str, path: Path | None) -> None:
-        if path is None and video_id in used:
-            return
-        if path is not None:
-            resolved = path.resolve()
-            if resolved in seen_paths:
-                return
-            seen_paths.add(resolved)
-        unique, counter = video_id, 1
-        while unique in used:
-            counter += 1
-            unique = f"{video_id}-{counter}"
-        used.add(unique)
-        inputs.append(VideoInput(unique, path))
-
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir():
-            found = sorted(
-                item
-                for item in path.rglob("*")
-                if item.is_file()
-                and item.suffix.lower() in VIDEO_SUFFIXES
-                and not any(part.startswith(".") for part in item.relative_to(path).parts)
-            )
-            if not found:
-                problems.append((str(argument), "no video files in this folder"))
-            for item in found:
-                add(item.stem, item)
-        elif path.is_file():
-            add(path.stem, path)
-        elif str(argument) in known_ids:
-            add(str(argument), None)
-        else:
-            problems.append((str(argument), "no such file or folder"))
-    return inputs, problems
 
 
 class Grounder:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from stg_cli.errors import UserError
-from stg_cli.ground.pipeline import GroundSettings, Grounder, find_videos, ground_videos
+from stg_cli.ground.pipeline import GroundSettings, Grounder, ground_videos
 from stg_cli.ground.queries import QuerySet
+from stg_cli.video_files import find_videos
 
 from ground_helpers import make_export, make_video
 

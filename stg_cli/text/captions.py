@@ -8,20 +8,23 @@ Accepted inputs (times in seconds):
 * CSV with the header ``start,end,text`` (HowTo100M's per-video files, ``<video_id>.csv``), or one
   CSV for many videos with a ``video_id`` column (``video_id,start,end,text``);
 * SubRip ``<video_id>.srt`` and WebVTT ``<video_id>.vtt`` (YouTube's rolling auto-captions, where
-  each cue repeats the previous line, are de-duplicated);
+  each cue repeats the previous line, are de-duplicated; see :func:`_cues` for what makes a cue);
 * a directory of per-video files of these formats (the video id is the file name without its
   suffix; only the files of the requested videos are read, so a folder of HowTo100M's 1.2 M
   per-video CSVs costs nothing for a small subset). Many-video JSON/CSV files are given as files.
 
-Every caption's text is normalised with :func:`stg_cli.text.normalize.normalize_text`. Captions
-are skipped, and counted by reason in :class:`CaptionStats`, when their text is empty after
-normalisation (``empty``), garbled (``garbled``: undecodable bytes, control characters or no letter
-at all), their times are missing, unparsable, negative, not finite or end before start
-(``bad_time``), or they repeat the previous cue of a rolling WebVTT (``duplicate``).
+Files are read as UTF-8, or as UTF-16 when they start with its byte order mark; a byte order
+mark is dropped and any line ending (LF, CRLF, CR) is accepted. Every caption's text is
+normalised with :func:`stg_cli.text.normalize.normalize_text`. Captions are skipped, and counted
+by reason in :class:`CaptionStats`, when their text is empty after normalisation (``empty``),
+garbled (``garbled``: undecodable bytes, control characters or no letter at all), their times are
+missing, unparsable, negative, not finite or end before start (``bad_time``), or they repeat the
+previous cue of a rolling WebVTT (``duplicate``).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -29,7 +32,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,11 +127,13 @@ def _seconds(value: object) -> float:
 
 
 def _read_text(path: Path) -> str:
+    """The text of ``path``: UTF-8, or UTF-16 when it starts with a UTF-16 byte order mark (as
+    Windows editors save subtitles); a byte order mark is dropped, and bytes that do not decode
+    become U+FFFD, which marks their captions garbled."""
     data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("utf-8", errors="replace")  # bad bytes become U+FFFD: garbled lines
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace")
+    return data.decode("utf-8-sig", errors="replace")
 
 
 def _from_columns(entry: object, stats: CaptionStats) -> list[Caption]:
@@ -193,20 +198,36 @@ def _parse_csv(path: Path, stats: CaptionStats, video_ids: set[str] | None) -> d
     return out
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _CUE_TIME = re.compile(
     r"^\s*((?:\d+:)?\d{1,2}:\d{1,2}(?:[.,]\d+)?)\s*-->\s*((?:\d+:)?\d{1,2}:\d{1,2}(?:[.,]\d+)?)"
 )
 
 
-def _cues(text: str) -> Iterable[tuple[str, str, list[str]]]:
-    """(start, end, text lines) of each SRT/WebVTT cue; NOTE and STYLE blocks are skipped."""
-    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
-        lines = [line for line in block.split("\n") if line.strip()]
-        for index, line in enumerate(lines):
-            match = _CUE_TIME.match(line)
-            if match:
-                yield match.group(1), match.group(2), lines[index + 1 :]
-                break
+def _cues(text: str) -> Iterator[tuple[str, str, list[str]]]:
+    """(start, end, text lines) of each SRT/WebVTT cue, blank lines left out.
+
+    A cue is its time line and the lines after it up to the first empty line. A line of spaces
+    does not end it (YouTube's auto-captions put one in most cues; WebVTT only ends a cue at an
+    empty line), and a time line always starts the next cue, so cues separated by such lines stay
+    apart, the next cue's identifier (the line just before its time line) not taken as text.
+    Between an empty line and the next time line nothing is cue text: the WebVTT header, NOTE,
+    STYLE and REGION blocks, cue identifiers.
+    """
+    start: str | None = None
+    end = ""
+    lines: list[str] = []
+    for line in [*_LINE_BREAK.split(text), ""]:  # the empty line at the end closes the last cue
+        match = _CUE_TIME.match(line)
+        if match or not line:
+            if start is not None:
+                if match and lines and lines[-1].strip():
+                    lines.pop()  # the identifier of the cue that starts here
+                yield start, end, [text_line for text_line in lines if text_line.strip()]
+            start, end = (match.group(1), match.group(2)) if match else (None, "")
+            lines = []
+        elif start is not None:
+            lines.append(line)
 
 
 def _parse_subtitles(path: Path, stats: CaptionStats) -> dict[str, list]:

@@ -170,3 +170,87 @@ def test_directory_reads_only_requested_videos(tmp_path: Path) -> None:
         )
     )
     assert read_captions(tmp_path / "all.json", video_ids=["x"]).stats.unmatched == 1
+
+
+# YouTube's automatic captions as downloaded (.vtt): each cue shows the previous line and the new
+# words, separated by 10 ms cues that only hold the finished line; a line of one space fills the
+# empty row of a cue.
+YOUTUBE_VTT = """WEBVTT
+Kind: captions
+Language: en
+
+00:00:00.199 --> 00:00:02.869 align:start position:0%
+ 
+hey<00:00:00.520><c> guys</c><00:00:00.880><c> today</c>
+
+00:00:02.869 --> 00:00:02.879 align:start position:0%
+hey guys today
+ 
+
+00:00:02.879 --> 00:00:05.510 align:start position:0%
+hey guys today
+we're<00:00:03.399><c> making</c><00:00:03.800><c> bread</c>
+
+00:00:05.510 --> 00:00:05.520 align:start position:0%
+we're making bread
+ 
+
+00:00:05.520 --> 00:00:08.000 align:start position:0%
+we're making bread
+first<00:00:06.000><c> the</c><00:00:06.500><c> flour</c>
+"""
+
+YOUTUBE_CAPTIONS = [
+    Caption(0.199, 2.869, "hey guys today"),
+    Caption(2.879, 5.51, "we're making bread"),
+    Caption(5.52, 8.0, "first the flour"),
+]
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        pytest.param(lambda text: text.encode(), id="utf-8"),
+        pytest.param(lambda text: text.replace("\n", "\r\n").encode("utf-8-sig"), id="bom-crlf"),
+        pytest.param(lambda text: text.replace("\n", "\r").encode(), id="cr"),
+        pytest.param(lambda text: text.replace("\n", "\r\n").encode("utf-16"), id="utf-16-crlf"),
+    ],
+)
+def test_youtube_rolling_captions(tmp_path: Path, encode) -> None:
+    (tmp_path / "yt.vtt").write_bytes(encode(YOUTUBE_VTT))
+    result = read_captions(tmp_path / "yt.vtt")
+    assert result.captions["yt"] == YOUTUBE_CAPTIONS
+    assert result.stats.skipped == {"duplicate": 2} and result.stats.kept == 3
+
+
+def test_lines_of_spaces_do_not_end_a_cue(tmp_path: Path) -> None:
+    """Only an empty line ends a cue; cues separated by a line of spaces stay two cues."""
+    srt = (
+        "1\n00:00:01,000 --> 00:00:03,000\n   \nadd the flour\n\t\nslowly\n  \n"
+        "2\n00:00:04,000 --> 00:00:05,000\nmix\n \n \n"
+        "3\n00:00:06,000 --> 00:00:07,000\n  \n\n"
+        "4\n00:00:08,000 --> 00:00:09,000\nbake\n"
+    )
+    (tmp_path / "spaces.srt").write_text(srt)
+    result = read_captions(tmp_path / "spaces.srt")
+    assert result.captions["spaces"] == [
+        Caption(1.0, 3.0, "add the flour slowly"),
+        Caption(4.0, 5.0, "mix"),
+        Caption(8.0, 9.0, "bake"),
+    ]
+    assert result.stats.skipped == {"empty": 1}
+    vtt = "WEBVTT\n\nintro\n00:01.000 --> 00:02.000\n \nwhisk\n   \n00:03.000 --> 00:04.000\nfold\n"
+    (tmp_path / "spaces.vtt").write_text(vtt)
+    assert load_captions(tmp_path / "spaces.vtt")["spaces"] == [
+        Caption(1.0, 2.0, "whisk"),
+        Caption(3.0, 4.0, "fold"),
+    ]
+
+
+def test_bom_with_undecodable_bytes_marks_only_that_caption(tmp_path: Path) -> None:
+    vtt = "WEBVTT\r\n\r\n00:01.000 --> 00:02.000\r\ncafé\r\n\r\n00:03.000 --> 00:04.000\r\nok\r\n"
+    latin1 = vtt.encode("utf-8-sig").replace("é".encode(), "é".encode("latin-1"))
+    (tmp_path / "mixed.vtt").write_bytes(latin1)
+    result = read_captions(tmp_path / "mixed.vtt")
+    assert result.captions["mixed"] == [Caption(3.0, 4.0, "ok")]
+    assert result.stats.skipped == {"garbled": 1}

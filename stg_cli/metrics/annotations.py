@@ -16,7 +16,9 @@ Formats read (video ids are YouTube ids, times are integer seconds at 1 fps):
   ``final_dataset_segments.pkl``: ``{(video, start, end), ...}`` (YouCook2-Interactions), read with
   ``load_pickle``, which only rebuilds builtin containers and scalars;
 - ``youcookii_annotations_trainval.json``: ``{"database": {video: {"annotations":
-  [{"segment": [start, end], "id": int, "sentence": str}]}}}``.
+  [{"segment": [start, end], "id": int, "sentence": str}]}}}``;
+- ``distractors.json`` (``stg synth``): ``{video: {"<second>": [{"step": str, "box": [x1, y1,
+  x2, y2]}, ...]}}``, the unnarrated actions happening beside the step at each second.
 
 Conventions: boxes are ``(x1, y1, x2, y2)`` floats in pixels of the annotation frame, loaded as
 given. Refined GroundingYouTube segments are inclusive integer seconds (``"frames"``, so
@@ -181,6 +183,24 @@ def load_vid2step(path: Path | str) -> dict[str, list[str]]:
             raise UserError(f"{path}: video {video} must list its steps as strings")
         pools[video] = [step for step in steps if step != BACKGROUND]
     return pools
+
+
+def load_distractors(path: Path | str) -> dict[str, dict[int, list[FrameBox]]]:
+    """Concurrent distractor actions of ``distractors.json``: video → second → one
+    :class:`FrameBox` per distractor (its step and box, in the file's order; a second may list
+    none)."""
+    path = Path(path)
+    distractors: dict[str, dict[int, list[FrameBox]]] = {}
+    for video, seconds in _mapping(_read_json(path), path, "the top level").items():
+        per_second: dict[int, list[FrameBox]] = {}
+        for second, entries in _mapping(seconds, path, f"video {video}").items():
+            if not isinstance(entries, list):
+                raise UserError(f"{path}: video {video} must list the distractors of each second")
+            per_second[_second(second, path, video)] = [
+                _frame_box(second, entry, "step", path, video) for entry in entries
+            ]
+        distractors[video] = dict(sorted(per_second.items()))
+    return distractors
 
 
 def load_frame_sizes(path: Path | str) -> dict[str, tuple[int, int]]:

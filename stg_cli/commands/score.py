@@ -13,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stg_cli.errors import UserError
+from stg_cli.metrics.baselines import PriorScores, close_priors_note, score_priors
 from stg_cli.metrics.predictions import load_predictions
 from stg_cli.metrics.score import DATASETS, ScoreReport, load_ground_truth, score
+from stg_cli.video_files import video_paths
 
 TITLES = {
     "groundingyoutube": "GroundingYouTube",
@@ -23,6 +25,12 @@ TITLES = {
     "youcook-interactions": "YouCook2-Interactions",
 }
 LISTED = 5
+PRIOR_NAMES = {
+    "centre": "centre",
+    "random": "random, seed 0",
+    "motion": "motion",
+    "centred_energy": "centred energy",
+}
 
 
 def command(
@@ -49,14 +57,25 @@ def command(
         "--require-label",
         help="Pointing game and spatial accuracy also need the right predicted label.",
     ),
+    videos: Path | None = typer.Option(
+        None,
+        "--videos",
+        help="Folder of the annotated videos: also score the motion and centred-energy priors.",
+    ),
 ) -> None:
-    """Score predictions: IoU+Point, pointing game, video mAP, spatial accuracy/mAP, IoU/IoD."""
+    """Score predictions: IoU+Point, pointing game, video mAP, spatial accuracy/mAP, IoU/IoD,
+    with the model-free priors given true timing beside the spatial scores."""
     if dataset.strip().lower() not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+    spatial = dataset.strip().lower() != "miningyoutube"
+    if videos is not None and not spatial:
+        raise UserError("--videos is for the spatial priors; miningyoutube has no boxes")
+    paths = video_paths(videos) if videos is not None else None
     ground_truth = load_ground_truth(gt, dataset)
     loaded = load_predictions(predictions)
+    options = {"tolerance": tolerance, "require_label": require_label}
     with Progress(
-        TextColumn("scoring"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -64,24 +83,39 @@ def command(
         transient=True,
     ) as progress:
         task = progress.add_task("scoring", total=None)
-        report = score(
-            loaded,
-            ground_truth,
-            dataset,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-            tau=tau,
-            tolerance=tolerance,
-            require_label=require_label,
-        )
+
+        def update(done: int, total: int, *_: object) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = score(loaded, ground_truth, dataset, on_progress=update, tau=tau, **options)
+        priors = None
+        if spatial:
+            progress.update(task, description="priors", completed=0, total=None)
+            priors = score_priors(ground_truth, dataset, paths, on_video=update, **options)
+    notes = prior_notes(report, priors, videos is not None) + report.notes
     if per_video is not None:
         write_per_video(report, per_video)
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2))
+        payload = {**report.to_dict(), "notes": notes}
+        if priors is not None:
+            payload["priors"] = priors.to_dict()
+        typer.echo(json.dumps(payload, indent=2))
         return
     console = Console()
-    print_report(report, console, per_class)
+    print_report(report, console, per_class, priors, notes)
     if per_video is not None:
         console.print(f"wrote {escape(str(per_video))}", highlight=False)
+
+
+def prior_notes(report: ScoreReport, priors: PriorScores | None, with_videos: bool) -> list[str]:
+    """The notes about the priors: first whether one comes within 5 points of the pointing game
+    of the predictions, then what was not scored."""
+    if priors is None:
+        return []
+    notes = [note for note in [close_priors_note(priors, report.metrics["pointing_game"])] if note]
+    if not with_videos:
+        notes.append("the motion and centred-energy priors read the videos: pass --videos DIR")
+    return notes + priors.notes
 
 
 def write_per_video(report: ScoreReport, path: Path) -> None:
@@ -95,8 +129,15 @@ def write_per_video(report: ScoreReport, path: Path) -> None:
             writer.writerow({key: _cell(value) for key, value in row.items()})
 
 
-def print_report(report: ScoreReport, console: Console, per_class: bool = False) -> None:
-    """The paper's layout for the dataset, then coverage, defects and notes."""
+def print_report(
+    report: ScoreReport,
+    console: Console,
+    per_class: bool = False,
+    priors: PriorScores | None = None,
+    notes: list[str] | None = None,
+) -> None:
+    """The paper's layout for the dataset, the priors beside the spatial scores, then coverage,
+    defects and ``notes`` (default: the report's)."""
     metrics = report.metrics
     predicted = report.videos - len(report.missing)
     title = (
@@ -142,6 +183,8 @@ def print_report(report: ScoreReport, console: Console, per_class: bool = False)
             str(report.counts["pointing_frames"]),
         )
         console.print(table)
+    if priors is not None:
+        console.print(_priors_table(report, priors))
     if per_class and report.per_class:
         console.print(_per_class_table(report))
     for what, videos in (
@@ -157,8 +200,28 @@ def print_report(report: ScoreReport, console: Console, per_class: bool = False)
         f"{escape(report.defect_rule)}",
         highlight=False,
     )
-    for note in report.notes:
+    for note in report.notes if notes is None else notes:
         console.print(f"[bold]note[/bold]: {escape(note)}", highlight=False)
+
+
+def _priors_table(report: ScoreReport, priors: PriorScores) -> Table:
+    """The predictions' spatial scores, then one row per prior that was scored."""
+    table = _table(
+        "model-free priors given true timing (no model, no query)",
+        ["", "pointing", f"±{report.options['tolerance']:g} px", "spatial acc", "spatial mAP",
+         "frames"],
+    )
+    table.columns[0].justify = "left"
+    rows = [("predictions", report.metrics, report.counts["pointing_frames"])]
+    rows += [(PRIOR_NAMES[kind], values, priors.frames[kind]) for kind, values in priors.scores.items()]
+    for name, values, frames in rows:
+        table.add_row(
+            name,
+            *(_pct(values[key]) for key in
+              ("pointing_game", "pointing_game_tolerant", "spatial_accuracy", "spatial_map")),
+            str(frames),
+        )
+    return table
 
 
 def _per_class_table(report: ScoreReport) -> Table:

@@ -135,11 +135,98 @@ def test_mining_youtube_table(tmp_path):
     assert "IoD" in table.stdout and "66.67" in table.stdout
 
 
+def prior_rows(output: str) -> dict[str, list[str]]:
+    """The priors table's rows: name → cells."""
+    table = output[output.index("model-free priors"):]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+        if len(cells) == 6 and cells[-1].isdigit():
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_centre_and_random_priors_are_beside_the_scores_without_videos(dataset):
+    annotations, predictions = dataset
+    result = invoke(str(predictions), "--gt", str(annotations), "--dataset", "groundingyoutube")
+    assert result.exit_code == 0, result.output
+    rows = prior_rows(result.stdout)
+    assert list(rows) == ["predictions", "centre", "random, seed 0"]
+    assert rows["predictions"] == ["66.67", "66.67", "66.67", "75.00", "3"]
+    # The centre (49.5, 49.5) misses both boxes, but is within 15 px of stir's [50, 50, 69, 69];
+    # its box [25, 25, 74, 74] has IoU 0.16 with stir.
+    assert rows["centre"] == ["0.00", "33.33", "0.00", "0.00", "3"]
+    assert "note: the motion and centred-energy priors read the videos: pass --videos DIR" in (
+        " ".join(result.stdout.split()))
+    report = json.loads(invoke(str(predictions), "--gt", str(annotations), "--dataset",
+                               "groundingyoutube", "--json").stdout)
+    assert list(report["priors"]["scores"]) == ["centre", "random"]
+    assert report["priors"]["scores"]["centre"]["pointing_game"] == 0.0
+    assert report["notes"][0].startswith("the motion and centred-energy priors read the videos")
+
+
+def write_motion_video(path: Path) -> Path:
+    """112 × 112 (16 px per cell of 7 × 7) at 10 fps for 6 s: a square stepping inside cell
+    (1, 1) until 3.4 s, then inside cell (4, 4): the cut box at seconds 1-2, the stir box at 4
+    of the ``dataset`` fixture's 100 × 100 frame."""
+    from stg_cli.video.write import write_video
+
+    frames = []
+    for index in range(60):
+        frame = np.full((112, 112, 3), 128, dtype=np.uint8)
+        cell = 1 if index < 35 else 4
+        x, y = cell * 16 + 1 + 2 * (index % 5), cell * 16 + 5
+        frame[y : y + 6, x : x + 6] = 255
+        frames.append(frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_video(path, frames, fps=10, crf=8)
+
+
+def test_videos_add_the_motion_priors_and_a_note_when_a_prior_is_close(dataset, tmp_path):
+    annotations, predictions = dataset
+    videos = tmp_path / "videos"
+    write_motion_video(videos / "v1.mp4")
+    (videos / "unrelated.mp4").write_bytes(b"never read: not annotated")
+    args = [str(predictions), "--gt", str(annotations), "--dataset", "groundingyoutube",
+            "--videos", str(videos)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    rows = prior_rows(result.stdout)
+    assert list(rows) == ["predictions", "centre", "random, seed 0", "motion", "centred energy"]
+    # The motion cell's centre (20.9, 20.9), then (63.8, 63.8): inside the box every second.
+    assert rows["motion"][0] == "100.00"
+    first_note = " ".join(result.stdout[result.stdout.index("note:"):].split())
+    assert first_note.startswith("note: model-free priors point within 5 points of the model's "
+                                 "pointing game (66.7): motion 100.0")
+    report = json.loads(invoke(*args, "--json").stdout)
+    priors = report["priors"]
+    assert list(priors["scores"]) == ["centre", "random", "motion", "centred_energy"]
+    assert priors["scores"]["motion"]["pointing_game"] == pytest.approx(100.0)
+    assert priors["frames"]["motion"] == 3 and priors["skipped"] == {}
+    assert report["notes"][0].startswith("model-free priors point within 5 points")
+
+
+def test_an_unreadable_video_is_left_out_of_the_motion_priors_and_named(dataset, tmp_path):
+    annotations, predictions = dataset
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "v1.mp4").write_bytes(b"not a video")
+    result = invoke(str(predictions), "--gt", str(annotations), "--dataset", "groundingyoutube",
+                    "--videos", str(videos), "--json")
+    assert result.exit_code == 0, result.output
+    priors = json.loads(result.stdout)["priors"]
+    assert list(priors["scores"]) == ["centre", "random"]
+    assert list(priors["skipped"]) == ["v1"] and "v1.mp4" in priors["skipped"]["v1"]
+    assert "scored on 0 of 1 videos" in priors["notes"][0]
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["--dataset", "vidstg"], "unknown dataset"),
         (["--dataset", "miningyoutube"], "seg.json not found"),
+        (["--dataset", "synth", "--videos", "/nonexistent/videos"], "is not a folder"),
+        (["--dataset", "miningyoutube", "--videos", "."], "--videos is for the spatial priors"),
     ],
 )
 def test_user_errors(dataset, args, fragment):

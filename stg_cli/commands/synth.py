@@ -41,7 +41,18 @@ def command(
     size: str | None = typer.Option(None, "--size", help="Frame size WxH, e.g. 640x480."),
     fps: int | None = typer.Option(None, "--fps", help="Video frame rate (whole number)."),
     difficulty: str = typer.Option(
-        "medium", "--difficulty", help=f"Narration and pixel noise: {'|'.join(DIFFICULTIES)}."
+        "medium",
+        "--difficulty",
+        help=f"Narration, pixel noise and distracting motion: {'|'.join(DIFFICULTIES)}.",
+    ),
+    distractors: int | None = typer.Option(
+        None,
+        "--distractors",
+        help="Concurrent unnarrated distractor actions (default: the difficulty's; 0: the v1 "
+        "world, without distractors, idle motion, camera motion or lighting change).",
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Rendering processes (default: one per core)."
     ),
     preview: bool = typer.Option(
         False, "--preview", help="Also write OUT/preview.png: test frames with their boxes."
@@ -53,7 +64,9 @@ def command(
 ) -> None:
     """Render train/test videos, ASR-like captions and GroundingYouTube-format ground truth."""
     config = build_config(videos, train_videos, test_videos, seed, quick, full, size, fps,
-                          difficulty)
+                          difficulty, distractors)
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
     console = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
@@ -71,7 +84,8 @@ def command(
         def on_progress(done: int, total: int, video: str) -> None:
             progress.update(task, completed=done, total=total, description=f"rendering {video}")
 
-        summary = generate(out, config, on_progress, overwrite=overwrite, preview=preview)
+        summary = generate(out, config, on_progress, overwrite=overwrite, preview=preview,
+                           workers=workers)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return
@@ -88,13 +102,14 @@ def build_config(
     size: str | None,
     fps: int | None,
     difficulty: str,
+    distractors: int | None = None,
 ) -> SynthConfig:
     """The ``SynthConfig`` of the command's options (``UserError`` on a bad combination)."""
     if quick and full:
         raise UserError("--quick and --full exclude each other")
     if videos is not None and (train_videos is not None or test_videos is not None):
         raise UserError("--videos excludes --train-videos and --test-videos")
-    changes: dict = {"seed": seed, "difficulty": difficulty}
+    changes: dict = {"seed": seed, "difficulty": difficulty, "distractors": distractors}
     if videos is not None:
         if videos < 1:
             raise UserError(f"--videos must be at least 1, got {videos}")
@@ -133,6 +148,8 @@ def print_summary(summary: SynthSummary, console: Console) -> None:
     table.add_row("captions", str(summary.captions))
     table.add_row("test boxes (1 fps)", str(summary.boxes))
     table.add_row("test queries", str(summary.test_queries))
+    table.add_row("distractor actions, idle motions",
+                  f"{summary.distractor_actions}, {summary.idle_motions}")
     table.add_row("difficulty, seed", f"{config['difficulty']}, {config['seed']}")
     speed = f"{summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s)"
     table.add_row("render time", speed)

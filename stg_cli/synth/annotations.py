@@ -7,7 +7,13 @@ labels, ids of ``seg.json`` so they skip where a step is only mentioned), ``seg.
 (``[start, end + 1]`` in seconds, ``verb_noun`` labels, ids = list positions, zero-length
 segments for mentioned-only steps), ``vid2step.json`` (pool + ``"background"``), ``id2wh.json``
 (rendered size) and ``id2wh_new.json`` (annotation frame, 640 x 480), the last two indented by
-4 spaces like the originals. Boxes are pixel-inclusive integers in the annotation frame.
+4 spaces like the originals. Boxes are pixel-inclusive integers in the annotation frame; a
+second whose step the camera does not see has no box (as in the released data).
+
+``distractors.json`` is stg's own: ``{vid: {"<second>": [{"step", "box"}, ...]}}``, for every
+second of the video the unnarrated distractor actions under way (by track), each with its query
+text and box (``null`` when out of view), so that a control can ask for a distractor and be
+scored against its box.
 """
 
 from __future__ import annotations
@@ -54,9 +60,9 @@ def scale_box(box: tuple[int, int, int, int], size: tuple[int, int],
     ]
 
 
-def query_pools(plans: list[VideoPlan], distractors: int, seed: int) -> dict[str, list[str]]:
-    """Each test video's queries in order of first appearance, then ``distractors`` queries of
-    other test videos (drawn with ``seed``), then ``"background"``."""
+def query_pools(plans: list[VideoPlan], extra: int, seed: int) -> dict[str, list[str]]:
+    """Each test video's queries in order of first appearance, then ``extra`` queries of other
+    test videos (drawn with ``seed``), then ``"background"``."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 5]))
     own = {}
     for plan in plans:
@@ -70,8 +76,8 @@ def query_pools(plans: list[VideoPlan], distractors: int, seed: int) -> dict[str
     for plan in plans:
         others = [q for q in everything if q not in own[plan.video_id]]
         picked = []
-        if others and distractors:
-            chosen = rng.choice(len(others), size=min(distractors, len(others)), replace=False)
+        if others and extra:
+            chosen = rng.choice(len(others), size=min(extra, len(others)), replace=False)
             picked = [others[int(i)] for i in sorted(chosen)]
         pools[plan.video_id] = own[plan.video_id] + picked + [BACKGROUND]
     return pools
@@ -79,14 +85,17 @@ def query_pools(plans: list[VideoPlan], distractors: int, seed: int) -> dict[str
 
 def ground_truth_files(
     plans: list[VideoPlan],
-    boxes: dict[str, dict[int, tuple[int, int, int, int]]],
+    boxes: dict[str, dict[int, tuple[int, int, int, int] | None]],
     annotation_size: tuple[int, int],
-    distractors: int,
+    extra_queries: int,
     seed: int,
+    distractor_boxes: dict[str, dict[int, list]] | None = None,
 ) -> dict[str, str]:
     """File name → text of every annotation file of the test split.
 
-    ``boxes[video][second]`` is the rendered, pixel-inclusive box of the action at ``second``.
+    ``boxes[video][second]`` is the rendered, pixel-inclusive box of the action at ``second``
+    (None when out of view); ``distractor_boxes[video][second]`` the ``(Distractor, box)``
+    pairs of the renderer at that second (``distractors.json``, left out when None).
     """
     box_json, box_list, ground_seg, seg = {}, {}, {}, {}
     id2wh, id2wh_new = {}, {}
@@ -95,6 +104,8 @@ def ground_truth_files(
         per_second, listed = {}, []
         for action in plan.actions:
             for second in range(action.start, action.end + 1):
+                if boxes[vid][second] is None:
+                    continue
                 box = scale_box(boxes[vid][second], (plan.width, plan.height), annotation_size)
                 per_second[str(second)] = {"box": box, "step": action.query}
                 listed.append({"second": second, "box": box, "step_name": action.query})
@@ -110,15 +121,29 @@ def ground_truth_files(
         seg[vid] = [entry for entry, _ in sorted(steps, key=lambda item: item[1])]
         id2wh[vid] = [plan.width, plan.height]
         id2wh_new[vid] = list(annotation_size)
-    return {
+    written = {
         "GoundingYouTubeBox.json": json.dumps(box_json),
         "box_anno.json": json.dumps(box_list) + "\n",
         "ground_seg.json": json.dumps(ground_seg),
         "seg.json": json.dumps(seg),
-        "vid2step.json": json.dumps(query_pools(plans, distractors, seed)),
+        "vid2step.json": json.dumps(query_pools(plans, extra_queries, seed)),
         "id2wh.json": json.dumps(id2wh, indent=4),
         "id2wh_new.json": json.dumps(id2wh_new, indent=4),
     }
+    if distractor_boxes is not None:
+        written["distractors.json"] = json.dumps({
+            plan.video_id: {
+                str(second): [
+                    {"step": distractor.query,
+                     "box": None if box is None else scale_box(
+                         box, (plan.width, plan.height), annotation_size)}
+                    for distractor, box in pairs
+                ]
+                for second, pairs in sorted(distractor_boxes[plan.video_id].items()) if pairs
+            }
+            for plan in plans
+        })
+    return written
 
 
 def captions_json(plans: list[VideoPlan]) -> str:

@@ -22,7 +22,7 @@ class Difficulty:
     ``unnarrated``: probability that an action is never narrated. ``fillers_per_minute``:
     sentences that describe nothing visible. ``synonym``: probability that the narration uses
     another word for the verb or the noun than the query ("slice" for "cut"). ``drop_word``:
-    probability that a narration loses one non-key word. ``distractors``: queries of other
+    probability that a narration loses one non-key word. ``extra_queries``: queries of other
     videos added to each test video's query pool. ``mention_only``: probability per test video
     of a step the narrator mentions but never shows (a zero-length segment in ``seg.json``, as
     in the MiningYouTube ground truth, absent from the refined segments and the boxes).
@@ -30,6 +30,15 @@ class Difficulty:
     unless ``temporal_noise`` (then four grains in turn, which costs the h264 encoder about
     twice the time and six times the bytes). ``jitter``: camera jitter amplitude as a fraction
     of the frame width.
+
+    Motion that is not the narrated step (synth v2; see :mod:`stg_cli.synth.script`):
+    ``distractor_actions`` unnarrated actions run at every second on other objects than the
+    step's (at most one per object, so a video with fewer objects gets fewer), with the same
+    animated signatures as real steps; ``idle_motions`` further changing regions at every second
+    (a hand passing across, an idle object sliding away and back, a flickering patch);
+    ``pan``: amplitude of the slow camera pan as a fraction of the frame size; ``zoom``: the
+    largest camera zoom-in (``0.08``: up to 1.08x); ``lighting``: amplitude of the slow global
+    gain and of the moving left-right light gradient (``0.15``: gain 0.85..1.15).
     """
 
     name: str
@@ -39,17 +48,30 @@ class Difficulty:
     fillers_per_minute: float
     synonym: float
     drop_word: float
-    distractors: int
+    extra_queries: int
     mention_only: float
     noise: float
     jitter: float
     temporal_noise: bool
+    distractor_actions: int
+    idle_motions: int
+    pan: float
+    zoom: float
+    lighting: float
+
+    def without_distractors(self) -> Difficulty:
+        """The same narration and noise with none of the v2 motion: the v1 world."""
+        return replace(self, distractor_actions=0, idle_motions=0, pan=0.0, zoom=0.0,
+                       lighting=0.0)
 
 
 DIFFICULTIES: dict[str, Difficulty] = {
-    "easy": Difficulty("easy", 2.0, 0.5, 0.0, 2.0, 0.2, 0.0, 0, 0.0, 2.0, 0.004, False),
-    "medium": Difficulty("medium", 6.0, 1.0, 0.15, 4.0, 0.4, 0.15, 1, 0.3, 5.0, 0.008, False),
-    "hard": Difficulty("hard", 10.0, 2.0, 0.3, 8.0, 0.6, 0.3, 3, 0.6, 10.0, 0.015, True),
+    "easy": Difficulty("easy", 2.0, 0.5, 0.0, 2.0, 0.2, 0.0, 0, 0.0, 2.0, 0.004, False,
+                       1, 1, 0.02, 0.05, 0.1),
+    "medium": Difficulty("medium", 6.0, 1.0, 0.15, 4.0, 0.4, 0.15, 1, 0.3, 5.0, 0.008, False,
+                         3, 2, 0.03, 0.08, 0.15),
+    "hard": Difficulty("hard", 10.0, 2.0, 0.3, 8.0, 0.6, 0.3, 3, 0.6, 10.0, 0.015, True,
+                       4, 3, 0.05, 0.12, 0.25),
 }
 
 ANNOTATION_SIZE = (640, 480)
@@ -67,7 +89,9 @@ class SynthConfig:
     side of an object as a fraction of the frame width. Boxes are written in an
     ``annotation_size`` frame (640 x 480, as GroundingYouTube's ``id2wh_new.json``), whatever
     the rendered size. ``corpus_sentences`` extra narration-like sentences go to
-    ``train/corpus.txt`` for training word vectors.
+    ``train/corpus.txt`` for training word vectors. ``distractors``: concurrent distractor
+    actions (None: the difficulty's ``distractor_actions``); ``0`` renders the v1 world, with
+    no distractor actions, idle motion, camera pan/zoom or lighting change.
     """
 
     train_videos: int = 24
@@ -84,28 +108,29 @@ class SynthConfig:
     min_action: int = 3
     max_action: int = 10
     min_gap: int = 2
-    min_objects: int = 3
+    min_objects: int = 4
     max_objects: int = 5
     object_scale: float = 0.22
     num_nouns: int = 10
     num_verbs: int = 8
     annotation_size: tuple[int, int] = field(default=ANNOTATION_SIZE)
     corpus_sentences: int = 5000
+    distractors: int | None = None
     crf: int = 23
-    x264_preset: str = "veryfast"
+    x264_preset: str = "superfast"
 
     @classmethod
     def quick(cls, **changes: object) -> SynthConfig:
         """The demo set: 24 train + 6 test videos of 40-60 s, 320x240 at 5 fps, 10 nouns and
-        8 verbs, 3-5 objects of 0.22 x the frame width, 3-6 actions of 3-10 s per video
-        (about 7,300 frames: 17 s of CPU time, 22-31 s wall on a busy 2-core machine)."""
+        8 verbs, 4-5 objects of 0.22 x the frame width, 3-6 actions of 3-10 s per video
+        (about 7,300 frames)."""
         return replace(cls(), **changes).validated()
 
     @classmethod
     def full(cls, **changes: object) -> SynthConfig:
         """The larger set: 120 train + 30 test videos of 60-180 s, 640x480 at 10 fps, 12 nouns
-        and 10 verbs, 3-6 objects of 0.2 x the frame width, 4-10 actions of 3-20 s per video
-        (about 180,000 frames at 95-180 frames/s: 17-32 min on 2 cores)."""
+        and 10 verbs, 4-6 objects of 0.2 x the frame width, 4-10 actions of 3-20 s per video
+        (about 180,000 frames)."""
         base = cls(
             train_videos=120,
             test_videos=30,
@@ -127,7 +152,13 @@ class SynthConfig:
 
     @property
     def difficulty_settings(self) -> Difficulty:
-        return DIFFICULTIES[self.difficulty]
+        """The difficulty's settings, with ``distractors`` applied."""
+        settings = DIFFICULTIES[self.difficulty]
+        if self.distractors == 0:
+            return settings.without_distractors()
+        if self.distractors is not None:
+            return replace(settings, distractor_actions=self.distractors)
+        return settings
 
     def validated(self) -> SynthConfig:
         """Itself, or ``UserError`` naming the first setting out of range."""
@@ -165,6 +196,8 @@ class SynthConfig:
             raise UserError("object_scale must be from 0.05 to 0.3 of the frame width")
         if self.seed < 0:
             raise UserError("seed must be a non-negative integer")
+        if self.distractors is not None and not 0 <= self.distractors <= 7:
+            raise UserError(f"distractors must be from 0 to 7, got {self.distractors}")
         return self
 
     def to_dict(self) -> dict:

@@ -9,17 +9,21 @@ Layout of ``out``::
     train/corpus.txt                 extra narration-like sentences, one a line (word vectors)
     test/videos/<vid>.mp4, test/captions.json, test/captions/<vid>.csv
     test/annotations/                GoundingYouTubeBox.json, box_anno.json, ground_seg.json,
-                                     seg.json, vid2step.json, id2wh.json, id2wh_new.json
+                                     seg.json, vid2step.json, id2wh.json, id2wh_new.json,
+                                     distractors.json (the unnarrated distractor actions)
     test/queries.txt                 every test query, one a line
     preview.png                      (with preview=True) test frames with their boxes
 
 Everything is built in a hidden sibling folder and renamed to ``out`` at the end, so ``out`` is
-either the previous content or the complete new benchmark.
+either the previous content or the complete new benchmark. Videos are rendered by ``workers``
+processes at once (each video depends on its plan alone, so the bytes do not depend on it).
 """
 
 from __future__ import annotations
 
+import concurrent.futures as futures
 import json
+import multiprocessing
 import os
 import shutil
 import time
@@ -29,8 +33,9 @@ from pathlib import Path
 
 import stg_cli
 from stg_cli.errors import UserError
+from stg_cli.processes import ignore_interrupts, stop, threads_per_worker
 from stg_cli.synth import annotations as files
-from stg_cli.synth.config import SynthConfig
+from stg_cli.synth.config import Difficulty, SynthConfig
 from stg_cli.synth.preview import contact_sheet
 from stg_cli.synth.render import VideoRenderer, encode_video
 from stg_cli.synth.script import (
@@ -44,7 +49,7 @@ from stg_cli.synth.script import (
 )
 from stg_cli.synth.world import query_text
 
-FORMAT = "stg-synth/1"
+FORMAT = "stg-synth/2"
 
 Progress = Callable[[int, int, str], None]
 
@@ -63,6 +68,8 @@ class SynthSummary:
     boxes: int
     captions: int
     test_queries: int
+    distractor_actions: int
+    idle_motions: int
     seconds: float
     frames_per_second: float
     preview: Path | None = None
@@ -79,6 +86,8 @@ class SynthSummary:
             "boxes": self.boxes,
             "captions": self.captions,
             "test_queries": self.test_queries,
+            "distractor_actions": self.distractor_actions,
+            "idle_motions": self.idle_motions,
             "seconds": round(self.seconds, 3),
             "frames_per_second": round(self.frames_per_second, 1),
             "preview": str(self.preview) if self.preview else None,
@@ -113,15 +122,72 @@ def check_destination(out: Path, overwrite: bool) -> None:
             raise UserError(f"{out} is not empty and holds no synth.json: refusing to replace it")
 
 
+def render_video(plan: VideoPlan, difficulty: Difficulty, path: Path, crf: int, preset: str,
+                 threads: int = 0) -> tuple[dict, dict]:
+    """Renders and encodes one video to ``path``; for a test video returns its boxes
+    ``{second: box | None}`` over the step's seconds and its distractors' boxes
+    ``{second: [(Distractor, box | None)]}`` over every second (empty dicts for train)."""
+    renderer = VideoRenderer(plan, difficulty)
+    encode_video(renderer, path, crf, preset, threads=threads)
+    if plan.split != "test":
+        return {}, {}
+    boxes = {second: renderer.box(second) for action in plan.actions
+             for second in range(action.start, action.end + 1)}
+    return boxes, {second: renderer.distractor_boxes(second) for second in range(plan.duration)}
+
+
+def _render_all(plans: list[VideoPlan], config: SynthConfig, work: Path, workers: int,
+                progress: Progress | None) -> tuple[dict, dict]:
+    """Every video of ``plans`` into ``work/<split>/videos``; the test boxes by video."""
+    total = sum(plan.num_frames for plan in plans)
+    boxes, distractor_boxes, done = {}, {}, 0
+    for split in ("train", "test"):
+        (work / split / "videos").mkdir(parents=True, exist_ok=True)
+
+    def finish(plan: VideoPlan, result: tuple[dict, dict]) -> None:
+        nonlocal done
+        if plan.split == "test":
+            boxes[plan.video_id], distractor_boxes[plan.video_id] = result
+        done += plan.num_frames
+        if progress is not None:
+            progress(done, total, plan.video_id)
+
+    def job(plan: VideoPlan) -> tuple:
+        path = work / plan.split / "videos" / f"{plan.video_id}.mp4"
+        return (plan, config.difficulty_settings, path, config.crf, config.x264_preset,
+                threads_per_worker(workers))
+
+    if workers <= 1:
+        for plan in plans:
+            finish(plan, render_video(*job(plan)))
+        return boxes, distractor_boxes
+    # fork: workers only run numpy, Pillow and PyAV, and start without re-importing stg
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                       initializer=ignore_interrupts)
+    try:
+        running = {pool.submit(render_video, *job(plan)): plan for plan in plans}
+        for future in futures.as_completed(running):
+            finish(running[future], future.result())
+    except BaseException:
+        stop(pool)
+        raise
+    pool.shutdown(wait=True)
+    return boxes, distractor_boxes
+
+
 def generate(
     out: Path,
     config: SynthConfig,
     progress: Progress | None = None,
     overwrite: bool = False,
     preview: bool = False,
+    workers: int | None = None,
 ) -> SynthSummary:
     """Renders the benchmark of ``config`` into ``out``; see the module docstring for the
-    layout. ``progress(done_frames, total_frames, video_id)`` is called as frames are encoded."""
+    layout. ``progress(done_frames, total_frames, video_id)`` is called as videos are encoded.
+    ``workers``: rendering processes (None: one per core)."""
     out = Path(out)
     config = config.validated()
     check_destination(out, overwrite)
@@ -133,38 +199,20 @@ def generate(
     shutil.rmtree(work, ignore_errors=True)
     started = time.perf_counter()
     try:
-        done = 0
-        boxes: dict[str, dict[int, tuple[int, int, int, int]]] = {}
-        for plan in train + test:
-            renderer = VideoRenderer(plan, config.difficulty_settings)
-            videos = work / plan.split / "videos"
-            videos.mkdir(parents=True, exist_ok=True)
-
-            def on_frame(index: int, plan: VideoPlan = plan, base: int = done) -> None:
-                if progress is not None and (index + 1) % plan.fps == 0:
-                    progress(base + index + 1, total, plan.video_id)
-
-            encode_video(renderer, videos / f"{plan.video_id}.mp4", config.crf,
-                         config.x264_preset, on_frame)
-            done += plan.num_frames
-            if plan.split == "test":
-                boxes[plan.video_id] = {
-                    second: renderer.box(second)
-                    for action in plan.actions
-                    for second in range(action.start, action.end + 1)
-                }
+        count = (os.cpu_count() or 1) if workers is None else workers
+        boxes, distractor_boxes = _render_all(train + test, config, work,
+                                              max(1, min(count, len(train + test))), progress)
         seconds = time.perf_counter() - started
         for split, plans in (("train", train), ("test", test)):
-            (work / split / "videos").mkdir(parents=True, exist_ok=True)
             files.write_atomic(work / split / "captions.json", files.captions_json(plans))
             for plan in plans:
                 files.write_atomic(work / split / "captions" / f"{plan.video_id}.csv",
                                    files.captions_csv(plan))
         files.write_atomic(work / "train" / "corpus.txt",
                            "\n".join(corpus(config, config.corpus_sentences)) + "\n")
-        distractors = config.difficulty_settings.distractors
+        extra_queries = config.difficulty_settings.extra_queries
         for name, text in files.ground_truth_files(
-            test, boxes, config.annotation_size, distractors, config.seed
+            test, boxes, config.annotation_size, extra_queries, config.seed, distractor_boxes
         ).items():
             files.write_atomic(work / "test" / "annotations" / name, text)
         queries = _unique(action.query for plan in test for action in plan.actions)
@@ -190,6 +238,8 @@ def generate(
         boxes=summary_counts["boxes"],
         captions=summary_counts["captions"],
         test_queries=len(queries),
+        distractor_actions=summary_counts["distractor_actions"],
+        idle_motions=summary_counts["idle_motions"],
         seconds=seconds,
         frames_per_second=total / seconds if seconds > 0 else 0.0,
         preview=preview_path,
@@ -229,6 +279,8 @@ def _counts(train: list[VideoPlan], test: list[VideoPlan]) -> dict:
         "followups": sum(1 for plan in plans for c in plan.captions if c.kind == "followup"),
         "captions": sum(len(plan.captions) for plan in plans),
         "boxes": sum(a.end - a.start + 1 for plan in test for a in plan.actions),
+        "distractor_actions": sum(len(plan.distractors) for plan in plans),
+        "idle_motions": sum(len(plan.idle) for plan in plans),
         "test_actions": sum(len(plan.actions) for plan in test),
         "mentions": sum(len(plan.mentions) for plan in test),
     }
@@ -256,11 +308,16 @@ def _manifest(config: SynthConfig, train: list, test: list, counts: dict) -> dic
             "fillers_per_minute": difficulty.fillers_per_minute,
             "synonym_probability": difficulty.synonym,
             "drop_word_probability": difficulty.drop_word,
-            "distractor_queries": difficulty.distractors,
+            "extra_queries": difficulty.extra_queries,
             "mention_only_probability": difficulty.mention_only,
             "pixel_noise_std": difficulty.noise,
             "camera_jitter_fraction": difficulty.jitter,
             "temporal_noise": difficulty.temporal_noise,
+            "distractor_actions": difficulty.distractor_actions,
+            "idle_motions": difficulty.idle_motions,
+            "camera_pan_fraction": difficulty.pan,
+            "camera_zoom": difficulty.zoom,
+            "lighting_amplitude": difficulty.lighting,
         },
         "vocabulary": {
             "nouns": nouns,

@@ -1,4 +1,5 @@
-"""A contact sheet of the test split: decoded frames with their ground-truth boxes drawn."""
+"""A contact sheet of the test split: decoded frames with the step's ground-truth box (yellow)
+and the boxes of the unnarrated distractor actions (cyan), each with its label."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 FRAMES_PER_ROW = 4
 MAX_ROWS = 6
+STEP_COLOUR = (255, 255, 0)
+DISTRACTOR_COLOUR = (0, 255, 255)
 
 
 def decode_seconds(path: Path, seconds: list[int]) -> dict[int, np.ndarray]:
@@ -33,6 +36,8 @@ def contact_sheet(out: Path, path: Path) -> Path:
     boxes = json.loads((annotations / "GoundingYouTubeBox.json").read_text())
     segments = json.loads((annotations / "ground_seg.json").read_text())
     sizes = json.loads((annotations / "id2wh_new.json").read_text())
+    distractor_file = annotations / "distractors.json"
+    distractors = json.loads(distractor_file.read_text()) if distractor_file.is_file() else {}
     font = ImageFont.load_default()
     rows = []
     for video in list(segments)[:MAX_ROWS]:
@@ -47,13 +52,21 @@ def contact_sheet(out: Path, path: Path) -> Path:
                 continue
             image = Image.fromarray(frames[second])
             draw = ImageDraw.Draw(image)
+            sx = image.width / sizes[video][0]
+            sy = image.height / sizes[video][1]
+            for other in distractors.get(video, {}).get(str(second), []):
+                if other["box"] is not None:
+                    x1, y1, x2, y2 = other["box"]
+                    draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy],
+                                   outline=DISTRACTOR_COLOUR, width=1)
+                    draw.text((x1 * sx + 2, y2 * sy - 11), other["step"], fill=DISTRACTOR_COLOUR,
+                              font=font)
             entry = boxes[video].get(str(second))
             caption = f"{video} t={second}s background"
             if entry is not None:
-                sx = image.width / sizes[video][0]
-                sy = image.height / sizes[video][1]
                 x1, y1, x2, y2 = entry["box"]
-                draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=(255, 255, 0), width=2)
+                draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=STEP_COLOUR,
+                               width=2)
                 caption = f"{video} t={second}s {entry['step']}"
             draw.rectangle([0, 0, image.width, 14], fill=(0, 0, 0))
             draw.text((3, 2), caption, fill=(255, 255, 255), font=font)

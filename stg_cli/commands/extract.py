@@ -36,7 +36,8 @@ def command(
     ),
     out: Path = typer.Option(..., "--out", help="Feature store folder (created, or resumed)."),
     backbone: str = typer.Option(
-        "tiny", "--backbone", help="Visual backbone: tiny, clip-vit-b32 or s3d-milnce."
+        "tiny", "--backbone",
+        help="Visual backbone: tiny, clip-vit-b32, s3d-milnce, effnet-lite0 or effnet-lite2.",
     ),
     text: str = typer.Option(
         "word2vec",

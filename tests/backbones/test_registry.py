@@ -14,12 +14,15 @@ from stg_cli.errors import UserError
 
 
 def test_names():
-    assert VISUAL_BACKBONES == ("tiny", "clip-vit-b32", "s3d-milnce")
+    assert VISUAL_BACKBONES == (
+        "tiny", "clip-vit-b32", "s3d-milnce", "effnet-lite0", "effnet-lite2",
+    )
     assert TEXT_ENCODERS[:3] == ("word2vec", "minilm", "clip")
 
 
 def test_unknown_names_list_the_choices():
-    with pytest.raises(UserError, match=r"unknown visual backbone 'vgg'; choose one of tiny, clip-vit-b32, s3d-milnce"):
+    choices = "tiny, clip-vit-b32, s3d-milnce, effnet-lite0, effnet-lite2"
+    with pytest.raises(UserError, match=rf"unknown visual backbone 'vgg'; choose one of {choices}"):
         load_visual("vgg")
     with pytest.raises(UserError, match=r"unknown text encoder 'bert'; choose one of word2vec, minilm, clip"):
         load_text("bert")

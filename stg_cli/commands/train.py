@@ -121,6 +121,8 @@ def command(
             progress.console.print(f"checkpoint {escape(str(payload))}", highlight=False)
         elif kind == "eval":
             progress.console.print(eval_line(payload), highlight=False)
+        elif kind == "eval_priors":
+            progress.console.print(priors_line(payload), highlight=False)
 
     try:
         with progress:
@@ -170,7 +172,14 @@ def _duration(seconds: float) -> str:
 EVAL_COLUMNS = {
     "temporal_iou": "temporal IoU", "iou_point": "IoU+Point", "map_mean": "mAP",
     "pointing_game": "pointing", "pointing_true_timing": "pointing (true timing)",
+    "pointing_wrong_query": "wrong query", "pointing_distractor_query": "distractor query",
 }
+
+
+def priors_line(pointing: dict[str, float]) -> str:
+    """The model-free priors' pointing game (percent, given true timing) as one line."""
+    scores = ", ".join(f"{kind.replace('_', ' ')} {value:.1f}" for kind, value in pointing.items())
+    return f"model-free priors on the eval split (pointing, true timing): {scores}"
 
 
 def eval_line(row: dict) -> str:

@@ -321,6 +321,18 @@ def _evaluate(model: GroundingModel, dataset: ClipDataset, store, split, folder:
     return evaluate_export(export, split, folder, device=str(device))
 
 
+def _eval_priors(split, out: Path, model_config: ModelConfig) -> dict[str, float]:
+    """The pointing game (percent, given true timing) of every model-free prior on the
+    evaluation split (:func:`stg_cli.ground.evaluate.split_priors` on the model's grid), also
+    written to ``eval-priors.json``: what the model's true-timing pointing is compared with."""
+    from stg_cli.ground.evaluate import split_priors
+    from stg_cli.ground.output import atomic_write_json
+
+    priors = split_priors(split, grid=model_config.grid)
+    atomic_write_json(out / "eval-priors.json", priors.to_dict())
+    return {kind: values["pointing_game"] for kind, values in priors.scores.items()}
+
+
 def _seeded_model(model_config: ModelConfig, seed: int, ops: str = "native") -> GroundingModel:
     """The model at its initialisation for ``seed`` (the global RNGs are seeded too, as the
     rest of a run draws from them)."""
@@ -431,6 +443,8 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         out.mkdir(parents=True, exist_ok=True)
         _truncate_metrics(metrics_path, start_step)
         _truncate_metrics(out / "eval.jsonl", start_step)
+        if split is not None:
+            _emit(info, on_event, "eval_priors", _eval_priors(split, out, model_config))
         (out / "config.json").write_text(
             json.dumps(
                 {

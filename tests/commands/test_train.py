@@ -120,10 +120,14 @@ def test_eval_scores_a_labelled_split_at_checkpoints_and_the_end(tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert "eval at step 4: temporal IoU" in result.output
+    assert "model-free priors on the eval split (pointing, true timing): centre" in result.output
+    priors = json.loads((run / "eval-priors.json").read_text())
+    assert set(priors["scores"]) == {"centre", "random", "motion", "centred_energy"}
     rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [2, 4]
     for row in rows:
-        for key in ("temporal_iou", "iou_point", "map_mean", "pointing_game", "pointing_true_timing"):
+        for key in ("temporal_iou", "iou_point", "map_mean", "pointing_game", "pointing_true_timing",
+                    "pointing_wrong_query", "pointing_distractor_query"):
             assert 0.0 <= row[key] <= 100.0, (key, row)
         assert row["failed"] == 0 and np.isfinite(row["tau"])
     assert (run / "eval" / "true-timing" / "predictions.json").is_file()

@@ -68,14 +68,14 @@ from stg_cli.metrics.score import score
 from stg_cli.metrics.tubes import ground_truth_tubes
 from stg_cli.video import VideoError, iter_clips, probe
 
-#: the sets :func:`baseline_predictions` builds from the ground truth alone (the score
-#: benchmark's variants are the first two)
+#: the reference sets the scoring benchmark times (``stg bench score``)
 BASELINES = ("oracle", "centre")
+#: what :func:`baseline_predictions` builds from the ground truth alone
+GROUND_TRUTH_KINDS = ("oracle", "centre", "random")
 #: the model-free priors reported beside a model's spatial scores
 PRIORS = ("centre", "random", "motion", "centred_energy")
 #: the priors that read the video
 VIDEO_PRIORS = ("motion", "centred_energy")
-GROUND_TRUTH_KINDS = ("oracle", "centre", "random")
 DEFAULT_GRID = (7, 7)
 CELL_PIXELS = 16
 MAX_SAMPLING_FPS = 120.0
@@ -175,37 +175,36 @@ def prior_maps(
         VideoError: when the video cannot be read (one line).
     """
     gh, gw = grid
+    size = (gh * cell_pixels, gw * cell_pixels)
     info = probe(path)
     rate = min(2 * info.fps, MAX_SAMPLING_FPS) if info.fps else MAX_SAMPLING_FPS
     wanted = {int(second) for second in seconds}
-    kept: dict[int, np.ndarray] = {}
+    kept: dict[int, np.ndarray] = {}  # second → its frame, for the centred energy at the end
     motion: dict[int, np.ndarray] = {}
-    total = np.zeros((gh * cell_pixels, gw * cell_pixels, 3), dtype=np.float64)
+    total = np.zeros((*size, 3), dtype=np.float64)
     count = next_second = 0
     previous: np.ndarray | None = None
     previous_pts = -np.inf
     first_seconds: list[int] = []  # seconds of the first frame, whose change is to the next one
-    size = (gh * cell_pixels, gw * cell_pixels)
     for _, _, pts, frames in iter_clips(path, rate, size, batch_size=64):
         for time, image in zip(pts.tolist(), frames[:, 0]):
             if time <= previous_pts + _EPS:
                 continue
-            current = image.astype(np.int16)
             if first_seconds:
                 for second in first_seconds:
-                    motion[second] = _pooled(np.abs(current - previous), grid)
+                    motion[second] = _change(image, previous, grid)
                 first_seconds = []
             while next_second <= time + _EPS:
-                total += current
+                total += image
                 count += 1
                 if next_second in wanted:
-                    kept[next_second] = image
+                    kept[next_second] = image.copy()  # not a view that keeps its batch
                     if previous is None:
                         first_seconds.append(next_second)
                     else:
-                        motion[next_second] = _pooled(np.abs(current - previous), grid)
+                        motion[next_second] = _change(image, previous, grid)
                 next_second += 1
-            previous, previous_pts = current, time
+            previous, previous_pts = image, time
     for second in first_seconds:
         motion[second] = np.zeros(grid, dtype=np.float32)
     order = sorted(kept)
@@ -325,7 +324,8 @@ def close_priors_note(priors: PriorScores, pointing: float, margin: float = 5.0)
         return None
     return (
         f"model-free priors point within {margin:g} points of the model's pointing game "
-        f"({pointing:.1f}): {', '.join(close)}; these scores do not show grounding of the query"
+        f"({pointing:.1f}) or above it: {', '.join(close)}; these scores do not show that the "
+        "query is grounded"
     )
 
 
@@ -468,6 +468,11 @@ def _label(frame: FrameBox) -> str:
 def _box_centre(box: Sequence[float]) -> tuple[float, float]:
     x1, y1, x2, y2 = box
     return ((x1 + x2) / 2, (y1 + y2) / 2)
+
+
+def _change(image: np.ndarray, other: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """|image − other| (uint8 [gh·c, gw·c, 3] each) pooled to the grid → [gh, gw]."""
+    return _pooled(np.abs(image.astype(np.int16) - other), grid)
 
 
 def _pooled(difference: np.ndarray, grid: tuple[int, int]) -> np.ndarray:

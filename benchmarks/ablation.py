@@ -6,9 +6,11 @@ scored like ``stg demo`` (synth → extract → train → ground → score,
 :func:`stg_cli.demo.run_demo`) once per training seed; the benchmark (synth seed 0) and its
 features are rendered once and copied into every run folder. The table gives mean ± sample
 standard deviation over the seeds, in percent, of temporal IoU, IoU+Point, mAP (mean over
-thresholds 0.1-0.5), the pointing game, and the pointing game given the true segments and
-labels (trimmed grounding), then reference rows from the default runs: the untrained model,
-the uniform temporal prior and the centre-point spatial prior.
+thresholds 0.1-0.5), the pointing game, the pointing game given the true segments and labels
+(trimmed grounding) and the same asked a wrong query (another step of the video; the concurrent
+distractor action), then reference rows from the default runs: the untrained model, the
+uniform temporal prior and the model-free spatial priors (centre, random, motion, centred
+energy; given true timing).
 
 Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--quick] [--json FILE]
 
@@ -50,7 +52,11 @@ METRICS = {
     "mAP mean": ("trained", "map_mean"),
     "pointing game": ("trained", "pointing_game"),
     "pointing, true timing": ("trained_true_timing", "pointing_game"),
+    "wrong query": ("trained_wrong_query", "pointing_game"),
+    "distractor query": ("trained_distractor_query", "pointing_game"),
 }
+PRIOR_ROWS = {"centre": "centre point", "random": "random point", "motion": "motion",
+              "centred_energy": "centred energy"}
 # the reference rows, read off the default variant's runs: name → (what it is, column → source)
 REFERENCES = {
     "untrained (default)": ("what training adds", {
@@ -61,14 +67,16 @@ REFERENCES = {
     "uniform split": ("temporal prior: the steps in order, evenly", {
         "temporal IoU": ("uniform", "temporal_iou"),
     }),
-    "centre point, true timing": ("spatial prior, given true timing and labels", {
-        "IoU+Point": ("baseline", "iou_point"), "mAP mean": ("baseline", "map_mean"),
-        "pointing game": ("baseline", "pointing_game"),
-        "pointing, true timing": ("baseline", "pointing_game"),
-    }),
+    **{
+        f"{title}, true timing": ("model-free spatial prior, given true timing and labels", {
+            "IoU+Point": (row, "iou_point"), "mAP mean": (row, "map_mean"),
+            "pointing game": (row, "pointing_game"), "pointing, true timing": (row, "pointing_game"),
+        })
+        for row, title in PRIOR_ROWS.items()
+    },
 }
-REPORT_ROWS = ("trained", "untrained", "uniform", "trained_true_timing", "untrained_true_timing",
-               "baseline")
+REPORT_ROWS = ("trained", "untrained", "uniform", "trained_true_timing", "trained_wrong_query",
+               "trained_distractor_query", "untrained_true_timing", *PRIOR_ROWS)
 
 
 @dataclass(frozen=True)
@@ -255,15 +263,14 @@ def table_rows(variants: list[Variant], results: list[dict]) -> list[dict]:
 
 
 def _row(name: str, tests: str, results: list[dict], columns: dict) -> dict:
-    return {
-        "variant": name,
-        "tests": tests,
-        "seeds": len(results),
-        "metrics": {
-            column: summarise([result[row][key] for result in results])
-            for column, (row, key) in columns.items()
-        },
-    }
+    """A table row; a column none of whose runs has the score (a control the benchmark cannot
+    run) is left out."""
+    metrics = {}
+    for column, (row, key) in columns.items():
+        values = [result[row][key] for result in results if result[row][key] is not None]
+        if values:
+            metrics[column] = summarise(values)
+    return {"variant": name, "tests": tests, "seeds": len(results), "metrics": metrics}
 
 
 def markdown(rows: list[dict]) -> str:

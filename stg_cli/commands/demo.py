@@ -33,14 +33,23 @@ ROW_TITLES = {
     "untrained": "untrained",
     "uniform": "uniform split",
     "trained_true_timing": "trained",
+    "trained_wrong_query": "trained, wrong query",
+    "trained_distractor_query": "trained, distractor",
     "untrained_true_timing": "untrained",
-    "baseline": "centre point",
+    "centre": "centre point",
+    "random": "random point",
+    "motion": "motion",
+    "centred_energy": "centred energy",
 }
-TRUE_TIMING_ROWS = ("trained_true_timing", "untrained_true_timing", "baseline")
+TRUE_TIMING_ROWS = ("trained_true_timing", "trained_wrong_query", "trained_distractor_query",
+                    "untrained_true_timing", "centre", "random", "motion", "centred_energy")
 CAPTION = (
     "untrained: the same model at its seeded initialisation; uniform split: each video's "
     "steps in order, evenly over its length; given true timing: the true segments and labels "
-    "are given and only where is predicted"
+    "are given and only where is predicted; wrong query / distractor: the trained model asked "
+    "another step of the video / the concurrent unnarrated action, scored against the true "
+    "box; centre, random, motion (largest frame difference), centred energy (largest "
+    "difference to the video's mean frame): model-free priors"
 )
 
 
@@ -97,7 +106,10 @@ def command(
 
 
 def render(report: DemoReport, console: Console) -> None:
-    """The comparison table, then where the outputs are."""
+    """The notes (a prior close to the model first), the comparison table, then where the
+    outputs are."""
+    for note in report.notes:
+        console.print(f"[bold yellow]note[/bold yellow]: {escape(note)}", highlight=False)
     table = Table(
         title=(f"stg demo ({report.preset}): {report.test_videos} synthetic test videos; τ "
                + ", ".join(f"{name} {value:.2f}" for name, value in report.thresholds.items())),

@@ -5,11 +5,12 @@ visual backbone, word2vec trained on the train captions; ``DemoPreset.backbone``
 choose others, e.g. the pretrained ``effnet-lite0``) → ``train`` → ``ground`` the test
 videos with the trained model (the first one also with ``--viz``) and with the same model
 untrained (its seeded initialisation with the same input statistics), each untrimmed and
-trimmed → ``score`` them and a baseline on the test ground truth.
+trimmed, and the wrong-query controls → ``score`` them and the model-free priors on the test
+ground truth.
 
 Folder layout under ``out``: ``synth/``, ``features/``, ``run/`` (training run),
-``untrained/`` (the untrained export), ``ground/<row>/`` per grounded row,
-``baseline/predictions.json`` and ``report.json``.
+``untrained/`` (the untrained export), ``ground/<row>/`` per grounded row (the controls in
+``ground/trained_controls/``) and ``report.json``.
 
 Interrupted demos continue where they stopped: a finished synth benchmark with the same settings
 is reused, extraction skips stored videos, training resumes from its last checkpoint (a finished
@@ -27,10 +28,17 @@ then where the true segments and labels are given (``ground_seg.json``, trimmed 
 only where is predicted, so that the spatial part is compared on equal terms:
 
 - ``trained_true_timing`` and ``untrained_true_timing``: the two models' heatmaps;
-- ``baseline``: the point at the frame centre and a centred box of half the frame
-  (``stg_cli.metrics.baselines``, ``centre``): what knowing when and what, but not where, scores.
+- ``trained_wrong_query`` and ``trained_distractor_query``: the wrong-query controls
+  (:func:`stg_cli.ground.evaluate.query_controls`): the trained model asked, for each true
+  segment, another step of the same video or the concurrent distractor action's label, and
+  scored against the true box. A model that grounds the query drops here; one that points at
+  whatever moves does not;
+- the model-free priors of :mod:`stg_cli.metrics.baselines` (``centre``, ``random``, ``motion``,
+  ``centred_energy``): what knowing when and what, but not where, scores.
 
-The true-timing rows have no temporal IoU (their timing is not predicted).
+The true-timing rows have no temporal IoU (their timing is not predicted); the controls report
+the pointing game only. ``DemoReport.notes`` starts with a warning when a prior's pointing game
+comes within 5 points of the trained model's.
 
 Detection threshold: each model grounds with the threshold τ calibrated on its training clips
 (:mod:`stg_cli.train.calibration`, what ``stg ground`` does without ``--tau``), and the temporal
@@ -48,11 +56,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from stg_cli.errors import UserError
-from stg_cli.ground.evaluate import SPATIAL_METRICS, TEMPORAL_METRIC, LabelledSplit
+from stg_cli.ground.evaluate import (
+    SPATIAL_METRICS,
+    TEMPORAL_METRIC,
+    LabelledSplit,
+    query_controls,
+    split_priors,
+)
+from stg_cli.metrics.baselines import PRIORS, close_priors_note
 from stg_cli.synth.config import SynthConfig
 
 PRESETS = ("quick", "full")
 UNTRIMMED_ROWS = ("trained", "untrained")
+CONTROL_ROWS = {"pointing_wrong_query": "trained_wrong_query",
+                "pointing_distractor_query": "trained_distractor_query"}
 STAGES = ("synth", "extract", "train", "ground", "score")
 
 StageCallback = Callable[[str, int, int, str], None]
@@ -136,6 +153,7 @@ class DemoReport:
     test_videos: int
     failed_videos: list[str] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
     backbone: str = "tiny"
     text: str = "word2vec"
 
@@ -204,11 +222,18 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
                                                     out / "ground" / name, row_settings,
                                                     viz_first=name == "trained")
         failed += row_failed
+    report_stage("ground", len(grounding), len(grounding), "controls")
+    controls, control_failed = query_controls(
+        grounders[trained.export], split, out / "ground" / "trained_controls",
+        GroundSettings(heatmap=settings.heatmap, trimmed=True),
+    )
+    failed += control_failed
     report_stage("ground", len(grounding), len(grounding), "")
     seconds["ground"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    rows = _score_rows(split, out, thresholds, report_stage)
+    rows, notes = _score_rows(split, out, thresholds, controls,
+                              settings.model_options.get("grid", (7, 7)), report_stage)
     seconds["score"] = time.perf_counter() - begin
 
     overlays = sorted((out / "ground" / "trained").glob("*.overlay.mp4"))
@@ -226,6 +251,7 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
         test_videos=len(list(split.videos.glob("*.mp4"))),
         failed_videos=sorted(set(failed)),
         thresholds={name: round(thresholds[name], 4) for name in UNTRIMMED_ROWS},
+        notes=notes,
         backbone=settings.backbone,
         text=settings.text,
     )
@@ -309,21 +335,20 @@ def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageC
 
 
 def _score_rows(split: LabelledSplit, out: Path, thresholds: dict[str, float],
-                report_stage: StageCallback) -> list[DemoRow]:
-    """The report's rows; ``thresholds`` maps each grounded row to its τ."""
+                controls: dict[str, float | None], grid: tuple[int, int],
+                report_stage: StageCallback) -> tuple[list[DemoRow], list[str]]:
+    """The report's rows and notes; ``thresholds`` maps each grounded row to its τ,
+    ``controls`` the wrong-query controls to their pointing game."""
     from stg_cli.ground.evaluate import score_split
-    from stg_cli.metrics.baselines import baseline_predictions, save_predictions, uniform_temporal
+    from stg_cli.metrics.baselines import uniform_temporal
     from stg_cli.metrics.predictions import load_predictions
     from stg_cli.metrics.score import load_ground_truth
 
-    spatial_truth = load_ground_truth([split.annotations], "synth")
-    baseline = baseline_predictions(spatial_truth, "centre")
-    save_predictions(baseline, out / "baseline" / "predictions.json")
     rows = []
     sources = {name: out / "ground" / name / "predictions.json" for name in thresholds}
-    sources["baseline"] = out / "baseline" / "predictions.json"
+    steps = len(sources) + 1
     for done, (name, path) in enumerate(sources.items()):
-        report_stage("score", done, len(sources), name)
+        report_stage("score", done, steps, name)
         tau = thresholds[name] if name in UNTRIMMED_ROWS else None
         rows.append(DemoRow(name=name, metrics=score_split(path, split, tau)))
         if name == UNTRIMMED_ROWS[-1]:
@@ -332,5 +357,19 @@ def _score_rows(split: LabelledSplit, out: Path, thresholds: dict[str, float],
             uniform = dict.fromkeys(SPATIAL_METRICS)
             uniform[TEMPORAL_METRIC] = uniform_temporal(temporal_truth, times)["iou"]
             rows.append(DemoRow(name="uniform", metrics=uniform))
-    report_stage("score", len(sources), len(sources), "")
-    return rows
+        if name == "trained_true_timing":
+            for key, row_name in CONTROL_ROWS.items():
+                if key in controls:
+                    metrics = dict.fromkeys((*SPATIAL_METRICS, TEMPORAL_METRIC))
+                    metrics["pointing_game"] = controls[key]
+                    rows.append(DemoRow(name=row_name, metrics=metrics))
+    report_stage("score", len(sources), steps, "model-free priors")
+    priors = split_priors(split, grid=tuple(grid))
+    for kind in PRIORS:
+        if kind in priors.scores:
+            metrics = {key: priors.scores[kind].get(key) for key in SPATIAL_METRICS}
+            rows.append(DemoRow(name=kind, metrics={**metrics, TEMPORAL_METRIC: None}))
+    report_stage("score", steps, steps, "")
+    trained = next(row for row in rows if row.name == "trained_true_timing")
+    close = close_priors_note(priors, trained.metrics["pointing_game"] or 0.0)
+    return rows, [note for note in (close, *priors.notes) if note]

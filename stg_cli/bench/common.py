@@ -51,8 +51,14 @@ REFERENCE = "reference"
 _MB = 1e6
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
-#: visual backbone → the environment variable naming its weights (``tiny`` needs none)
-WEIGHTS_VARIABLES = {"clip-vit-b32": "STG_CLIP_WEIGHTS", "s3d-milnce": "STG_S3D_WEIGHTS"}
+#: visual backbone → the environment variable naming its weights (``tiny`` needs none; the
+#: EfficientNets read their installed weights package when theirs is unset)
+WEIGHTS_VARIABLES = {
+    "clip-vit-b32": "STG_CLIP_WEIGHTS",
+    "s3d-milnce": "STG_S3D_WEIGHTS",
+    "effnet-lite0": "STG_EFFNET_LITE0_WEIGHTS",
+    "effnet-lite2": "STG_EFFNET_LITE2_WEIGHTS",
+}
 
 
 @dataclass(frozen=True)
@@ -282,11 +288,18 @@ def native_variant(
 
 def missing_weights(backbone: str) -> str | None:
     """Why visual backbone ``backbone`` cannot be benchmarked here (its weights variable is
-    unset), or None when it can."""
+    unset and, for the EfficientNets, their weights package is not installed), or None when it
+    can."""
     variable = WEIGHTS_VARIABLES.get(backbone)
-    if variable and not os.environ.get(variable):
-        return f"needs the {backbone} weights: set {variable}"
-    return None
+    if not variable or os.environ.get(variable):
+        return None
+    from stg_cli.backbones.effnet import VARIANTS, has_packaged_weights
+
+    if backbone in VARIANTS:
+        if has_packaged_weights(backbone):
+            return None
+        return f"needs the {backbone} weights: {VARIANTS[backbone].install_hint} or set {variable}"
+    return f"needs the {backbone} weights: set {variable}"
 
 
 def backbone_weights(backbone: str) -> str | None:

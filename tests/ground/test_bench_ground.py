@@ -20,7 +20,7 @@ def test_cases_time_every_stage_and_skip_missing_weights(monkeypatch):
     monkeypatch.delenv("STG_CLIP_WEIGHTS", raising=False)
     monkeypatch.delenv("STG_S3D_WEIGHTS", raising=False)
     cases = bench_ground.cases(True, torch.device("cpu"))
-    assert [case.shape.split(",")[0] for case in cases] == ["tiny", "clip-vit-b32", "s3d-milnce"]
+    assert [case.shape.split(",")[0] for case in cases][:3] == ["tiny", "clip-vit-b32", "s3d-milnce"]
     assert [variant.name for variant in cases[0].variants] == list(bench_ground.STAGE_NAMES)
     assert all("ms per video-minute" in case.shape for case in cases)
     assert [variant.name for variant in cases[1].variants] == ["all stages"]

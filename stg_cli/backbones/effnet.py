@@ -34,11 +34,11 @@ reads, so the activation-map heatmap of a model trained on these features is exa
 
 Speed, chosen with ``stg bench extract`` (each alternative timed in the same interleaved rounds;
 figures in benchmarks/RESULTS.md): the network and its input are kept ``channels_last`` (the
-default layout took about 1.7× as long) and run under ``torch.inference_mode`` (``no_grad`` was
-no faster); the outputs are cloned out of inference mode so that later autograd code may take
-them as inputs. The thread count is left to torch (one per core): on the 2-core machine these
-were measured on, always shared with other work, one thread took 0.5–0.9× as long, which is the
-other work holding a core; ``OMP_NUM_THREADS=1`` is the setting for such a machine.
+default layout took 1.4–2.2× as long) and run under ``torch.inference_mode`` (``no_grad`` was no
+faster); the outputs are cloned out of inference mode so that later autograd code may take them
+as inputs. The thread count is left to torch (one per core): on an idle 2-core machine one thread
+took 1.3–1.7× as long, while with another process busy on one of the cores it was the faster
+(0.5–0.9× the time), so ``OMP_NUM_THREADS=1`` suits a shared machine.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ distractor action), then reference rows from the default runs: the untrained mod
 uniform temporal prior and the model-free spatial priors (centre, random, motion, centred
 energy; given true timing).
 
-Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--quick] [--json FILE]
+Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--backbone NAME] [--quick]
+                                    [--json FILE]
 
 Every finished run writes ``<out>/<full|quick>/results/<variant>-s<seed>.json``; a later call with
 the same settings reuses those and resumes an interrupted training from its checkpoint.
@@ -108,6 +109,8 @@ VARIANTS = (
     Variant("loss local, select none", f"{LOSSES} × {SELECTION}", {"select": "none"},
             {"loss": "local"}),
     Variant("no centring", CENTRING, {"center_video": False}),
+    Variant("heatmap paper, no centring", f"{LOCAL_MAPS} × {CENTRING}", {"center_video": False},
+            heatmap=PAPER),
     Variant("heatmap paper", LOCAL_MAPS, heatmap=PAPER),
     Variant("heatmap paper, loss local", f"{LOCAL_MAPS} × {LOSSES}",
             train_options={"loss": "local"}, heatmap=PAPER),
@@ -305,6 +308,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=2,
                         help="runs at once, each with cores/jobs torch threads "
                              "(default: %(default)s)")
+    parser.add_argument("--backbone", default="tiny",
+                        help="visual backbone of every run, as `stg extract --backbone` with its "
+                             "default weights (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: {len(QUICK_VARIANTS)} variants, {QUICK.steps} steps "
                              "on a tiny benchmark")
@@ -319,7 +325,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     begin = time.perf_counter()
-    base = QUICK if args.quick else FULL
+    base = replace(QUICK if args.quick else FULL, backbone=args.backbone)
     variants = [v for v in VARIANTS if not args.quick or v.name in QUICK_VARIANTS]
     out = args.out / ("quick" if args.quick else "full")
     runs = plan(out, base, variants, args.seeds)

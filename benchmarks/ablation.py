@@ -76,6 +76,8 @@ REFERENCES = {
         for row, title in PRIOR_ROWS.items()
     },
 }
+# columns whose per-seed difference from the default is reported (paired by training seed)
+PAIRED = ("temporal IoU", "IoU+Point", "pointing, true timing", "wrong query")
 REPORT_ROWS = ("trained", "untrained", "uniform", "trained_true_timing", "trained_wrong_query",
                "trained_distractor_query", "untrained_true_timing", *PRIOR_ROWS)
 
@@ -276,6 +278,67 @@ def _row(name: str, tests: str, results: list[dict], columns: dict) -> dict:
     return {"variant": name, "tests": tests, "seeds": len(results), "metrics": metrics}
 
 
+def _paired(values: list[float]) -> dict:
+    """:func:`summarise` of per-seed differences, with how many of them are below zero."""
+    return {**summarise(values), "lower": sum(value < 0 for value in values)}
+
+
+def _pointing(result: dict, row: str) -> float | None:
+    return result[row]["pointing_game"]
+
+
+def paired_rows(variants: list[Variant], results: list[dict]) -> list[dict]:
+    """Per-seed differences of each variant from the default run of the same seed (columns of
+    :data:`PAIRED`), and within each run the two controls of its read-out given true timing:
+    pointing minus the best model-free prior (the best prior per seed, true timing) and minus
+    the wrong query (another step of the same video)."""
+    by_seed = {r["seed"]: r for r in results if r["variant"] == VARIANTS[0].name}
+    rows = []
+    for variant in variants:
+        mine = [r for r in results if r["variant"] == variant.name]
+        if not mine:
+            continue
+        metrics = {}
+        for column in PAIRED:
+            row, key = METRICS[column]
+            diffs = [r[row][key] - by_seed[r["seed"]][row][key] for r in mine
+                     if r["seed"] in by_seed and r[row][key] is not None
+                     and by_seed[r["seed"]][row][key] is not None]
+            if diffs and variant.name != VARIANTS[0].name:
+                metrics[f"Δ {column}"] = _paired(diffs)
+        true_timing = [r for r in mine if _pointing(r, "trained_true_timing") is not None]
+        over_prior = [_pointing(r, "trained_true_timing")
+                      - max(_pointing(r, prior) for prior in PRIOR_ROWS) for r in true_timing]
+        over_wrong = [_pointing(r, "trained_true_timing") - _pointing(r, "trained_wrong_query")
+                      for r in true_timing if _pointing(r, "trained_wrong_query") is not None]
+        if over_prior:
+            metrics["− best prior"] = _paired(over_prior)
+        if over_wrong:
+            metrics["− wrong query"] = _paired(over_wrong)
+        rows.append({"variant": variant.name, "seeds": len(mine), "metrics": metrics})
+    return rows
+
+
+def paired_markdown(rows: list[dict]) -> str:
+    """The paired table: mean ± std of each difference and on how many seeds it is negative."""
+    columns = [f"Δ {column}" for column in PAIRED] + ["− best prior", "− wrong query"]
+    lines = [
+        "| variant | seeds | " + " | ".join(columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
+    ]
+    for row in rows:
+        cells = []
+        for column in columns:
+            metric = row["metrics"].get(column)
+            if metric is None:
+                cells.append("–")
+                continue
+            spread = f" ± {metric['std']:.1f}" if metric["std"] is not None else ""
+            cells.append(f"{metric['mean']:+.1f}{spread} ({metric['lower']} < 0)")
+        lines.append(f"| {row['variant']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     """The table: variant, what it tests, seeds, then mean ± std of each of :data:`METRICS`
     (– where a reference row has no such score)."""
@@ -357,6 +420,11 @@ def main(argv: list[str]) -> int:
     ordered = [results[run.label] for run in runs if run.label in results]
     rows = table_rows(variants, ordered)
     print(markdown(rows))
+    paired = paired_rows(variants, ordered)
+    print("\nPaired by training seed: Δ = variant − default; given true timing, the read-out's "
+          "pointing − the best model-free prior and − the wrong query; (n < 0) = seeds below "
+          "zero\n")
+    print(paired_markdown(paired))
     print(f"\n{len(todo) - len(failures)} runs trained, {len(runs) - len(todo)} reused, "
           f"{len(failures)} failed; {args.jobs} at once with {threads} torch thread(s) each; "
           f"wall {wall / 60:.1f} min; runs in {out}")
@@ -378,6 +446,7 @@ def main(argv: list[str]) -> int:
             "runs": ordered,
             "failures": failures,
             "table": rows,
+            "paired": paired,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 1 if failures else 0

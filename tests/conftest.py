@@ -13,6 +13,7 @@ need no torch (``tests/video``, ``tests/text``) also run where torch is not inst
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A suite started in the background (`cmd &` without job control, nohup, some CI runners)
+    # inherits SIGINT ignored, and so would every stg process the Ctrl-C tests start; Python's
+    # own handler makes children start with the default disposition again.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "stg_op(name): the torch.ops.stg op under test")
     config.addinivalue_line("markers", "requires_native: needs the compiled kernel of the op")
 

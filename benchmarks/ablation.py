@@ -120,6 +120,13 @@ VARIANTS = (
             heatmap=PAPER),
     Variant("heatmap paper, dot logits", f"{LOCAL_MAPS}, dot-product cross-attention",
             {"cross_logits": "dot"}, heatmap=PAPER),
+    Variant("heatmap paper, dot logits, no centring",
+            f"{LOCAL_MAPS}, dot-product cross-attention × {CENTRING}",
+            {"cross_logits": "dot", "center_video": False}, heatmap=PAPER),
+    Variant("heatmap paper, dot logits ×4", f"{LOCAL_MAPS}, dot-product cross-attention at "
+            "4/sqrt(d)", {"cross_logits": "dot", "attention_scale": 0.5}, heatmap=PAPER),
+    Variant("heatmap paper, cosine/0.05", f"{LOCAL_MAPS}, sharper cosine cross-attention",
+            {"cross_temperature": 0.05}, heatmap=PAPER),
     Variant("heatmap paper, cross-cross", STACK, {"attention": "cross-cross"}, heatmap=PAPER),
 )
 QUICK_VARIANTS = ("default", "select none", "loss global", "heatmap paper")

@@ -341,7 +341,8 @@ def paired_markdown(rows: list[dict]) -> str:
                 cells.append("–")
                 continue
             spread = f" ± {metric['std']:.1f}" if metric["std"] is not None else ""
-            cells.append(f"{metric['mean']:+.1f}{spread} ({metric['lower']} < 0)")
+            mean = round(metric["mean"], 1) + 0.0  # no "-0.0"
+            cells.append(f"{mean:+.1f}{spread} ({metric['lower']}/{len(metric['values'])} < 0)")
         lines.append(f"| {row['variant']} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -429,8 +430,8 @@ def main(argv: list[str]) -> int:
     print(markdown(rows))
     paired = paired_rows(variants, ordered)
     print("\nPaired by training seed: Δ = variant − default; given true timing, the read-out's "
-          "pointing − the best model-free prior and − the wrong query; (n < 0) = seeds below "
-          "zero\n")
+          "pointing − the best model-free prior and − the wrong query; (k/n < 0) = on k of n "
+          "seeds below zero\n")
     print(paired_markdown(paired))
     print(f"\n{len(todo) - len(failures)} runs trained, {len(runs) - len(todo)} reused, "
           f"{len(failures)} failed; {args.jobs} at once with {threads} torch thread(s) each; "

@@ -6,10 +6,10 @@ import os
 import sys
 
 import typer
-from rich.console import Console
 
 from stg_cli.commands import bench, demo, extract, ground, info, score, synth, train
 from stg_cli.errors import UserError
+from stg_cli.terminal import console, error_line
 
 app = typer.Typer(
     name="stg",
@@ -27,11 +27,14 @@ app.command("score")(score.command)
 app.command("synth")(synth.command)
 app.command("train")(train.command)
 
-_stderr = Console(stderr=True)
+_stderr = console(stderr=True)
 
 
 def main() -> None:
     """Entry point: user errors become one red line and exit code 2 (STG_DEBUG=1: traceback).
+
+    The line is the error's message as it is (never read as rich markup, control characters
+    escaped, line breaks folded: :func:`stg_cli.terminal.error_line`).
 
     Usage errors (unknown command or option) are reported by Typer itself with exit code 2.
     """
@@ -43,14 +46,13 @@ def main() -> None:
     except (UserError, ValueError, RuntimeError, OSError) as error:
         if os.environ.get("STG_DEBUG") == "1":
             raise
-        _stderr.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        _stderr.print(error_line(error), soft_wrap=True)
         sys.exit(2)
     except Exception as error:
         if os.environ.get("STG_DEBUG") == "1":
             raise
         _stderr.print(
-            f"[red]error:[/red] {type(error).__name__}: {error} (STG_DEBUG=1 shows the traceback)",
-            highlight=False,
+            error_line(f"{type(error).__name__}: {error} (STG_DEBUG=1 shows the traceback)"),
             soft_wrap=True,
         )
         sys.exit(1)

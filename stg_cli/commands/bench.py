@@ -7,7 +7,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +18,8 @@ from rich.progress import (
 from rich.table import Table
 
 from stg_cli import bench as bench_lib
+from stg_cli import terminal
+from stg_cli.terminal import escape
 
 
 def command(
@@ -51,7 +52,7 @@ def command(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=terminal.console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task("benchmarks", total=None)
@@ -67,7 +68,7 @@ def command(
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
         return
-    console = Console()
+    console = terminal.console()
     print_report(report, console)
     if out is not None:
         console.print(f"wrote {escape(str(out))}", highlight=False)

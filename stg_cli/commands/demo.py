@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,8 +17,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from stg_cli import terminal
 from stg_cli.demo import STAGES, TEMPORAL_METRIC, DemoReport, preset, run_demo
 from stg_cli.errors import UserError
+from stg_cli.terminal import escape
 
 COLUMNS = {
     "iou_point": "IoU+Point",
@@ -81,7 +82,7 @@ def command(
     """
     if quick and full:
         raise UserError("choose one of --quick and --full")
-    console = Console(stderr=True)
+    console = terminal.console(stderr=True)
     with Progress(
         TextColumn("{task.description:<8}"),
         BarColumn(),
@@ -102,7 +103,7 @@ def command(
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
         return
-    render(report, Console())
+    render(report, terminal.console())
 
 
 def render(report: DemoReport, console: Console) -> None:
@@ -136,5 +137,5 @@ def render(report: DemoReport, console: Console) -> None:
     if report.timeline is not None:
         console.print(f"timeline: {escape(str(report.timeline))}", highlight=False)
     if report.failed_videos:
-        console.print(f"[yellow]not grounded:[/yellow] {', '.join(report.failed_videos)}")
+        console.print(f"[yellow]not grounded:[/yellow] {escape(', '.join(report.failed_videos))}")
     console.print(f"report: {escape(str(report.out / 'report.json'))}", highlight=False)

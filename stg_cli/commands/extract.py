@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,7 +19,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from stg_cli import terminal
 from stg_cli.features import extract as extract_lib
+from stg_cli.terminal import escape
 
 
 def command(
@@ -99,7 +100,7 @@ def command(
         batch_size=batch_size,
         seed=seed,
     )
-    stderr = Console(stderr=True)
+    stderr = terminal.console(stderr=True)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -146,7 +147,7 @@ def command(
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        print_summary(summary, Console())
+        print_summary(summary, terminal.console())
     # under torchrun a non-zero exit makes the launcher kill the other ranks mid-video, so
     # there failures are only reported (summary, manifest), never turned into an exit code
     under_torchrun = shard is None and "TORCHELASTIC_RUN_ID" in os.environ

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stg_cli import terminal
 from stg_cli.errors import UserError
 from stg_cli.ground import pipeline
 from stg_cli.ground.queries import load_queries
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, check_smooth
+from stg_cli.terminal import escape
 from stg_cli.video_files import find_videos
 
 
@@ -93,7 +94,7 @@ def command(
     workers = pipeline.check_workers(workers)
     query_set = load_queries(queries)
     ground_truth = pipeline.load_truth_segments(gt) if gt is not None else None
-    stderr = Console(stderr=True)
+    stderr = terminal.console(stderr=True)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -109,7 +110,7 @@ def command(
         store_ids = grounder.store.video_ids if grounder.store is not None else ()
         inputs, problems = find_videos(videos, store_ids)
         for argument, reason in problems:
-            progress.console.print(f"[yellow]skipped[/yellow] {escape(argument)}: {reason}", highlight=False)
+            progress.console.print(f"[yellow]skipped[/yellow] {escape(argument)}: {escape(reason)}", highlight=False)
         if not inputs:
             raise UserError("no video to ground (give video files or folders of videos)")
         progress.update(task, description="videos", total=len(inputs), completed=0)
@@ -132,7 +133,7 @@ def command(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        print_summary(summary, Console())
+        print_summary(summary, terminal.console())
     if summary["failed"]:
         raise typer.Exit(1)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from stg_cli import info as info_lib
+from stg_cli import terminal
 
 
 def command(
@@ -39,4 +39,4 @@ def command(
     )
     table.add_row("cpu threads", f"{facts.cpu_threads} (OpenMP {'on' if facts.openmp else 'off'})")
     table.add_row("devices", "\n".join(facts.devices))
-    Console().print(table)
+    terminal.console().print(table)

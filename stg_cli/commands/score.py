@@ -8,14 +8,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stg_cli import terminal
 from stg_cli.errors import UserError
 from stg_cli.metrics.baselines import PriorScores, close_priors_note, score_priors
 from stg_cli.metrics.predictions import load_predictions
 from stg_cli.metrics.score import DATASETS, ScoreReport, load_ground_truth, score
+from stg_cli.terminal import escape
 from stg_cli.video_files import video_paths
 
 TITLES = {
@@ -79,7 +80,7 @@ def command(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=terminal.console(stderr=True),
         transient=True,
     ) as progress:
         task = progress.add_task("scoring", total=None)
@@ -101,7 +102,7 @@ def command(
             payload["priors"] = priors.to_dict()
         typer.echo(json.dumps(payload, indent=2))
         return
-    console = Console()
+    console = terminal.console()
     print_report(report, console, per_class, priors, notes)
     if per_video is not None:
         console.print(f"wrote {escape(str(per_video))}", highlight=False)

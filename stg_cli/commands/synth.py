@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,9 +18,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from stg_cli import terminal
 from stg_cli.errors import UserError
 from stg_cli.synth import SynthConfig, SynthSummary, generate
 from stg_cli.synth.config import DIFFICULTIES
+from stg_cli.terminal import escape
 
 
 def command(
@@ -67,7 +68,7 @@ def command(
                           difficulty, distractors)
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
-    console = Console(stderr=True)
+    console = terminal.console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -89,7 +90,7 @@ def command(
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return
-    print_summary(summary, Console())
+    print_summary(summary, terminal.console())
 
 
 def build_config(

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from stg_cli import terminal
 from stg_cli import train as train_lib
 from stg_cli.models.config import ATTENTION_STACKS
 from stg_cli.ops import SELECTION_MODES
+from stg_cli.terminal import escape
 
 
 def command(
@@ -85,7 +86,7 @@ def command(
         center_video=center_video,
     )
     main = int(os.environ.get("RANK", "0")) == 0
-    console = Console(stderr=True, quiet=not main)
+    console = terminal.console(stderr=True, quiet=not main)
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -142,7 +143,7 @@ def command(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    render(result, Console())
+    render(result, terminal.console())
 
 
 def render(result: train_lib.TrainResult, console: Console) -> None:

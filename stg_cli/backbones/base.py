@@ -9,7 +9,6 @@ architecture, the seed, the weights), so that a feature store never mixes featur
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stg_cli import files
 from stg_cli.errors import UserError
 
 DEFAULT_MAX_WORDS = 32
@@ -134,9 +134,7 @@ class TextEncoder:
         payload = {"name": self.name, "dim": self.dim, "fingerprint": self.fingerprint}
         payload["max_words"] = self.max_words
         payload.update(self._save_payload(directory))
-        tmp = directory / (TEXT_CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(directory / TEXT_CONFIG_FILE)
+        files.write_json(directory / TEXT_CONFIG_FILE, payload)
 
 
 def pad_token_features(

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stg_cli import files
 from stg_cli.backbones.base import TextEncoder, TextFeatures, pad_token_features
 from stg_cli.errors import UserError
 from stg_cli.text.normalize import tokenize
@@ -74,9 +75,8 @@ class Word2VecEncoder(TextEncoder):
     def _save_payload(self, directory: Path) -> dict:
         if self.source is not None:
             return {"weights": str(self.source)}
-        tmp = directory / (VECTORS_FILE + ".tmp")
-        self.vectors.save_word2vec_format(str(tmp), binary=True)
-        tmp.replace(directory / VECTORS_FILE)
+        with files.atomic_path(directory / VECTORS_FILE) as tmp:
+            self.vectors.save_word2vec_format(str(tmp), binary=True)
         return {"vectors": VECTORS_FILE}
 
 

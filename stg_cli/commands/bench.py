@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from stg_cli import bench as bench_lib
+from stg_cli import files
 from stg_cli import terminal
 from stg_cli.terminal import escape
 
@@ -76,8 +77,7 @@ def command(
 
 def write_json(report: bench_lib.BenchReport, path: Path) -> None:
     """Writes ``report.to_dict()`` as indented JSON, creating the parent folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    files.write_json(path, report.to_dict())
 
 
 def print_report(report: bench_lib.BenchReport, console: Console) -> None:

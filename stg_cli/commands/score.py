@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stg_cli import files
 from stg_cli import terminal
 from stg_cli.errors import UserError
 from stg_cli.metrics.baselines import PriorScores, close_priors_note, score_priors
@@ -121,13 +123,13 @@ def prior_notes(report: ScoreReport, priors: PriorScores | None, with_videos: bo
 
 def write_per_video(report: ScoreReport, path: Path) -> None:
     """One CSV row per ground-truth video (columns: the keys of ``report.per_video``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(report.per_video[0]) if report.per_video else ["video"]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in report.per_video:
-            writer.writerow({key: _cell(value) for key, value in row.items()})
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    for row in report.per_video:
+        writer.writerow({key: _cell(value) for key, value in row.items()})
+    files.write_text(path, table.getvalue())
 
 
 def print_report(

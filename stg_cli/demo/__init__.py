@@ -55,6 +55,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.ground.evaluate import (
     SPATIAL_METRICS,
@@ -255,7 +256,7 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
         backbone=settings.backbone,
         text=settings.text,
     )
-    (out / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    files.write_json(out / "report.json", report.to_dict())
     return report
 
 

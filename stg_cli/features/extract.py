@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.features.encode import encode_frames, encode_video
 from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
@@ -235,6 +236,7 @@ def _save_text_encoder(out: Path, encoder) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="text_encoder.", dir=out / "tmp"))
     try:
         encoder.save(tmp)
+        files.make_readable(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another shard saved it first; it is the same encoder (same fingerprint)

@@ -37,12 +37,12 @@ import os
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from stg_cli import files
 from stg_cli.errors import UserError
 
 STORE_FORMAT = "stg-features"
@@ -177,16 +177,6 @@ ARRAYS = {  # file stem → (VideoFeatures field, dtype on disk)
 }
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -252,13 +242,15 @@ class StoreWriter:
                         "use another --out or delete it to start over"
                     )
             else:
-                _write_json_atomic(
+                files.write_json(
                     path,
                     {
                         "format": STORE_FORMAT,
                         "version": STORE_VERSION,
                         "config": self.config.to_dict(),
                     },
+                    indent=1,
+                    durable=True,
                 )
 
     def video_dir(self, video_id: str) -> Path:
@@ -323,7 +315,8 @@ class StoreWriter:
                 "texts": list(texts),
                 "arrays": {stem: [list(a.shape), a.dtype.name] for stem, a in stored.items()},
             }
-            _write_json_atomic(tmp / "meta.json", meta)
+            files.write_json(tmp / "meta.json", meta, indent=1, durable=True)
+            files.make_readable(tmp)
             if final.exists():  # written by an earlier run meanwhile, or a stale copy: replace it
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -337,7 +330,8 @@ class StoreWriter:
     def record_failure(self, video_id: str, source: str, reason: str) -> None:
         """Remember why ``video_id`` failed (listed in the manifest until a later run succeeds)."""
         path = self.root / "failures" / f"{safe_name(video_id)}.json"
-        _write_json_atomic(path, {"video_id": video_id, "source": source, "reason": reason})
+        files.write_json(path, {"video_id": video_id, "source": source, "reason": reason}, indent=1,
+                         durable=True)
 
     def clear_failure(self, video_id: str) -> None:
         (self.root / "failures" / f"{safe_name(video_id)}.json").unlink(missing_ok=True)
@@ -388,7 +382,7 @@ def rebuild_manifest(root: Path, config: StoreConfig) -> dict:
         "videos": dict(sorted(videos.items())),
         "failures": dict(sorted(failures.items())),
     }
-    _write_json_atomic(root / "manifest.json", manifest)
+    files.write_json(root / "manifest.json", manifest, indent=1, durable=True)
     return manifest
 
 

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from stg_cli import files
 from stg_cli.ground.spatial import FrameLocation
 from stg_cli.ground.temporal import BACKGROUND_LABEL, TemporalDetection
 
@@ -147,34 +145,16 @@ def write_video(grounding: VideoGrounding, out: Path) -> dict:
         ),
         queries=np.asarray(grounding.queries, dtype=str),
     )
-    atomic_write_bytes(out / heatmaps_name(grounding.video_id), buffer.getvalue())
-    atomic_write_json(out / f"{safe_name(grounding.video_id)}.json", prediction)
+    files.write_bytes(out / heatmaps_name(grounding.video_id), buffer.getvalue())
+    files.write_json(out / f"{safe_name(grounding.video_id)}.json", prediction, indent=1, allow_nan=False)
     return prediction
 
 
 def write_combined(predictions: Mapping[str, dict], out: Path) -> Path:
     """Writes ``predictions.json`` ``{video_id: prediction}`` into ``out``; returns its path."""
     path = out / COMBINED_NAME
-    atomic_write_json(path, dict(predictions))
+    files.write_json(path, dict(predictions), indent=1, allow_nan=False)
     return path
-
-
-def atomic_write_json(path: Path, data: object) -> None:
-    """Indented JSON, written to a temporary file beside ``path`` and renamed over it."""
-    atomic_write_bytes(path, (json.dumps(data, indent=1, allow_nan=False) + "\n").encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes ``data`` to a temporary file in ``path``'s folder, then renames it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _float(value: float) -> float:

@@ -51,7 +51,6 @@ The frame size is the annotation frame size (``id2wh_new.json``); where it is un
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -59,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.metrics.alignment import ground_truth_frame_labels, temporal_counts
 from stg_cli.metrics.annotations import BACKGROUND, FrameBox, GroundTruth
@@ -378,11 +378,8 @@ def prediction_to_dict(prediction: VideoPrediction) -> dict:
 
 def save_predictions(predictions: Mapping[str, VideoPrediction], path: Path | str) -> Path:
     """Writes ``{video_id: prediction}`` as one combined JSON file (parents created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {video: prediction_to_dict(prediction) for video, prediction in predictions.items()}
-    path.write_text(json.dumps(payload))
-    return path
+    return files.write_json(path, payload, indent=None)
 
 
 def uniform_temporal(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.grounding import GroundingModel
@@ -62,23 +63,21 @@ def save_export(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
-    weights_tmp = directory / f".{WEIGHTS}.tmp-{os.getpid()}"
-    save_file(tensors, str(weights_tmp), metadata={"format": FORMAT})
-    os.replace(weights_tmp, directory / WEIGHTS)
+    with files.atomic_path(directory / WEIGHTS) as weights_tmp:
+        save_file(tensors, str(weights_tmp), metadata={"format": FORMAT})
     config = {
         "format": FORMAT,
         "version": VERSION,
         "model": model.config.to_dict(),
         "store": store_config_dict(store_config),
     }
-    config_tmp = directory / f".{CONFIG}.tmp-{os.getpid()}"
-    config_tmp.write_text(json.dumps(config, indent=2) + "\n")
-    os.replace(config_tmp, directory / CONFIG)
+    files.write_json(directory / CONFIG, config)
     if text_encoder_dir is not None and Path(text_encoder_dir).is_dir():
         target = directory / "text_encoder"
         staging = directory / f".text_encoder.tmp-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         shutil.copytree(text_encoder_dir, staging)
+        files.make_readable(staging)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     return directory

@@ -22,27 +22,12 @@ import csv
 import io
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
 from stg_cli.synth.script import VideoPlan
 
 BACKGROUND = "background"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def scale_box(box: tuple[int, int, int, int], size: tuple[int, int],

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import stg_cli
+from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.processes import ignore_interrupts, stop, threads_per_worker
-from stg_cli.synth import annotations as files
+from stg_cli.synth import annotations
 from stg_cli.synth.config import Difficulty, SynthConfig
 from stg_cli.synth.preview import contact_sheet
 from stg_cli.synth.render import VideoRenderer, encode_video
@@ -204,21 +205,21 @@ def generate(
                                               max(1, min(count, len(train + test))), progress)
         seconds = time.perf_counter() - started
         for split, plans in (("train", train), ("test", test)):
-            files.write_atomic(work / split / "captions.json", files.captions_json(plans))
+            files.write_text(work / split / "captions.json", annotations.captions_json(plans))
             for plan in plans:
-                files.write_atomic(work / split / "captions" / f"{plan.video_id}.csv",
-                                   files.captions_csv(plan))
-        files.write_atomic(work / "train" / "corpus.txt",
+                files.write_text(work / split / "captions" / f"{plan.video_id}.csv",
+                                   annotations.captions_csv(plan))
+        files.write_text(work / "train" / "corpus.txt",
                            "\n".join(corpus(config, config.corpus_sentences)) + "\n")
         extra_queries = config.difficulty_settings.extra_queries
-        for name, text in files.ground_truth_files(
+        for name, text in annotations.ground_truth_files(
             test, boxes, config.annotation_size, extra_queries, config.seed, distractor_boxes
         ).items():
-            files.write_atomic(work / "test" / "annotations" / name, text)
+            files.write_text(work / "test" / "annotations" / name, text)
         queries = _unique(action.query for plan in test for action in plan.actions)
-        files.write_atomic(work / "test" / "queries.txt", "".join(q + "\n" for q in queries))
+        files.write_text(work / "test" / "queries.txt", "".join(q + "\n" for q in queries))
         summary_counts = _counts(train, test)
-        files.write_atomic(work / "synth.json", json.dumps(
+        files.write_text(work / "synth.json", json.dumps(
             _manifest(config, train, test, summary_counts), indent=1) + "\n")
         preview_path = None
         if preview and test:

@@ -10,6 +10,8 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from stg_cli import files
+
 FRAMES_PER_ROW = 4
 MAX_ROWS = 6
 STEP_COLOUR = (255, 255, 0)
@@ -80,8 +82,6 @@ def contact_sheet(out: Path, path: Path) -> Path:
     for r, tiles in enumerate(rows):
         for c, tile in enumerate(tiles[:FRAMES_PER_ROW]):
             sheet.paste(tile.resize((width, height)), (c * width, r * height))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(path)
+    with files.atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
     return path

@@ -18,7 +18,6 @@ frame pixel whose value they change).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import av
 import numpy as np
 from PIL import Image
 
+from stg_cli import files
 from stg_cli.synth.config import Difficulty
 from stg_cli.synth.motion import Distractor, Flicker, HandPass, Slide
 from stg_cli.synth.script import Action, VideoPlan
@@ -321,24 +321,19 @@ def encode_video(
     returns the number of frames."""
     plan = renderer.plan
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = container.add_stream(
-                "libx264", rate=plan.fps,
-                options={"preset": preset, "crf": str(crf), "threads": str(threads)},
-            )
-            stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, "yuv420p"
-            for index in range(plan.num_frames):
-                frame = av.VideoFrame.from_ndarray(renderer.frame(index), format="rgb24")
-                frame.pts = index
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-                if on_frame is not None:
-                    on_frame(index)
-            for packet in stream.encode():
+    with files.atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = container.add_stream(
+            "libx264", rate=plan.fps,
+            options={"preset": preset, "crf": str(crf), "threads": str(threads)},
+        )
+        stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, "yuv420p"
+        for index in range(plan.num_frames):
+            frame = av.VideoFrame.from_ndarray(renderer.frame(index), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            if on_frame is not None:
+                on_frame(index)
+        for packet in stream.encode():
+            container.mux(packet)
     return plan.num_frames

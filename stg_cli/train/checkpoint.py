@@ -10,12 +10,12 @@ Layout in a run folder: ``checkpoints/step-00000100.pt`` (the last ``keep``) and
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import torch
 
+from stg_cli import files
 from stg_cli.errors import UserError
 
 FORMAT = "stg-checkpoint"
@@ -24,32 +24,9 @@ _STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 
 
 def atomic_torch_save(state: dict, path: Path) -> None:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+    """torch.save to ``path`` atomically and durably (:mod:`stg_cli.files`)."""
+    with files.atomic_path(path, durable=True) as temporary:
+        torch.save(state, temporary)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import save_export, store_config_dict
@@ -326,10 +327,9 @@ def _eval_priors(split, out: Path, model_config: ModelConfig) -> dict[str, float
     evaluation split (:func:`stg_cli.ground.evaluate.split_priors` on the model's grid), also
     written to ``eval-priors.json``: what the model's true-timing pointing is compared with."""
     from stg_cli.ground.evaluate import split_priors
-    from stg_cli.ground.output import atomic_write_json
 
     priors = split_priors(split, grid=model_config.grid)
-    atomic_write_json(out / "eval-priors.json", priors.to_dict())
+    files.write_json(out / "eval-priors.json", priors.to_dict(), indent=1, allow_nan=False)
     return {kind: values["pointing_game"] for kind, values in priors.scores.items()}
 
 
@@ -445,20 +445,14 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         _truncate_metrics(out / "eval.jsonl", start_step)
         if split is not None:
             _emit(info, on_event, "eval_priors", _eval_priors(split, out, model_config))
-        (out / "config.json").write_text(
-            json.dumps(
-                {
-                    "model": model_config.to_dict(),
-                    "train": config.to_dict(),
-                    "store": store_config,
-                    "samples": len(dataset),
-                    "world_size": info.world_size,
-                    "total_steps": total,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        files.write_json(out / "config.json", {
+            "model": model_config.to_dict(),
+            "train": config.to_dict(),
+            "store": store_config,
+            "samples": len(dataset),
+            "world_size": info.world_size,
+            "total_steps": total,
+        })
     _emit(info, on_event, "start", {
         "samples": len(dataset), "total_steps": total, "start_step": start_step,
         "steps_per_epoch": order.steps_per_epoch, "world_size": info.world_size,
@@ -489,8 +483,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         if split is None or not info.is_main:
             return
         row = {"step": step, **_evaluate(model, dataset, store, split, out / "eval", info.device)}
-        with open(out / "eval.jsonl", "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        files.append_text(out / "eval.jsonl", json.dumps(row) + "\n")
         _emit(info, on_event, "eval", row)
 
     def save(step: int, final: bool = False) -> Path | None:
@@ -580,8 +573,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                 eta_s=(total - step) * config.batch_size / max(rate, 1e-9),
             )
             if info.is_main and (step % config.log_every == 0 or step == end_step or step == start_step + 1):
-                with open(metrics_path, "a") as handle:
-                    handle.write(json.dumps(log.to_dict()) + "\n")
+                files.append_text(metrics_path, json.dumps(log.to_dict()) + "\n")
             _emit(info, on_event, "step", log)
             if step % config.checkpoint_every == 0 and step < end_step:
                 save(step)
@@ -605,7 +597,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         interrupted=interrupted,
     )
     if info.is_main:
-        (out / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        files.write_json(out / "summary.json", result.to_dict())
     if interrupted:
         raise TrainingInterrupted(result)
     return result
@@ -636,7 +628,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         path.unlink()
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    files.write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _capture_rng(device: torch.device) -> dict:

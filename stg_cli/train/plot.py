@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from stg_cli import files
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -46,8 +47,7 @@ def plot_losses(rows: list[dict], path: Path) -> Path | None:
     lr_lines = lr_axis.get_legend_handles_labels()
     axis.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], loc="upper right")
     figure.tight_layout()
-    temporary = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}.png")
-    figure.savefig(temporary)
+    with files.atomic_path(path) as temporary:
+        figure.savefig(temporary, format="png")
     plt.close(figure)
-    os.replace(temporary, path)
     return Path(path)

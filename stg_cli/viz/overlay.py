@@ -26,6 +26,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from stg_cli import files
 from stg_cli.ground.output import VideoGrounding
 from stg_cli.ground.spatial import upsample
 
@@ -172,12 +173,8 @@ def render_overlay(
             if on_frame is not None:
                 on_frame()
 
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
+    with files.atomic_path(path, keep_suffix=True) as temporary:
         encode_h264(temporary, drawn(), fps=max(grounding.fps, 0.01))
-        temporary.replace(path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 

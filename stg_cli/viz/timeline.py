@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stg_cli.ground.output import VideoGrounding, atomic_write_bytes
+from stg_cli import files
+from stg_cli.ground.output import VideoGrounding
 from stg_cli.viz.overlay import query_colors
 
 
@@ -102,7 +103,7 @@ def plot_timeline(
     figure.colorbar(shown, cax=colorbar_axes, label="cosine")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    files.write_bytes(path, buffer.getvalue())
     return path
 
 

@@ -1,4 +1,4 @@
-"""Prediction files: the JSON schema, the heatmaps archive, safe names, atomic writes."""
+"""Prediction files: the JSON schema, the heatmaps archive, safe names."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stg_cli.ground.output import (
-    VideoGrounding,
-    atomic_write_json,
-    safe_name,
-    write_combined,
-    write_video,
-)
+from stg_cli.ground.output import VideoGrounding, safe_name, write_combined, write_video
 from stg_cli.ground.spatial import locate
 from stg_cli.ground.temporal import detect
 
@@ -88,12 +82,3 @@ def test_safe_names_stay_in_the_folder(video_id):
 def test_safe_names_keep_plain_ids_and_separate_lookalikes():
     assert safe_name("-1okAudsnAc") == "-1okAudsnAc"
     assert safe_name("a/b") != safe_name("a_b") and safe_name("a/b") != safe_name("a?b")
-
-
-def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
-    path = tmp_path / "p.json"
-    atomic_write_json(path, {"ok": 1})
-    with pytest.raises(ValueError):
-        atomic_write_json(path, {"bad": float("nan")})
-    assert json.loads(path.read_text()) == {"ok": 1}
-    assert not list(tmp_path.glob(".*.tmp"))

@@ -1,0 +1,117 @@
+"""How stg writes files: every file it creates or appends to goes through this module.
+
+- **Atomically**: a file is written under a temporary name in its folder and renamed over the
+  target, so an interrupted write leaves the old file or none, never half of one.
+- **Never through a symlink**: the rename replaces a symlink standing at the target by the new
+  file, and appends refuse a symlink (``O_NOFOLLOW``); the file a link points to is never
+  written.
+- **Readable like any file the user makes**: mode ``0o666`` less the umask (the temporary files
+  of :mod:`tempfile` are ``0o600``, which would hide predictions and exports from other users).
+- ``durable=True`` also flushes the file and its folder to disk before returning (checkpoints,
+  the feature store's manifest): after a crash of the machine, the file is complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def make_readable(path: Path | str) -> None:
+    """Gives ``path`` the permissions of a file (``0o666``) or folder (``0o777``) the user
+    creates, less the umask: for a folder made with :func:`tempfile.mkdtemp` (``0o700``) before
+    it is renamed into place."""
+    path = Path(path)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
+
+
+@contextmanager
+def atomic_path(path: Path | str, durable: bool = False, keep_suffix: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (``torch.save``, a
+    video encoder, ``savefig``); when the block ends without an error the file gets the user's
+    permissions and is renamed to ``path``, otherwise it is removed. Creates ``path``'s folder.
+
+    The temporary name is hidden and ends with ``.tmp``, so that a leftover of a killed process
+    never matches a pattern such as ``*.json``; ``keep_suffix`` ends it with ``.tmp`` and
+    ``path``'s suffix instead, for writers that choose the format by the name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = f".tmp{path.suffix}" if keep_suffix else ".tmp"
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        if durable:
+            with open(temporary, "rb") as written:
+                os.fsync(written.fileno())
+        make_readable(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    if durable:
+        _fsync_folder(path.parent)
+
+
+def write_bytes(path: Path | str, data: bytes, durable: bool = False) -> Path:
+    """Writes ``data`` to ``path`` atomically (see the module); returns ``path``."""
+    with atomic_path(path, durable) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: Path | str, text: str, durable: bool = False) -> Path:
+    """Writes ``text`` as UTF-8, line ends as they are, to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"), durable)
+
+
+def write_json(
+    path: Path | str, data: object, indent: int | None = 2, allow_nan: bool = True,
+    durable: bool = False,
+) -> Path:
+    """Writes ``data`` as JSON with a final newline to ``path`` atomically. ``allow_nan=False``
+    refuses NaN and infinities (``ValueError``) instead of writing JSON that strict readers
+    reject."""
+    return write_text(path, json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n", durable)
+
+
+def append_text(path: Path | str, text: str) -> None:
+    """Appends ``text`` (UTF-8) to ``path``, creating it with the user's permissions.
+
+    Raises:
+        OSError: when ``path`` is a symlink (``ELOOP``): a log is never appended through one.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(descriptor, "ab") as handle:
+        handle.write(text.encode("utf-8"))

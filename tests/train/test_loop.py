@@ -154,3 +154,18 @@ def test_ctrl_c_writes_a_final_checkpoint_and_resumes(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     result = train(store, tmp_path / "run", resume=True)
     assert result.steps == 6
+
+
+def test_a_run_never_writes_through_symlinks_in_its_folder(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    names = ("config.json", "summary.json", "loss.png", "metrics.jsonl")
+    for name in names:
+        (run / name).symlink_to(outside)
+    result = train(make_store(videos=2, captions=4), run, MODEL, config(steps=2, checkpoint_every=100))
+    assert outside.read_text() == "keep me" and result.steps == 2
+    assert not any((run / name).is_symlink() for name in names)
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 2
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2

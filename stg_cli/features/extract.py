@@ -302,7 +302,7 @@ def extract(
 
     backbone = load_visual(options.backbone, options.weights, device=options.device)
     spec = backbone.spec
-    fps = float(options.fps or spec.fps)
+    fps = float(spec.fps if options.fps is None else options.fps)
     if not fps > 0:
         raise UserError(f"--fps must be positive, got {options.fps}")
     corpus = [

@@ -96,6 +96,10 @@ class TrainConfig:
             raise UserError(f"--lr must be > 0, got {self.lr}")
         if self.local_chunk < 1:
             raise UserError(f"--local-chunk must be >= 1, got {self.local_chunk}")
+        for name in ("log_every", "checkpoint_every", "keep"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise UserError(f"{flag} must be >= 1, got {getattr(self, name)}")
 
     @property
     def loss_config(self) -> LossConfig:

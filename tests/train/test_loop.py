@@ -136,6 +136,12 @@ def test_bad_batch_size_is_a_user_error(tmp_path):
         train(make_store(videos=1, captions=2), tmp_path / "run", MODEL, config(batch_size=8))
 
 
+@pytest.mark.parametrize("field", ["log_every", "checkpoint_every", "keep"])
+def test_step_intervals_below_one_are_user_errors(field):
+    with pytest.raises(UserError, match=f"--{field.replace('_', '-')} must be >= 1, got 0"):
+        config(**{field: 0})
+
+
 def test_ctrl_c_writes_a_final_checkpoint_and_resumes(tmp_path):
     import signal
 

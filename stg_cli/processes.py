@@ -17,12 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def one_line(error: BaseException) -> str:
-    """The first line of an error's message, or its type name when the message is empty."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
 def threads_per_worker(workers: int) -> int:
     """Threads for each of ``workers`` processes: the machine's cores shared out, at least 1."""
     return max(1, (os.cpu_count() or 1) // max(workers, 1))

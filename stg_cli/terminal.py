@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.markup import escape as escape_markup
 from rich.text import Text
 
+from stg_cli.errors import fold_lines
+
 # C0 controls but tab and newline, DEL and the C1 controls
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -37,14 +39,8 @@ def escape(text: object) -> str:
     return escape_markup(printable(text))
 
 
-def one_line(text: object) -> str:
-    """:func:`printable` on one line: each run of whitespace that holds a line break becomes one
-    space, so that a multi-line message (a state-dict mismatch, a subprocess's output) keeps all
-    of its detail on the error's line."""
-    return printable(re.sub(r"\s*\n\s*", " ", str(text)).strip())
-
-
 def error_line(message: object, label: str = "error:") -> Text:
     """``label message`` as a rich Text (no markup parsing, no emoji): the red label, then the
-    message on one line (:func:`one_line`)."""
-    return Text.assemble((label, "red"), " ", one_line(message))
+    message on one line with all its detail (:func:`stg_cli.errors.fold_lines`), control
+    characters escaped (:func:`printable`)."""
+    return Text.assemble((label, "red"), " ", printable(fold_lines(str(message))))

@@ -135,19 +135,30 @@ def command(
                     highlight=False,
                 )
 
-        summary = extract_lib.extract(
-            videos,
-            captions,
-            out,
-            options,
-            on_start=on_start,
-            on_video=on_video,
-            on_frames=on_frames,
-        )
+        try:
+            summary = extract_lib.extract(
+                videos,
+                captions,
+                out,
+                options,
+                on_start=on_start,
+                on_video=on_video,
+                on_frames=on_frames,
+            )
+        except extract_lib.ExtractInterrupted as stopped:
+            summary = stopped.summary
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary, terminal.console())
+    if summary.interrupted:
+        stderr.print(
+            f"[yellow]interrupted[/yellow]: {summary.count('done')} video(s) extracted before it "
+            f"are stored ({summary.manifest_videos} in the store); the same command goes on "
+            "with the rest",
+            highlight=False,
+        )
+        raise typer.Exit(130)
     # under torchrun a non-zero exit makes the launcher kill the other ranks mid-video, so
     # there failures are only reported (summary, manifest), never turned into an exit code
     under_torchrun = shard is None and "TORCHELASTIC_RUN_ID" in os.environ

@@ -122,18 +122,30 @@ def command(
         def on_step(stage: str, done: int, total: int) -> None:
             progress.update(inner, description=f"  {stage}", completed=done, total=total, visible=True)
 
-        results, timings = pipeline.ground_videos(
-            grounder, inputs, query_set, settings, out, on_video=on_video, on_step=on_step,
-            ground_truth=ground_truth, workers=workers,
-        )
+        interrupted = None
+        try:
+            results, timings = pipeline.ground_videos(
+                grounder, inputs, query_set, settings, out, on_video=on_video, on_step=on_step,
+                ground_truth=ground_truth, workers=workers,
+            )
+        except pipeline.GroundingInterrupted as stopped:
+            interrupted, results, timings = stopped, stopped.results, stopped.timings
     summary = pipeline.run_summary(results, timings, out)
     summary["tau"] = grounder.threshold(settings)
+    summary["interrupted"] = interrupted is not None
     summary["failed"] += len(problems)
     summary["missing"] = [{"argument": argument, "error": reason} for argument, reason in problems]
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
         print_summary(summary, terminal.console())
+    if interrupted is not None:
+        stderr.print(
+            f"[yellow]interrupted[/yellow]: {len(results)} of {interrupted.total} video(s) "
+            f"finished before it, their predictions in {escape(summary['predictions'])}",
+            highlight=False,
+        )
+        raise typer.Exit(130)
     if summary["failed"]:
         raise typer.Exit(1)
 

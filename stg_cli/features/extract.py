@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
-from stg_cli.errors import UserError
+from stg_cli.errors import UserError, error_text
 from stg_cli.features.encode import encode_frames, encode_video
 from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
-from stg_cli.processes import ignore_interrupts, one_line, stop, threads_per_worker
+from stg_cli.processes import ignore_interrupts, stop, threads_per_worker
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, iter_clips
 
@@ -149,6 +149,15 @@ class ExtractSummary:
             "store_videos": self.manifest_videos,
             "interrupted": self.interrupted,
         }
+
+
+class ExtractInterrupted(KeyboardInterrupt):
+    """Ctrl-C during extraction, after the manifest was rebuilt: ``summary`` counts what was
+    stored before it (``interrupted`` set)."""
+
+    def __init__(self, summary: ExtractSummary) -> None:
+        super().__init__("interrupted")
+        self.summary = summary
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -439,7 +448,7 @@ def extract(
                         t0,
                     )
                 except (VideoError, ValueError, RuntimeError, OSError) as error:
-                    finish(video_id, "failed", one_line(error), t0=t0)
+                    finish(video_id, "failed", error_text(error), t0=t0)
         else:
             _run_with_workers(
                 todo, found, spec, fps, options, backbone, store, finish, on_frames, out
@@ -447,7 +456,9 @@ def extract(
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.manifest_videos = writer.rebuild_manifest()["counts"]["videos"]
-        raise
+        summary.loop_seconds = time.perf_counter() - loop_started
+        summary.seconds = time.perf_counter() - started
+        raise ExtractInterrupted(summary) from None
     summary.loop_seconds = time.perf_counter() - loop_started
     manifest = writer.rebuild_manifest()
     summary.manifest_videos = manifest["counts"]["videos"]
@@ -558,7 +569,7 @@ def _run_with_workers(
                 continue
             except (VideoError, ValueError, RuntimeError, OSError) as error:
                 frames_file(video_id).unlink(missing_ok=True)
-                finish(video_id, "failed", one_line(error), t0=t0)
+                finish(video_id, "failed", error_text(error), t0=t0)
                 continue
             try:
                 path = frames_file(video_id)
@@ -570,7 +581,7 @@ def _run_with_workers(
                     on_frames(len(times))
                 store(video_id, info, times, global_feats, grid_feats, t0)
             except (ValueError, RuntimeError, OSError) as error:
-                finish(video_id, "failed", one_line(error), t0=t0)
+                finish(video_id, "failed", error_text(error), t0=t0)
     except BaseException:
         stop(pool)
         raise

@@ -49,13 +49,13 @@ import av
 import numpy as np
 import torch
 
-from stg_cli.errors import UserError
+from stg_cli.errors import UserError, error_text
 from stg_cli.ground.output import VideoGrounding, safe_name, write_video
 from stg_cli.ground.queries import QuerySet
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect, given_segments
 from stg_cli.models.grounding import HEATMAP_MODES, video_means
-from stg_cli.processes import ignore_interrupts, interrupts_ignored, one_line, stop, threads_per_worker
+from stg_cli.processes import ignore_interrupts, interrupts_ignored, stop, threads_per_worker
 from stg_cli.video_files import VideoInput
 
 STAGES = ("decode", "features", "temporal", "spatial", "viz")
@@ -495,6 +495,18 @@ def check_workers(workers: int) -> int:
     return workers
 
 
+class GroundingInterrupted(KeyboardInterrupt):
+    """Ctrl-C while grounding, after ``predictions.json`` was written for the videos finished
+    before it: their ``results`` (in the order of the inputs), the ``timings`` and how many
+    videos were asked for (``total``)."""
+
+    def __init__(self, results: list[VideoResult], timings: Timings, total: int) -> None:
+        super().__init__("interrupted")
+        self.results = results
+        self.timings = timings
+        self.total = total
+
+
 def ground_videos(
     grounder: Grounder,
     videos: Sequence[VideoInput],
@@ -512,7 +524,8 @@ def ground_videos(
     video and ``on_step`` inside it. W ≥ 1 grounds in W processes (see the module docstring):
     ``on_video(done, total, video_id)`` as each video finishes, and no ``on_step``. Either way
     ``on_video(total, total, "")`` comes last, results are in the order of ``videos`` and timings
-    are summed over them. Writes ``predictions.json`` for the videos that succeeded.
+    are summed over them. Writes ``predictions.json`` for the videos that succeeded; on Ctrl-C
+    for those that succeeded before it, then raises :class:`GroundingInterrupted`.
     """
     from stg_cli.ground.output import write_combined
 
@@ -531,39 +544,44 @@ def ground_videos(
     def truth(video: VideoInput) -> Sequence | None:
         return (ground_truth or {}).get(video.video_id)
 
-    if workers == 0:
-        for index, video in enumerate(videos):
-            if on_video is not None:
-                on_video(index, len(videos), video.video_id)
-            try:
-                queries = embeddings(video)
-                results[index] = grounder.ground(
-                    video, queries, settings, out, timings, on_step, truth(video)
-                )
-            except VIDEO_ERRORS as error:
-                results[index] = _failed(video, error)
-    else:
-        jobs: list[_Job] = []
-        done = 0
-        for index, video in enumerate(videos):
-            try:
-                jobs.append(_Job(index, video, embeddings(video), truth(video)))
-            except VIDEO_ERRORS as error:
-                results[index] = _failed(video, error)
+    try:
+        if workers == 0:
+            for index, video in enumerate(videos):
+                if on_video is not None:
+                    on_video(index, len(videos), video.video_id)
+                try:
+                    queries = embeddings(video)
+                    results[index] = grounder.ground(
+                        video, queries, settings, out, timings, on_step, truth(video)
+                    )
+                except VIDEO_ERRORS as error:
+                    results[index] = _failed(video, error)
+        else:
+            jobs: list[_Job] = []
+            done = 0
+            for index, video in enumerate(videos):
+                try:
+                    jobs.append(_Job(index, video, embeddings(video), truth(video)))
+                except VIDEO_ERRORS as error:
+                    results[index] = _failed(video, error)
+                    done += 1
+                    if on_video is not None:
+                        on_video(done, len(videos), video.video_id)
+
+            def finish(index: int, result: VideoResult, seconds: Timings) -> None:
+                nonlocal done
+                results[index] = result
+                for stage, value in seconds.seconds.items():
+                    timings.add(stage, value)
                 done += 1
                 if on_video is not None:
-                    on_video(done, len(videos), video.video_id)
+                    on_video(done, len(videos), result.video_id)
 
-        def finish(index: int, result: VideoResult, seconds: Timings) -> None:
-            nonlocal done
-            results[index] = result
-            for stage, value in seconds.seconds.items():
-                timings.add(stage, value)
-            done += 1
-            if on_video is not None:
-                on_video(done, len(videos), result.video_id)
-
-        _ground_in_workers(grounder, jobs, settings, out, workers, finish)
+            _ground_in_workers(grounder, jobs, settings, out, workers, finish)
+    except KeyboardInterrupt:
+        finished = [results[index] for index in sorted(results)]
+        write_combined({r.video_id: r.prediction for r in finished if r.prediction is not None}, out)
+        raise GroundingInterrupted(finished, timings, len(videos)) from None
     if on_video is not None:
         on_video(len(videos), len(videos), "")
     ordered = [results[index] for index in range(len(videos))]
@@ -574,7 +592,7 @@ def ground_videos(
 def _failed(video: VideoInput, error: BaseException | str) -> VideoResult:
     """The result of a video that could not be grounded."""
     source = str(video.path) if video.path is not None else video.video_id
-    text = error if isinstance(error, str) else one_line(error)
+    text = error if isinstance(error, str) else error_text(error)
     return VideoResult(video_id=video.video_id, source=source, error=text)
 
 
@@ -688,6 +706,12 @@ def _ground_in_workers(
                         finish(job.index, _failed(job.video, message), Timings())
                     else:
                         suspects.append(job)
+    except KeyboardInterrupt:
+        for future, (job, _) in pending.items():  # done while the interrupt came in: kept
+            if future.done() and not future.cancelled() and future.exception() is None:
+                finish(job.index, *future.result())
+        stop(pool)
+        raise
     except BaseException:
         stop(pool)
         raise

@@ -179,6 +179,7 @@ def test_ctrl_c_keeps_finished_videos(tmp_path: Path, workers: str) -> None:
     assert "Traceback" not in err
     stored = FeatureStore.open(out).video_ids  # the manifest was written on the way out
     assert 1 <= len(stored) < len(names)
+    assert f"interrupted: {len(stored)} video(s) extracted before it are stored" in " ".join(err.split())
     rerun = _stg(
         "extract",
         str(tmp_path / "videos"),

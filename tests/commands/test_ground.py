@@ -114,6 +114,11 @@ def test_ctrl_c_with_workers_keeps_finished_videos(setup, tmp_path, moment):
     for name in finished:
         assert json.loads((out / f"{name}.json").read_text())["video"] == name
         assert (out / f"{name}.heatmaps.npz").is_file() and (out / f"{name}.timeline.png").is_file()
+    assert "interrupted:" in err and f"of {len(names)} video(s) finished" in err
+    # the videos whose results reached the main process before it (a worker may have written a
+    # video's files a moment before the interrupt, and its result never arrived)
+    combined = json.loads((out / "predictions.json").read_text())
+    assert set(combined) <= set(finished)
     deadline = time.monotonic() + 10
     while True:  # every worker ended with the main process
         try:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stg_cli.errors import UserError
-from stg_cli.ground.pipeline import GroundSettings, Grounder, ground_videos
+from stg_cli.ground.pipeline import GroundingInterrupted, GroundSettings, Grounder, ground_videos
 from stg_cli.ground.queries import QuerySet
 from stg_cli.video_files import find_videos
 
@@ -180,6 +180,22 @@ def test_workers_give_the_same_predictions_and_skip_bad_files(export_dir, tmp_pa
             if a["point"] is not None:
                 assert np.allclose(a["point"], b["point"], atol=1e-3)
                 assert np.allclose(a["box"], b["box"], atol=1e-3)
+
+
+def test_ctrl_c_keeps_the_finished_videos_in_predictions_json(export_dir, tmp_path):
+    paths = [make_video(tmp_path / "videos" / f"{name}.mp4", seconds=2) for name in ("a", "b", "c")]
+    videos, _ = find_videos([str(p) for p in paths])
+
+    def on_video(index: int, total: int, video_id: str) -> None:
+        if video_id == "c":
+            raise KeyboardInterrupt
+
+    with pytest.raises(GroundingInterrupted) as stopped:
+        ground_videos(Grounder(export_dir), videos, _queries("pour milk"), GroundSettings(tau=-1.0),
+                      tmp_path / "out", on_video=on_video)
+    assert [r.video_id for r in stopped.value.results] == ["a", "b"] and stopped.value.total == 3
+    assert stopped.value.timings.seconds["features"] > 0
+    assert list(json.loads((tmp_path / "out" / "predictions.json").read_text())) == ["a", "b"]
 
 
 def test_negative_workers_is_a_user_error(export_dir, small_video, tmp_path):

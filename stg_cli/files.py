@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from stg_cli.errors import UserError
+
 
 def _umask() -> int:
     """The process's umask, read without changing it where Linux shows it."""
@@ -104,6 +106,21 @@ def write_json(
     refuses NaN and infinities (``ValueError``) instead of writing JSON that strict readers
     reject."""
     return write_text(path, json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n", durable)
+
+
+def inside(folder: Path | str, name: str, what: str) -> Path:
+    """``folder / name`` for a file name read from a file in ``folder`` (an export's config):
+    it must stay inside ``folder`` once ``..`` and links are resolved, so that a tampered config
+    cannot make stg read any other file.
+
+    Raises:
+        UserError: naming ``what`` holds the name, when it leads outside ``folder``.
+    """
+    folder = Path(folder)
+    path = folder / name
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise UserError(f"{what} names {name!r}, outside {folder}: refused")
+    return path
 
 
 def append_text(path: Path | str, text: str) -> None:

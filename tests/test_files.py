@@ -82,3 +82,13 @@ def test_make_readable_opens_a_private_folder(tmp_path, umask_022):
     folder.mkdir(mode=0o700)
     files.make_readable(folder)
     assert mode(folder) == 0o755
+
+
+def test_inside_keeps_names_in_their_folder(tmp_path):
+    from stg_cli.errors import UserError
+
+    (tmp_path / "f").mkdir()
+    assert files.inside(tmp_path / "f", "a/b.bin", "x") == tmp_path / "f" / "a" / "b.bin"
+    for name in ("/etc/passwd", "../f2/x", "a/../../x"):
+        with pytest.raises(UserError, match="outside"):
+            files.inside(tmp_path / "f", name, "config.json (vectors)")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from stg_cli import files
-from stg_cli.backbones.base import TextEncoder, TextFeatures, pad_token_features
+from stg_cli.backbones.base import TEXT_CONFIG_FILE, TextEncoder, TextFeatures, pad_token_features
 from stg_cli.errors import UserError
 from stg_cli.text.normalize import tokenize
 
@@ -136,13 +136,17 @@ def load_saved_word2vec(directory: Path, config: dict) -> Word2VecEncoder:
     else:
         from gensim.models import KeyedVectors
 
-        path = directory / config.get("vectors", VECTORS_FILE)
+        path = files.inside(directory, str(config.get("vectors", VECTORS_FILE)),
+                            f"{directory / TEXT_CONFIG_FILE} (vectors)")
         if not path.exists():
             raise UserError(f"saved word2vec vectors missing: {path}")
         try:
             vectors = KeyedVectors.load_word2vec_format(str(path), binary=True)
-        except Exception as exc:
-            raise UserError(f"cannot read saved word2vec vectors {path}: {exc}") from None
+        except Exception as exc:  # its message may quote the file: only the error's type
+            raise UserError(
+                f"cannot read saved word2vec vectors {path}: not a binary word2vec file "
+                f"({type(exc).__name__})"
+            ) from None
         encoder = Word2VecEncoder(vectors)
     return encoder
 

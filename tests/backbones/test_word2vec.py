@@ -86,6 +86,26 @@ def test_googlenews_binary_round_trip_and_capitalised_lookup(trained, tmp_path):
         load_text_from(tmp_path / "saved")
 
 
+@pytest.mark.parametrize("vectors", ["/etc/passwd", "../outside.bin", "link.bin"])
+def test_a_saved_config_cannot_read_files_outside_its_folder(trained, tmp_path, vectors):
+    (tmp_path / "outside.bin").write_text("secret line\n")
+    trained.save(tmp_path / "text")
+    (tmp_path / "text" / "link.bin").symlink_to(tmp_path / "outside.bin")
+    config_path = tmp_path / "text" / "text_encoder.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "vectors": vectors}))
+    with pytest.raises(UserError, match="outside") as refused:
+        load_text_from(tmp_path / "text")
+    assert "secret" not in str(refused.value) and "root:" not in str(refused.value)
+
+
+def test_unreadable_saved_vectors_are_not_quoted_in_the_error(trained, tmp_path):
+    trained.save(tmp_path / "text")
+    (tmp_path / "text" / "word2vec.bin").write_text("secret line\n")
+    with pytest.raises(UserError, match="not a binary word2vec file") as refused:
+        load_text_from(tmp_path / "text")
+    assert "secret" not in str(refused.value)
+
+
 def test_bad_inputs_are_one_line_user_errors(tmp_path):
     with pytest.raises(UserError, match="needs --weights"):
         load_text("word2vec")

@@ -15,6 +15,11 @@ ATTENTION_STACKS: dict[str, tuple[str, ...]] = {
 
 CROSS_LOGITS = ("dot", "cosine")
 
+# upper bounds checked before anything is allocated (a tampered export's config must not make
+# stg allocate gigabytes): far above every backbone and the paper's dims (Dv, Dw ≤ 1280, d = 512)
+SIZE_LIMITS = {"visual_dim": 8192, "text_dim": 8192, "dim": 4096, "frames_u": 1024, "frames_t": 1024}
+MAX_GRID_SIDE = 64
+
 
 @dataclass
 class ModelConfig:
@@ -70,6 +75,9 @@ class ModelConfig:
     center_video: bool = True
 
     def __post_init__(self) -> None:
+        if (not isinstance(self.grid, (tuple, list)) or len(self.grid) != 2
+                or not all(isinstance(side, int) and not isinstance(side, bool) for side in self.grid)):
+            raise ValueError(f"grid must be two whole numbers, got {self.grid!r}")
         self.grid = (int(self.grid[0]), int(self.grid[1]))
         if self.attention not in ATTENTION_STACKS:
             raise ValueError(
@@ -79,9 +87,10 @@ class ModelConfig:
             raise ValueError(
                 f"select must be one of {', '.join(SELECTION_MODES)}, got {self.select!r}"
             )
-        for name in ("visual_dim", "text_dim", "dim", "frames_u", "frames_t"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, limit in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ValueError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
         if self.frames_t > self.frames_u:
             raise ValueError(
                 f"frames_t ({self.frames_t}) must not exceed frames_u ({self.frames_u})"
@@ -92,8 +101,8 @@ class ModelConfig:
             )
         if not self.cross_temperature > 0:
             raise ValueError(f"cross_temperature must be > 0, got {self.cross_temperature}")
-        if self.grid[0] < 1 or self.grid[1] < 1:
-            raise ValueError(f"grid must be positive, got {self.grid}")
+        if not (1 <= self.grid[0] <= MAX_GRID_SIDE and 1 <= self.grid[1] <= MAX_GRID_SIDE):
+            raise ValueError(f"grid sides must be from 1 to {MAX_GRID_SIDE}, got {self.grid}")
 
     @property
     def num_cells(self) -> int:

@@ -49,6 +49,13 @@ def test_config_round_trip_and_validation():
         ModelConfig(visual_dim=3, text_dim=4, frames_u=4, frames_t=8)
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({"visual_dim": 3, "text_dim": 4, "bogus": 1})
+    for field, value in (("dim", 2_000_000), ("dim", 12.5), ("visual_dim", True), ("frames_u", 0),
+                         ("text_dim", "300")):
+        with pytest.raises(ValueError, match=f"{field} must be a whole number from 1 to"):
+            ModelConfig(**{"visual_dim": 3, "text_dim": 4, field: value})
+    for grid in ((7, 7.5), (7,), (65, 7), (0, 7)):
+        with pytest.raises(ValueError, match="grid"):
+            ModelConfig(visual_dim=3, text_dim=4, grid=grid)
     assert config.center_video
     # a configuration written before the setting existed was trained without centring
     assert not ModelConfig.from_dict({"visual_dim": 3, "text_dim": 4}).center_video

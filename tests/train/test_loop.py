@@ -50,6 +50,16 @@ def test_initial_export_is_the_model_a_run_starts_from(tmp_path):
     assert not torch.equal(untrained.frame_norm.inv_std, torch.ones_like(untrained.frame_norm.inv_std))
 
 
+@pytest.mark.parametrize("change", [{"dim": 2_000_000}, {"dim": 12.5}, {"grid": [7, 7000]}])
+def test_a_tampered_export_config_is_refused_before_allocating(tmp_path, change):
+    export = initial_export(make_store(videos=3), tmp_path / "untrained", MODEL, config(steps=1))
+    config_path = export / "config.json"
+    saved = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**saved, "model": {**saved["model"], **change}}))
+    with pytest.raises(UserError, match=f"malformed model export in {export}: .*{next(iter(change))}"):
+        load_export(export)
+
+
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     store = make_store(videos=6)

@@ -78,6 +78,9 @@ class CaptionSet:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# captions past this many seconds (about 116 days) are bad times: the store keeps times as
+# float32, where 1e300 would become inf
+MAX_SECONDS = 1e7
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -89,7 +92,7 @@ def _clean(
     except (TypeError, ValueError):
         stats.skipped["bad_time"] += 1
         return None
-    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start:
+    if not (math.isfinite(start) and math.isfinite(end)) or start < 0 or end < start or end > MAX_SECONDS:
         stats.skipped["bad_time"] += 1
         return None
     text = "" if raw_text is None else str(raw_text)
@@ -297,7 +300,7 @@ def read_captions(path: str | os.PathLike, video_ids: Iterable[str] | None = Non
     for file in files:
         try:
             parsed = _parse_file(file, stats, wanted)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, csv.Error) as error:  # csv.Error: e.g. a field past the size limit
             if not path.is_dir():
                 raise UserError(f"cannot read captions {file}: {error}") from None
             stats.bad_files.append(f"{file}: {error}")

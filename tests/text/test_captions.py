@@ -42,6 +42,19 @@ def test_json_with_mismatched_columns_is_reported_not_fatal(tmp_path: Path) -> N
     assert len(result.stats.bad_files) == 1 and "[bad]" in result.stats.bad_files[0]
 
 
+def test_a_huge_csv_field_is_a_bad_file_of_its_folder_and_huge_times_are_bad_times(tmp_path: Path) -> None:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    (folder / "huge.csv").write_text("start,end,text\n0,1," + "x" * 200_000 + "\n")
+    (folder / "ok.csv").write_text("start,end,text\n0,1,stir\n2,1e300,far away\n")
+    result = read_captions(folder)
+    assert result.captions == {"ok": [Caption(0.0, 1.0, "stir")]}
+    assert result.stats.skipped == {"bad_time": 1}
+    assert len(result.stats.bad_files) == 1 and "huge.csv" in result.stats.bad_files[0]
+    with pytest.raises(UserError, match="cannot read captions"):
+        read_captions(folder / "huge.csv")
+
+
 def test_csv_directory_and_single_file(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()

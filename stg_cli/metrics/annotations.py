@@ -48,9 +48,15 @@ from stg_cli.errors import UserError
 BACKGROUND = "background"
 EXAMPLES_KEPT = 5
 
-_SAFE_BUILTINS = frozenset(
-    {"dict", "list", "tuple", "set", "frozenset", "str", "int", "float", "bool", "bytes"}
-)
+# The only globals a pickle of builtin containers and scalars needs: every protocol writes
+# dicts, lists, tuples, strings and numbers with opcodes of their own, sets through set or
+# frozenset (module __builtin__ in protocols 0-2) and, in protocols 0-2, bytes as
+# _codecs.encode(str, "latin1"); each result is bounded by the pickle's own size. Constructors
+# such as bytes or str are refused: bytes(300_000_000) is 33 bytes of pickle.
+_SAFE_GLOBALS = frozenset({
+    ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"),
+    ("__builtin__", "frozenset"), ("_codecs", "encode"),
+})
 
 Box4 = tuple[float, float, float, float]
 
@@ -109,7 +115,7 @@ class GroundTruth:
 
 class _BuiltinsOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> type:
-        if module == "builtins" and name in _SAFE_BUILTINS:
+        if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
         raise UserError(
             f"refusing to unpickle {module}.{name}: only builtin containers and scalars are allowed"

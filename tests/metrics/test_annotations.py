@@ -142,10 +142,18 @@ def test_unpickler_refuses_classes_outside_builtins(tmp_path):
         load_pickle(path)
 
 
-def test_unpickler_accepts_builtin_containers(tmp_path):
-    value = {"a": [1, 2.5, None, True], "b": {("v", 1, 2)}, "c": frozenset({b"x"})}
+def test_unpickler_refuses_constructors_that_allocate(tmp_path):
+    crafted = tmp_path / "big.pkl"  # builtins.bytes(300_000_000): 300 MB from 33 bytes
+    crafted.write_bytes(b"\x80\x04cbuiltins\nbytes\nJ\x00\xa3\xe1\x11\x85R.")
+    with pytest.raises(UserError, match=r"refusing to unpickle builtins\.bytes"):
+        load_pickle(crafted)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_unpickler_accepts_builtin_containers(tmp_path, protocol):
+    value = {"a": [1, 2.5, None, True], "b": {("v", 1, 2)}, "c": frozenset({b"x"}), "d": "é"}
     plain = tmp_path / "plain.pkl"
-    plain.write_bytes(pickle.dumps(value))
+    plain.write_bytes(pickle.dumps(value, protocol=protocol))
     assert load_pickle(plain) == value
 
 

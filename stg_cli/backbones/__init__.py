@@ -137,7 +137,7 @@ def load_text_from(directory: Path | str, device: str = "cpu") -> TextEncoder:
         name = config["name"]
     except FileNotFoundError:
         raise UserError(f"no saved text encoder in {directory} ({TEXT_CONFIG_FILE} missing)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise UserError(f"unreadable {config_path}: {exc}") from None
     if name == "word2vec":
         from stg_cli.backbones.word2vec import load_saved_word2vec

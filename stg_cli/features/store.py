@@ -184,6 +184,8 @@ def _read_json(path: Path, what: str) -> dict:
         raise
     except (OSError, ValueError) as error:
         raise UserError(f"unreadable {what} {path}: {error}") from None
+    except RecursionError:
+        raise UserError(f"unreadable {what} {path}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise UserError(f"unreadable {what} {path}: not a JSON object")
     return data

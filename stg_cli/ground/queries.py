@@ -115,6 +115,8 @@ def load_queries(path: Path | str) -> QuerySet:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise UserError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+        except RecursionError:
+            raise UserError(f"{path}: JSON nested too deeply") from None
         pools = parse_pools(data, path)
         if not any(pools.values()):
             raise UserError(f"{path}: no queries (only background entries)")

@@ -435,3 +435,5 @@ def _read_json(path: Path) -> object:
         ) from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None

@@ -270,6 +270,8 @@ def _load_file(path: Path) -> dict[str, VideoPrediction]:
         ) from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None
     except OSError as error:
         raise UserError(f"{path}: cannot be read ({error.strerror})") from None
     data = _mapping(data, path, "the top level")

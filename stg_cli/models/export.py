@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from stg_cli import files
-from stg_cli.errors import UserError
+from stg_cli.errors import UserError, error_text
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.grounding import GroundingModel
 
@@ -118,8 +118,8 @@ def _load_export_dir(directory: Path, device) -> LoadedModel:
 
     try:
         config = json.loads((directory / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"cannot read {directory / CONFIG}: {error}") from error
+    except (OSError, ValueError, RecursionError) as error:
+        raise UserError(f"cannot read {directory / CONFIG}: {error_text(error)}") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise UserError(f"{directory / CONFIG} is not a stg model export")
     try:

@@ -75,6 +75,9 @@ DIFFICULTIES: dict[str, Difficulty] = {
 }
 
 ANNOTATION_SIZE = (640, 480)
+# the largest frame side: 4K video; a frame is composed in memory several times over, so
+# 100000x100000 would ask for tens of GB before the first frame
+MAX_SIDE = 3840
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,11 @@ class SynthConfig:
         counts = (self.train_videos, self.test_videos)
         if min(counts) < 0 or sum(counts) < 1:
             raise UserError("need at least one video (train + test)")
-        if self.width < 64 or self.height < 48 or self.width % 2 or self.height % 2:
-            raise UserError(f"size must be even and at least 64x48, got {self.width}x{self.height}")
+        if (self.width < 64 or self.height < 48 or self.width % 2 or self.height % 2
+                or self.width > MAX_SIDE or self.height > MAX_SIDE):
+            raise UserError(
+                f"size must be even, from 64x48 to {MAX_SIDE}x{MAX_SIDE}, got {self.width}x{self.height}"
+            )
         if not 1 <= self.fps <= 60:
             raise UserError(f"fps must be a whole number from 1 to 60, got {self.fps}")
         if self.difficulty not in DIFFICULTIES:

@@ -158,6 +158,8 @@ def _parse_json(path: Path, stats: CaptionStats, video_ids: set[str] | None) -> 
         data = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"invalid JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if isinstance(data, dict) and all(key in data for key in ("start", "end", "text")):
         return {path.stem: _from_columns(data, stats)}
     if not isinstance(data, dict):

@@ -64,6 +64,7 @@ def test_options_build_the_config():
     "args, fragment",
     [
         (["--size", "99x64"], "even"),
+        (["--size", "100000x100000"], "to 3840x3840"),
         (["--difficulty", "brutal"], "difficulty"),
         (["--videos", "0"], "at least 1"),
         (["--distractors", "9"], "distractors"),

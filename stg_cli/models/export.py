@@ -114,6 +114,7 @@ def load_export(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
 
 
 def _load_export_dir(directory: Path, device) -> LoadedModel:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
@@ -125,8 +126,8 @@ def _load_export_dir(directory: Path, device) -> LoadedModel:
     try:
         model_config = ModelConfig.from_dict(config["model"])
         state = load_file(str(directory / WEIGHTS), device="cpu")
-    except (KeyError, ValueError, TypeError, OSError) as error:
-        raise UserError(f"malformed model export in {directory}: {error}") from error
+    except (KeyError, ValueError, TypeError, OSError, SafetensorError) as error:
+        raise UserError(f"malformed model export in {directory}: {error_text(error)}") from None
     return _build(model_config, state, config.get("store", {}), device, directory)
 
 
@@ -146,7 +147,8 @@ def _build(config: ModelConfig, state: dict, store: dict, device, source: Path) 
     try:
         model.load_weights(state)
     except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise UserError(f"the weights in {source} do not fit their configuration: {first}") from error
+        raise UserError(
+            f"the weights in {source} do not fit their configuration: {error_text(error)}"
+        ) from None
     model.to(device).eval()
     return LoadedModel(model=model, config=config, store_config=dict(store))

@@ -60,6 +60,19 @@ def test_a_tampered_export_config_is_refused_before_allocating(tmp_path, change)
         load_export(export)
 
 
+@pytest.mark.parametrize("weights", [
+    b"\xff" * 8 + b"{}",  # a header length past the file
+    (20).to_bytes(8, "little") + b'{"w": not json!!!!}',
+    b"",
+])
+def test_tampered_export_weights_are_one_line(tmp_path, weights):
+    export = initial_export(make_store(videos=3), tmp_path / "untrained", MODEL, config(steps=1))
+    (export / "model.safetensors").write_bytes(weights)
+    with pytest.raises(UserError, match=f"malformed model export in {export}: ") as refused:
+        load_export(export)
+    assert "\n" not in str(refused.value)
+
+
 @pytest.mark.slow
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     store = make_store(videos=6)

@@ -32,6 +32,7 @@ import dataclasses
 import multiprocessing
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections import deque
@@ -501,6 +502,27 @@ def decode_to_file(
     return info, np.concatenate(times), (count, clip_len, size[0], size[1], 3)
 
 
+_SCRATCH_PREFIX = ".frames-"
+
+
+def _remove_orphaned_scratch(folder: Path) -> None:
+    """Removes the frame scratch folders (``.frames-<host>-<pid>-*``) of this host's extract
+    processes that are gone (killed with SIGKILL, the machine's power cut); those of live
+    processes, other shards sharing the store included, and of other hosts stay."""
+    host = socket.gethostname()
+    for scratch in folder.glob(f"{_SCRATCH_PREFIX}*"):
+        owner, _, rest = scratch.name.removeprefix(_SCRATCH_PREFIX).rpartition("-")
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host != host or not pid.isdigit() or not rest:
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(scratch, ignore_errors=True)
+        except PermissionError:  # a live process of another user
+            continue
+
+
 def _run_with_workers(
     todo, found, spec, fps, options, backbone, store, finish, on_frames, out
 ) -> None:
@@ -519,7 +541,9 @@ def _run_with_workers(
 
     pool = new_pool()
     # decoded frames go through files here; a dot name never clashes with a video's temp folder
-    scratch = Path(tempfile.mkdtemp(prefix=".frames-", dir=out / "tmp"))
+    _remove_orphaned_scratch(out / "tmp")
+    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{socket.gethostname()}-{os.getpid()}-",
+                                    dir=out / "tmp"))
     pending: list[tuple[str, float, futures.Future, bool]] = []
     queue = deque(todo)
     # videos that were being decoded when a worker died: redone one at a time, so that the

@@ -234,3 +234,28 @@ def test_a_dead_worker_fails_one_video(
     assert [r.video_id for r in summary.failed] == ["bravo"] and "died" in summary.failed[0].reason
     assert FeatureStore.open(tmp_path / "f").video_ids == ["alpha", "charlie", "delta"]
     assert not any((tmp_path / "f" / "tmp").iterdir())  # no decoded-frame files left behind
+
+
+def test_scratch_of_killed_extractions_is_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from stg_cli.features.extract import _remove_orphaned_scratch
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+    names = {
+        "dead": f".frames-{host}-{gone.stdout.strip()}-k9x2",
+        "live": f".frames-{host}-{os.getpid()}-a1b2",
+        "other host": f".frames-elsewhere-{gone.stdout.strip()}-c3d4",
+        "a video's": "clip.ab12cd",
+    }
+    for name in names.values():
+        (tmp_path / name).mkdir()
+    _remove_orphaned_scratch(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        name for kind, name in names.items() if kind != "dead"
+    )

@@ -20,6 +20,7 @@ from rich.table import Table
 from stg_cli import bench as bench_lib
 from stg_cli import files
 from stg_cli import terminal
+from stg_cli.errors import UserError
 from stg_cli.terminal import escape
 
 
@@ -38,6 +39,7 @@ def command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     out: Path | None = typer.Option(None, "--out", help="Also write the JSON report to this file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     device: str = typer.Option(
         "auto", "--device", help="auto (the CPU, plus CUDA when available), cpu or cuda."
     ),
@@ -47,6 +49,8 @@ def command(
 
     Prints a table (or JSON) with medians, peak memory and the comparisons with the targets.
     """
+    if out is not None and out.exists() and not overwrite:  # checked before minutes of timing
+        raise UserError(f"{out} exists: choose another --out or add --overwrite")
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),

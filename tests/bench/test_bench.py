@@ -54,3 +54,15 @@ def test_bench_command_prints_json():
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert {row["op"] for row in payload["results"]} == {"rollout", "rollout_paper"}
+
+
+def test_an_existing_out_file_is_kept_unless_overwrite(tmp_path):
+    out = tmp_path / "report.json"
+    out.write_text("earlier figures")
+    refused = CliRunner().invoke(app, ["bench", "rollout", "--quick", "--out", str(out), "--device", "cpu"])
+    assert "--overwrite" in str(refused.exception) and out.read_text() == "earlier figures"
+    replaced = CliRunner().invoke(
+        app, ["bench", "rollout", "--quick", "--out", str(out), "--overwrite", "--device", "cpu"]
+    )
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(out.read_text())["results"]

@@ -1,9 +1,12 @@
 """Finding video files: what a folder of videos means, the same for every command that reads one.
 
 A folder is searched recursively for files whose suffix is in :data:`VIDEO_SUFFIXES` (any case),
-hidden files and folders skipped; a video's id is its file stem. ``stg ground`` (through
-:func:`find_videos`), the video-reading priors of :mod:`stg_cli.metrics.baselines` and
-``stg score --videos`` (through :func:`video_paths`) use this rule.
+hidden files and folders skipped (:func:`list_folder`); a video's id is its file stem. ``stg
+extract``, ``stg ground`` (through :func:`find_videos`), the video-reading priors of
+:mod:`stg_cli.metrics.baselines` and ``stg score --videos`` (through :func:`video_paths`) see
+the same files in a folder. They differ only in what two files with the same stem mean:
+``ground`` names the second ``<stem>-2``, ``extract`` refuses it, because its captions are
+keyed by the id.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from pathlib import Path
 
 from stg_cli.errors import UserError
 
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"}
-)
+VIDEO_SUFFIXES = frozenset({
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts",
+    ".ogv",
+})
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,17 @@ class VideoInput:
 
     video_id: str
     path: Path | None
+
+
+def list_folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The video files under ``folder`` (recursively, by suffix, hidden files and folders
+    skipped) and its other visible files, both sorted."""
+    videos, others = [], []
+    for item in sorted(folder.rglob("*")):
+        if not item.is_file() or any(part.startswith(".") for part in item.relative_to(folder).parts):
+            continue
+        (videos if item.suffix.lower() in VIDEO_SUFFIXES else others).append(item)
+    return videos, others
 
 
 def find_videos(
@@ -61,13 +76,7 @@ def find_videos(
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = sorted(
-                item
-                for item in path.rglob("*")
-                if item.is_file()
-                and item.suffix.lower() in VIDEO_SUFFIXES
-                and not any(part.startswith(".") for part in item.relative_to(path).parts)
-            )
+            found, _ = list_folder(path)
             if not found:
                 problems.append((str(argument), "no video files in this folder"))
             for item in found:

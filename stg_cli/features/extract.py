@@ -49,21 +49,7 @@ from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
 from stg_cli.processes import ignore_interrupts, stop, threads_per_worker
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, iter_clips
-
-VIDEO_SUFFIXES = (
-    ".mp4",
-    ".webm",
-    ".mkv",
-    ".avi",
-    ".mov",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".flv",
-    ".ts",
-    ".3gp",
-    ".ogv",
-)
+from stg_cli.video_files import VIDEO_SUFFIXES, list_folder
 
 
 @dataclass
@@ -186,10 +172,12 @@ def shard_from_env() -> tuple[int, int]:
 def find_videos(
     inputs: Iterable[str | os.PathLike],
 ) -> tuple[dict[str, Path], list[str], list[str]]:
-    """Video files of ``inputs`` (folders are listed, not recursed; files are taken as given).
+    """Video files of ``inputs``: folders as every command reads them
+    (:func:`stg_cli.video_files.list_folder`), files as given.
 
-    Returns ``({video_id: path}, ignored files, duplicate-id messages)``; a folder's files without
-    a video suffix are ignored.
+    Returns ``({video_id: path}, ignored files, duplicate-id messages)``: a folder's visible
+    files without a video suffix are ignored, and a second file with an id already seen is a
+    duplicate (captions are keyed by the id).
     """
     videos: dict[str, Path] = {}
     ignored: list[str] = []
@@ -197,12 +185,8 @@ def find_videos(
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            candidates = []
-            for child in sorted(path.iterdir()):
-                if child.is_file() and child.suffix.lower() in VIDEO_SUFFIXES:
-                    candidates.append(child)
-                elif child.is_file() and not child.name.startswith("."):
-                    ignored.append(str(child))
+            candidates, others = list_folder(path)
+            ignored.extend(str(other) for other in others)
         elif path.exists():
             candidates = [path]
         else:
@@ -303,7 +287,7 @@ def extract(
     found, ignored, duplicates = find_videos(videos)
     if not found and not duplicates:
         raise UserError(
-            f"no video files ({', '.join(VIDEO_SUFFIXES)}) in {', '.join(map(str, videos))}"
+            f"no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in {', '.join(map(str, videos))}"
         )
     caption_set = read_captions(captions, video_ids=list(found))
     shard = options.shard or shard_from_env()

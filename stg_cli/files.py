@@ -13,14 +13,34 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from stg_cli.errors import UserError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_MAX_NAME = 120
+
+
+def safe_name(video_id: str) -> str:
+    """A file or folder name for ``video_id``: letters, digits, ``.``, ``_`` and ``-`` only.
+
+    Ids that are already safe (YouTube ids, ordinary file stems) are kept as they are; any other
+    id has its unsafe characters replaced by ``_``, is cut to a bounded length and gets 8 hex
+    digits of its SHA-256, so that two different ids never share a name. A leading dot is
+    replaced too (no hidden files, no ``..``).
+    """
+    if video_id and len(video_id) <= _MAX_NAME and not _UNSAFE.search(video_id) and not video_id.startswith("."):
+        return video_id
+    cleaned = _UNSAFE.sub("_", video_id)[:_MAX_NAME].lstrip(".") or "video"
+    digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{cleaned}-{digest}"
 
 
 def _umask() -> int:

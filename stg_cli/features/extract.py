@@ -45,7 +45,8 @@ import numpy as np
 from stg_cli import files
 from stg_cli.errors import UserError, error_text
 from stg_cli.features.encode import encode_frames, encode_video
-from stg_cli.features.store import StoreConfig, StoreWriter, safe_name
+from stg_cli.features.store import StoreConfig, StoreWriter
+from stg_cli.files import safe_name
 from stg_cli.processes import ignore_interrupts, stop, threads_per_worker
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, iter_clips

@@ -34,7 +34,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -43,34 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
+from stg_cli.files import safe_name
 from stg_cli.errors import UserError
 
 STORE_FORMAT = "stg-features"
 #: Bumped whenever the layout or the meaning of an array changes.
 STORE_VERSION = 1
 FEATURE_DTYPE = np.float16
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_MAX_NAME = 120
-
-
-def safe_name(video_id: str) -> str:
-    """A folder name for ``video_id``: letters, digits, ``.``, ``_`` and ``-`` only.
-
-    Safe ids (YouTube ids, ordinary file stems) are kept; any other id has unsafe characters
-    replaced by ``_``, is cut to a bounded length and gets 8 hex digits of its SHA-256 so that two
-    ids never share a name. A leading dot is replaced too (no hidden folders, no ``..``).
-    """
-    if (
-        video_id
-        and len(video_id) <= _MAX_NAME
-        and not _UNSAFE.search(video_id)
-        and not video_id.startswith(".")
-    ):
-        return video_id
-    cleaned = _UNSAFE.sub("_", video_id)[:_MAX_NAME].lstrip(".") or "video"
-    digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{cleaned}-{digest}"
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,7 @@ Coordinates are pixels of the video's own width × height; every file is written
 
 from __future__ import annotations
 
-import hashlib
 import io
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
+from stg_cli.files import safe_name
 from stg_cli.ground.spatial import FrameLocation
 from stg_cli.ground.temporal import BACKGROUND_LABEL, TemporalDetection
 
 BACKGROUND = "background"
 COMBINED_NAME = "predictions.json"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_MAX_NAME = 120
 
 
 @dataclass(frozen=True)
@@ -109,21 +106,6 @@ class VideoGrounding:
             "frames": frames,
             "heatmaps": heatmaps_name(self.video_id),
         }
-
-
-def safe_name(video_id: str) -> str:
-    """A file-name stem for ``video_id``: letters, digits, ``.``, ``_`` and ``-`` only.
-
-    Ids that are already safe (YouTube ids, ordinary file stems) are kept as they are; any other
-    id has its unsafe characters replaced by ``_``, is cut to a bounded length and gets 8 hex
-    digits of its SHA-256, so that two different ids never share a name. A leading dot is
-    replaced too (no hidden files, no ``..``).
-    """
-    if video_id and len(video_id) <= _MAX_NAME and not _UNSAFE.search(video_id) and not video_id.startswith("."):
-        return video_id
-    cleaned = _UNSAFE.sub("_", video_id)[:_MAX_NAME].lstrip(".") or "video"
-    digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{cleaned}-{digest}"
 
 
 def heatmaps_name(video_id: str) -> str:

@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 from stg_cli.errors import UserError, error_text
-from stg_cli.ground.output import VideoGrounding, safe_name, write_video
+from stg_cli.files import safe_name
+from stg_cli.ground.output import VideoGrounding, write_video
 from stg_cli.ground.queries import QuerySet
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect, given_segments

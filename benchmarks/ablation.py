@@ -177,7 +177,7 @@ def plan(out: Path, base: DemoPreset, variants: list[Variant], seeds: int) -> li
                 train_options={**base.train_options, **variant.train_options, "seed": seed},
                 heatmap=variant.heatmap,
             )
-            stem = f"{variant.name.replace(' ', '-')}-s{seed}"
+            stem = f"{variant.name.replace(' ', '-').replace('/', '-')}-s{seed}"  # one file name
             runs.append(Run(variant, seed, settings, out / "runs" / stem,
                             out / "results" / f"{stem}.json"))
     return runs

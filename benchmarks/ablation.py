@@ -12,8 +12,12 @@ distractor action), then reference rows from the default runs: the untrained mod
 uniform temporal prior and the model-free spatial priors (centre, random, motion, centred
 energy; given true timing).
 
-Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--backbone NAME] [--quick]
+Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--backbone NAME]
+                                    [--preset ablation|demo] [--variants A,B] [--quick]
                                     [--json FILE]
+
+``--preset demo`` trains and scores each variant exactly like ``stg demo`` (its quick benchmark
+and settings) instead of the ablation's own.
 
 Every finished run writes ``<out>/<full|quick>/results/<variant>-s<seed>.json``; a later call with
 the same settings reuses those and resumes an interrupted training from its checkpoint.
@@ -43,7 +47,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from stg_cli.demo import DemoPreset, run_demo
+from stg_cli.demo import DemoPreset, preset, run_demo
 from stg_cli.synth.config import SynthConfig
 
 # column → (demo report row, metric) of a trained run
@@ -382,6 +386,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--backbone", default="tiny",
                         help="visual backbone of every run, as `stg extract --backbone` with its "
                              "default weights (default: %(default)s)")
+    parser.add_argument("--preset", choices=("ablation", "demo"), default="ablation",
+                        help="settings of every run: the ablation's (24 + 8 videos of 30-40 s, "
+                             "d=64, 80 steps) or `stg demo`'s quick preset (24 + 6 videos, d=128, "
+                             "100 steps) (default: %(default)s)")
+    parser.add_argument("--variants", default=None,
+                        help="comma-separated variant names to run (default: all)")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: {len(QUICK_VARIANTS)} variants, {QUICK.steps} steps "
                              "on a tiny benchmark")
@@ -396,9 +406,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     begin = time.perf_counter()
-    base = replace(QUICK if args.quick else FULL, backbone=args.backbone)
-    variants = [v for v in VARIANTS if not args.quick or v.name in QUICK_VARIANTS]
-    out = args.out / ("quick" if args.quick else "full")
+    if args.quick:
+        base, out = QUICK, args.out / "quick"
+    elif args.preset == "demo":
+        base, out = replace(preset("quick"), name="ablation-demo"), args.out / "demo"
+    else:
+        base, out = FULL, args.out / "full"
+    base = replace(base, backbone=args.backbone)
+    chosen = QUICK_VARIANTS if args.quick else None
+    if args.variants is not None:
+        chosen = tuple(name.strip() for name in args.variants.split(","))
+        unknown = set(chosen) - {variant.name for variant in VARIANTS}
+        if unknown or VARIANTS[0].name not in chosen:
+            raise SystemExit(f"--variants: unknown {sorted(unknown)} or no 'default' (the reference "
+                             "of the paired differences)")
+    variants = [v for v in VARIANTS if chosen is None or v.name in chosen]
     runs = plan(out, base, variants, args.seeds)
     results = {run.label: stored for run in runs if (stored := stored_result(run)) is not None}
     todo = [run for run in runs if run.label not in results]
@@ -444,6 +466,7 @@ def main(argv: list[str]) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "quick": args.quick,
+            "preset": "quick" if args.quick else args.preset,
             "seeds": args.seeds,
             "jobs": args.jobs,
             "settings": settings_dict(base),

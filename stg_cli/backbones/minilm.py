@@ -15,12 +15,13 @@ WordPiece-tokenised (at most 256 tokens, as the sentence-transformers config say
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
 
 from stg_cli.backbones.base import TextEncoder, TextFeatures, file_digest, pad_token_features
-from stg_cli.errors import UserError
+from stg_cli.errors import UserError, error_text
 from stg_cli.text.normalize import normalize_text
 
 MAX_SEQ_LENGTH = 256
@@ -70,8 +71,10 @@ class MiniLMEncoder(TextEncoder):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load the MiniLM model from {folder}: {exc}") from None
+        except (OSError, ValueError, pickle.UnpicklingError) as exc:  # a bin that is no weights
+            raise UserError(
+                f"cannot load the MiniLM model from {folder}: {error_text(exc)}"
+            ) from None
         self.model.eval().requires_grad_(False).to(device)
         self.dim = int(self.model.config.hidden_size)
         self.fingerprint = f"minilm:{file_digest(weights)}"

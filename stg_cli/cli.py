@@ -43,6 +43,12 @@ def main() -> None:
     except KeyboardInterrupt:
         _stderr.print("[red]interrupted[/red]")
         sys.exit(130)
+    except MemoryError:
+        if os.environ.get("STG_DEBUG") == "1":
+            raise
+        _stderr.print(error_line("out of memory: the input or the settings ask for more memory "
+                                 "than this machine has"), soft_wrap=True)
+        sys.exit(1)
     except (UserError, ValueError, RuntimeError, OSError) as error:
         if os.environ.get("STG_DEBUG") == "1":
             raise

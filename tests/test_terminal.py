@@ -55,3 +55,18 @@ def test_the_entry_point_prints_hostile_messages_as_one_line(monkeypatch, capsys
     assert len(err.strip().splitlines()) == 1
     assert "[/opt/pair.cc:553] :x: [bold]name\\x1b[31m\\x07 end" in err
     assert "\x1b" not in err and "Traceback" not in err
+
+
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
+    from stg_cli import cli
+
+    def fail() -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "app", fail)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: out of memory: the input or the settings ask for more memory than this machine has"
+    )

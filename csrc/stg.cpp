@@ -51,6 +51,7 @@ at::Tensor sinkhorn_backward_cpu(const at::Tensor& grad_log_q, const at::Tensor&
   const auto wm = word_mask.contiguous();
   const auto fm = frame_mask.contiguous();
   const auto iters_c = n_iter.contiguous();
+  checks::check_iteration_counts(iters_c.data_ptr<int64_t>(), P.size(0));
   const int64_t B = P.size(0), K = P.size(1), U = P.size(2);
   auto grad_P = at::empty_like(P_c);
   AT_DISPATCH_FLOATING_TYPES(P.scalar_type(), "sinkhorn_backward_cpu", [&] {

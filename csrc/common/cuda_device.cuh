@@ -18,6 +18,12 @@ __device__ __forceinline__ double abs_of(double x) { return fabs(x); }
 __device__ __forceinline__ float max_of(float a, float b) { return fmaxf(a, b); }
 __device__ __forceinline__ double max_of(double a, double b) { return fmax(a, b); }
 
+// max(a, b) that is NaN when either operand is (fmax returns the other operand instead).
+template <typename T>
+__device__ __forceinline__ T max_keeping_nan(T a, T b) {
+  return (b > a || b != b) ? b : a;
+}
+
 template <typename T>
 __host__ __device__ constexpr T negative_infinity() {
   return -cuda::std::numeric_limits<T>::infinity();
@@ -37,6 +43,15 @@ __device__ __forceinline__ T warp_max(T value) {
 #pragma unroll
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
     value = max_of(value, __shfl_xor_sync(kFullWarp, value, offset));
+  }
+  return value;
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_max_keeping_nan(T value) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    value = max_keeping_nan(value, __shfl_xor_sync(kFullWarp, value, offset));
   }
   return value;
 }

@@ -9,6 +9,10 @@
 
 namespace stg::checks {
 
+// The most Sinkhorn iterations one call may run (or one backward may unroll): the backward keeps
+// every iteration's potentials, so the count bounds its memory.
+constexpr int64_t kMaxSinkhornIters = 10000;
+
 inline void expect_rank(const at::Tensor& t, int64_t rank, const char* name) {
   TORCH_CHECK(t.dim() == rank, name, " must have ", rank, " dimensions, got shape ", t.sizes());
 }
@@ -53,8 +57,18 @@ inline void check_sinkhorn(const at::Tensor& P, const at::Tensor& word_mask,
   expect_same_device(word_mask, P, "word_mask", "P");
   expect_same_device(frame_mask, P, "frame_mask", "P");
   TORCH_CHECK(std::isfinite(eps) && eps > 0, "eps must be a positive finite number, got ", eps);
-  TORCH_CHECK(iters >= 0, "iters must be >= 0, got ", iters);
+  TORCH_CHECK(iters >= 0 && iters <= kMaxSinkhornIters, "iters must be in [0, ",
+              kMaxSinkhornIters, "], got ", iters);
   TORCH_CHECK(std::isfinite(tol) && tol >= 0, "tol must be a finite number >= 0, got ", tol);
+}
+
+// n_iter of a backward call: every count in [0, kMaxSinkhornIters]. Reads the values, so only for
+// host tensors.
+inline void check_iteration_counts(const int64_t* n_iter, int64_t count) {
+  for (int64_t b = 0; b < count; ++b) {
+    TORCH_CHECK(n_iter[b] >= 0 && n_iter[b] <= kMaxSinkhornIters, "n_iter must be in [0, ",
+                kMaxSinkhornIters, "], got ", n_iter[b], " at index ", b);
+  }
 }
 
 inline void check_xattn(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

@@ -27,6 +27,17 @@ def masked_logsumexp(x: Tensor, valid: Tensor, dim: int) -> Tensor:
     return lse.masked_fill(~any_valid, float("-inf"))
 
 
+def saturated_logits(P: Tensor, eps: float) -> Tensor:
+    """The exponent of the Sinkhorn kernel, P / eps, saturated at ±(largest value / 256).
+
+    Computed in float64, so a finite P and any positive eps never give ±inf (which would make
+    the plan NaN); see csrc/sinkhorn/logit.h for why the limit is safe. Saturated entries have
+    zero gradient, as with torch.clamp.
+    """
+    limit = torch.finfo(P.dtype).max / 256
+    return (P.to(torch.float64) / eps).clamp(-limit, limit).to(P.dtype)
+
+
 def sinkhorn(
     P: Tensor,
     word_mask: Tensor,
@@ -41,7 +52,7 @@ def sinkhorn(
         P: similarities [B, K, U] (words × frames).
         word_mask: [B, K] bool, True for real words.
         frame_mask: [B, U] bool, True for real frames.
-        eps: entropic regularisation; the kernel is exp(P / eps).
+        eps: entropic regularisation; the kernel is exp(saturated_logits(P, eps)).
         iters: maximum number of iterations (one row update then one column update).
         tol: if > 0, a matrix stops before the first iteration at which the L1 error of its
             row marginals is below ``tol`` (columns are exact after every iteration).
@@ -56,7 +67,7 @@ def sinkhorn(
             P.shape[0], dtype=torch.int64, device=P.device
         )
     valid = word_mask[:, :, None] & frame_mask[:, None, :]
-    log_kernel = torch.where(valid, P / eps, torch.full_like(P, float("-inf")))
+    log_kernel = torch.where(valid, saturated_logits(P, eps), torch.full_like(P, float("-inf")))
     k_valid = word_mask.sum(1).to(P.dtype)
     u_valid = frame_mask.sum(1).to(P.dtype)
     log_a = -k_valid.clamp(min=1).log()[:, None]
@@ -74,7 +85,8 @@ def sinkhorn(
                 row_mass = (f + row_lse).exp().masked_fill(~word_mask, 0.0)
                 error = (row_mass - log_a.exp()).abs().masked_fill(~word_mask, 0.0).sum(1)
                 active = active & (error >= tol)
-        if not bool(active.any()):
+        # Meta tensors hold no values: their shapes do not depend on when iterations stop.
+        if not P.is_meta and not bool(active.any()):
             break
         f = torch.where(active[:, None] & word_mask, log_a - row_lse, f)
         col_lse = masked_logsumexp(log_kernel + f[:, :, None], valid, dim=1)
@@ -102,11 +114,12 @@ def xattn(
 
     Returns:
         out [B, M, D] and probs [B, M, L] (None unless asked). A row whose keys are all
-        masked gives zeros in both.
+        masked gives zeros in both; a row with a NaN logit gives NaN in both (probabilities
+        of masked keys stay 0).
     """
     logits = torch.bmm(q, k.transpose(1, 2)) * scale
     logits = logits.masked_fill(~key_mask[:, None, :], torch.finfo(logits.dtype).min)
-    probs = torch.softmax(logits, dim=-1) * key_mask[:, None, :].to(logits.dtype)
+    probs = torch.where(key_mask[:, None, :], torch.softmax(logits, dim=-1), 0.0)
     out = torch.bmm(probs, v)
     return out, (probs if return_probs else None)
 

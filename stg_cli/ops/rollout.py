@@ -35,7 +35,7 @@ def rollout(layers: Tensor, rows: Tensor | None = None) -> Tensor:
     if rows.dtype != torch.int64:
         raise ValueError(f"rows must be int64 indices, got {rows.dtype}")
     _validate.same_device(rows, layers, "rows")
-    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= size):
+    if rows.numel() and not rows.is_meta and (int(rows.min()) < 0 or int(rows.max()) >= size):
         raise ValueError(f"rows must index tokens in [0, {size}), got {rows.tolist()}")
     if _native.use_native("rollout", layers.device, layers.dtype, NATIVE_DTYPES):
         return torch.ops.stg.rollout(layers, rows)

@@ -8,6 +8,8 @@ from torch import Tensor
 from stg_cli.ops import _native, _validate, reference
 
 NATIVE_DTYPES = (torch.float32, torch.float64)
+# The kernels' limit (csrc/common/op_checks.h): the backward keeps every iteration's potentials.
+MAX_ITERS = 10_000
 
 
 def sinkhorn(
@@ -23,11 +25,13 @@ def sinkhorn(
 
     Args:
         P: similarities [B, K, U] (words × frames), e.g. cos / τ_sel. float16/bfloat16 inputs
-            are computed in float32.
+            are computed in float32. Any finite values: P / eps is saturated at ±(the dtype's
+            largest value / 256) (``reference.saturated_logits``), so the plan is never NaN.
         word_mask: [B, K] bool, True for real words (None: all real).
         frame_mask: [B, U] bool, True for real frames (None: all real).
-        eps: entropic regularisation: the kernel is exp(P / eps).
-        iters: maximum iterations (one row then one column normalisation each; 3 = SwAV).
+        eps: entropic regularisation: the kernel is exp(P / eps). Any finite eps > 0.
+        iters: maximum iterations (one row then one column normalisation each; 3 = SwAV),
+            at most MAX_ITERS.
         tol: if > 0, each matrix stops on its own before the first iteration whose row-marginal
             L1 error is below tol.
 
@@ -46,7 +50,7 @@ def sinkhorn(
     frame_mask = _validate.mask(frame_mask, (batch, frames), "frame_mask", P)
     _validate.finite(eps, "eps", positive=True)
     _validate.finite(tol, "tol", non_negative=True)
-    iters = _validate.count(iters, "iters")
+    iters = _validate.count(iters, "iters", MAX_ITERS)
     if P.dtype not in NATIVE_DTYPES:
         P = P.float()
     if _native.use_native("sinkhorn", P.device, P.dtype, NATIVE_DTYPES):

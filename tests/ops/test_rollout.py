@@ -298,3 +298,12 @@ def test_native_paper_rejects_bad_arguments(overrides, name):
     arguments.update(overrides)
     with pytest.raises(RuntimeError, match=rf"\b{name}\b"):
         torch.ops.stg.rollout_paper(*arguments.values())
+
+
+def test_meta_tensors_give_shapes():
+    """Meta tensors (shapes only) run through both public ops, rows unchecked (no values)."""
+    layers = torch.empty(2, 3, 5, 5, device="meta")
+    rows = torch.empty(2, dtype=torch.int64, device="meta")
+    assert rollout(layers, rows).shape == (2, 2, 5)
+    ca2, sa, ca1 = (torch.empty(*shape, device="meta") for shape in ((2, 4, 3), (2, 3, 3), (2, 3, 4)))
+    assert rollout_paper(ca2, sa, ca1).shape == (2, 4)

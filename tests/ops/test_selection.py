@@ -153,3 +153,14 @@ def test_bad_arguments_raise_value_error(overrides, name):
     arguments.update(overrides)
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         select_frames(**arguments)
+
+
+@pytest.mark.parametrize("mode", SELECTION_MODES)
+def test_meta_tensors_give_shapes(mode):
+    """Meta tensors (shapes only) give the selection's shapes in every mode."""
+    sentence_sim = torch.empty(2, 6, device="meta")
+    selection = select_frames(
+        torch.empty(2, 3, 6, device="meta"), None, None, 4, mode, sentence_frame_sim=sentence_sim
+    )
+    assert selection.indices.shape == (2, 4) and selection.mask.shape == (2, 4)
+    assert selection.scores.shape == (2, 6)

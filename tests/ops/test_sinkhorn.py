@@ -12,6 +12,7 @@ from torch.autograd import gradcheck
 from torch.library import opcheck
 
 from stg_cli.ops import reference, sinkhorn
+from stg_cli.ops.sinkhorn import MAX_ITERS
 
 pytestmark = pytest.mark.stg_op("sinkhorn")
 
@@ -331,6 +332,89 @@ def test_large_similarities_stay_finite(device, generator, dtype, magnitude):
     assert torch.isfinite(P.grad).all()
 
 
+def _public(P, word_mask, frame_mask, eps, iters):
+    return sinkhorn(P, word_mask, frame_mask, eps=eps, iters=iters)
+
+
+def _reference(P, word_mask, frame_mask, eps, iters):
+    return reference.sinkhorn(P, word_mask, frame_mask, eps, iters)
+
+
+@pytest.mark.parametrize("implementation", [_public, _reference], ids=["public", "reference"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("scale", "eps"),
+    [
+        pytest.param("max/2", 0.05, id="P-max/2"),
+        pytest.param(1e38, 0.05, id="P-1e38"),
+        pytest.param(1.0, 1e-40, id="eps-1e-40"),
+        pytest.param(1.0, 1e-300, id="eps-1e-300"),
+        pytest.param(1.0, 5e-324, id="eps-denormal"),
+        pytest.param("sign*max/2", 0.05, id="P-±max/2"),
+    ],
+)
+def test_any_finite_input_gives_no_nan(device, generator, implementation, dtype, scale, eps):
+    """Finite P up to the dtype's maximum and any eps > 0: no NaN and no +inf, in the plan or
+    the gradient.
+
+    P / eps saturates at ±(max / 256) instead of overflowing to ±inf (which made the plan NaN).
+    The marginals are not checked: at these magnitudes the potentials' rounding exceeds the
+    log-sum-exp's small terms (README, "Defined behaviour at the edges").
+    """
+    P = make_similarities(3, 6, 8, generator, scale=1.0, dtype=dtype)
+    if scale == "max/2":
+        P = P * (torch.finfo(dtype).max / 2)
+    elif scale == "sign*max/2":
+        P = P.sign() * (torch.finfo(dtype).max / 2)
+    else:
+        P = P * scale
+    P = P.to(device).requires_grad_()
+    word_mask, frame_mask = make_masks("random", 3, 6, 8, generator)
+    word_mask[:, 0] = frame_mask[:, 0] = True
+    word_mask, frame_mask = word_mask.to(device), frame_mask.to(device)
+    valid = valid_entries(word_mask, frame_mask)
+    log_plan, _ = implementation(P, word_mask, frame_mask, eps, 20)
+    assert not torch.isnan(log_plan).any()
+    assert not torch.isposinf(log_plan).any()
+    assert torch.isneginf(log_plan[~valid]).all()
+    weights = torch.rand(P.shape, generator=generator, dtype=dtype).to(device)
+    log_plan.exp().mul(weights).sum().backward()
+    assert not torch.isnan(P.grad).any()
+
+
+@pytest.mark.requires_native
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_saturation_matches_reference(device, generator, dtype):
+    """The kernel saturates P / eps exactly as the reference: values and zero gradients."""
+    limit = torch.finfo(dtype).max / 256
+    P = make_similarities(2, 4, 5, generator, dtype=dtype)
+    P[:, 0, :2] = torch.finfo(dtype).max / 2
+    P[:, 1, 3] = -torch.finfo(dtype).max
+    P = P.to(device)
+    word_mask, frame_mask = (mask.to(device) for mask in make_masks("none", 2, 4, 5, generator))
+    leaves = [P.clone().requires_grad_() for _ in range(2)]
+    native, _ = sinkhorn(leaves[0], word_mask, frame_mask, eps=0.05, iters=0)
+    expected, _ = reference.sinkhorn(leaves[1], word_mask, frame_mask, 0.05, 0)
+    torch.testing.assert_close(native, expected, atol=0, rtol=1e-6)
+    assert torch.all(native[:, 0, :2] == limit) and torch.all(native[:, 1, 3] == -limit)
+    weights = torch.rand(P.shape, generator=generator, dtype=dtype).to(device)
+    for plan, leaf in zip((native, expected), leaves):
+        plan.mul(weights).sum().backward()
+    torch.testing.assert_close(leaves[0].grad, leaves[1].grad, atol=0, rtol=1e-6)
+    assert torch.all(leaves[0].grad[:, 0, :2] == 0) and torch.all(leaves[0].grad[:, 1, 3] == 0)
+
+
+def test_meta_tensors_give_shapes():
+    """Meta tensors (shapes only) run through the public op and the reference."""
+    P = torch.empty(2, 3, 4, device="meta")
+    for implementation in (_public, _reference):
+        mask_words = torch.ones(2, 3, dtype=torch.bool, device="meta")
+        mask_frames = torch.ones(2, 4, dtype=torch.bool, device="meta")
+        log_plan, n_iter = implementation(P, mask_words, mask_frames, 0.05, 3)
+        assert log_plan.shape == (2, 3, 4) and log_plan.is_meta
+        assert n_iter.shape == (2,) and n_iter.dtype == torch.int64
+
+
 def test_all_masked_matrix_is_neg_inf_with_zero_iterations(device, generator):
     """A matrix without a real word, or without a real frame, is all -inf with n_iter 0."""
     P = make_similarities(3, 4, 5, generator).to(device)
@@ -420,6 +504,7 @@ def _masks(*shape):
         pytest.param({"frame_mask": _masks(2, 3)}, "frame_mask", id="frame_mask-shape"),
         pytest.param({"frame_mask": torch.ones(2, 4).byte()}, "frame_mask", id="frame_mask-uint8"),
         pytest.param({"iters": -1}, "iters", id="iters-negative"),
+        pytest.param({"iters": MAX_ITERS + 1}, "iters", id="iters-above-limit"),
         pytest.param({"iters": None}, "iters", id="iters-none"),
         pytest.param({"eps": 0.0}, "eps", id="eps-zero"),
         pytest.param({"eps": -0.1}, "eps", id="eps-negative"),
@@ -449,6 +534,7 @@ def test_bad_arguments_raise_value_error(overrides, name):
         pytest.param({"frame_mask": _masks(2, 5)}, "frame_mask", id="frame_mask-shape"),
         pytest.param({"eps": 0.0}, "eps", id="eps-zero"),
         pytest.param({"iters": -2}, "iters", id="iters-negative"),
+        pytest.param({"iters": MAX_ITERS + 1}, "iters", id="iters-above-limit"),
         pytest.param({"tol": float("nan")}, "tol", id="tol-nan"),
     ],
 )
@@ -469,6 +555,10 @@ def test_native_op_rejects_bad_arguments(overrides, name):
         pytest.param(torch.zeros(2, 3, 5), torch.tensor([1, 1]), "grad_log_q", id="grad-shape"),
         pytest.param(torch.zeros(2, 3, 4), torch.tensor([1]), "n_iter", id="n_iter-shape"),
         pytest.param(torch.zeros(2, 3, 4), torch.tensor([1, 1]).int(), "n_iter", id="n_iter-int32"),
+        pytest.param(torch.zeros(2, 3, 4), torch.tensor([1, -1]), "n_iter", id="n_iter-negative"),
+        pytest.param(
+            torch.zeros(2, 3, 4), torch.tensor([MAX_ITERS + 1, 1]), "n_iter", id="n_iter-too-large"
+        ),
     ],
 )
 def test_native_backward_rejects_bad_arguments(grad, n_iter, name):

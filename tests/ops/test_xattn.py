@@ -106,6 +106,35 @@ def test_default_scale_is_inverse_sqrt_width(device, generator):
 
 
 @pytest.mark.requires_native
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("poisoned", ["q", "k", "v"])
+def test_nan_input_gives_nan_like_the_reference(device, generator, dtype, poisoned):
+    """A NaN in q, k or v makes NaN exactly where the reference has it; masked keys stay 0."""
+    q, k, v = (t.to(dtype) for t in make_inputs(2, 3, 5, 4, generator))
+    {"q": q, "k": k, "v": v}[poisoned][0, 1, 2] = float("nan")
+    key_mask = torch.tensor([[True, True, False, True, True], [True] * 5])
+    q, k, v, key_mask = (t.to(device) for t in (q, k, v, key_mask))
+    out, probs = xattn(q, k, v, key_mask, scale=0.5, return_probs=True)
+    expected_out, expected_probs = reference.xattn(q, k, v, key_mask, 0.5, True)
+    assert torch.equal(out.isnan(), expected_out.isnan()) and out.isnan().any()
+    assert torch.equal(probs.isnan(), expected_probs.isnan())
+    assert torch.all(probs[0, :, 2] == 0)
+    finite = ~expected_out.isnan()
+    assert_close(out[finite], expected_out[finite])
+
+
+def test_meta_tensors_give_shapes():
+    """Meta tensors (shapes only) run through the public op and the reference."""
+    q = torch.empty(2, 3, 8, device="meta")
+    kv = torch.empty(2, 5, 8, device="meta")
+    key_mask = torch.ones(2, 5, dtype=torch.bool, device="meta")
+    out, probs = xattn(q, kv, kv, key_mask, return_probs=True)
+    assert out.shape == (2, 3, 8) and probs.shape == (2, 3, 5) and out.is_meta
+    out, probs = reference.xattn(q, kv, kv, key_mask, 0.5, True)
+    assert out.shape == (2, 3, 8) and probs.shape == (2, 3, 5)
+
+
+@pytest.mark.requires_native
 @pytest.mark.parametrize("return_probs", [False, True])
 def test_gradient_matches_reference(device, generator, return_probs):
     """The native backward equals autograd through the reference, fully masked rows included."""

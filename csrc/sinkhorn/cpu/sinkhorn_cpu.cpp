@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../../common/simd_math.h"
+#include "../logit.h"
 
 namespace stg::sinkhorn {
 namespace {
@@ -18,7 +19,7 @@ template <typename T>
 struct ValidBlock {
   std::vector<int64_t> rows;
   std::vector<int64_t> cols;
-  std::vector<T> kernel;  // [K', U'] = P / eps on valid entries
+  std::vector<T> kernel;  // [K', U'] = saturated_logit(P, eps) on valid entries
 
   bool is_full(int64_t K, int64_t U) const {
     return static_cast<int64_t>(rows.size()) == K && static_cast<int64_t>(cols.size()) == U;
@@ -38,18 +39,17 @@ void gather_block(const T* P, const bool* word_mask, const bool* frame_mask, int
   }
   const int64_t n_cols = static_cast<int64_t>(block.cols.size());
   block.kernel.resize(block.rows.size() * block.cols.size());
-  const T inv_eps = static_cast<T>(1.0 / eps);
   if (block.is_full(K, U)) {
     const int64_t size = K * U;
     T* dst = block.kernel.data();
 #pragma omp simd
-    for (int64_t i = 0; i < size; ++i) dst[i] = P[i] * inv_eps;
+    for (int64_t i = 0; i < size; ++i) dst[i] = saturated_logit(P[i], eps);
     return;
   }
   for (size_t i = 0; i < block.rows.size(); ++i) {
     const T* row = P + block.rows[i] * U;
     T* dst = block.kernel.data() + static_cast<int64_t>(i) * n_cols;
-    for (int64_t j = 0; j < n_cols; ++j) dst[j] = row[block.cols[j]] * inv_eps;
+    for (int64_t j = 0; j < n_cols; ++j) dst[j] = saturated_logit(row[block.cols[j]], eps);
   }
 }
 
@@ -247,7 +247,7 @@ STG_SIMD_CLONES int64_t iterate_block_scaled(const T* x, int64_t rows, int64_t c
 }
 
 // Reverse pass through the unrolled iterations of one dense block; grad_x holds the
-// incoming gradient of log_q on entry and the gradient of x = P/eps on exit.
+// incoming gradient of log_q on entry and the gradient of x = saturated_logit(P, eps) on exit.
 template <typename T>
 STG_SIMD_CLONES void reverse_block(const T* x, int64_t rows, int64_t cols, int64_t n_done,
                                    const std::vector<T>& f_history,
@@ -360,10 +360,11 @@ void backward_cpu(const scalar_t* grad_log_q, const scalar_t* P, const bool* wor
       }
     }
     reverse_block(block.kernel.data(), rows, cols, n_iter[b], f_history, g_history, grad_x.data());
-    const scalar_t inv_eps = static_cast<scalar_t>(1.0 / eps);
     for (int64_t i = 0; i < rows; ++i) {
+      const scalar_t* P_row = P + b * K * U + block.rows[i] * U;
       for (int64_t j = 0; j < cols; ++j) {
-        grad_out[block.rows[i] * U + block.cols[j]] = grad_x[i * cols + j] * inv_eps;
+        grad_out[block.rows[i] * U + block.cols[j]] =
+            logit_gradient(grad_x[i * cols + j], P_row[block.cols[j]], eps);
       }
     }
   }

@@ -46,8 +46,8 @@ std::tuple<at::Tensor, at::Tensor> sinkhorn_cuda(const at::Tensor& P_in,
                                                  const at::Tensor& frame_mask_in, double eps,
                                                  int64_t iters, double tol) {
   check_problem("sinkhorn", P_in, word_mask_in, frame_mask_in, eps);
-  TORCH_CHECK(iters >= 0 && iters <= kIntMax, "sinkhorn: iters must be in [0, ", kIntMax,
-              "], got ", iters);
+  TORCH_CHECK(iters >= 0 && iters <= checks::kMaxSinkhornIters, "sinkhorn: iters must be in [0, ",
+              checks::kMaxSinkhornIters, "], got ", iters);
   const c10::cuda::CUDAGuard device_guard(P_in.device());
   const at::Tensor P = P_in.contiguous();
   const at::Tensor word_mask = word_mask_in.contiguous();
@@ -64,7 +64,7 @@ std::tuple<at::Tensor, at::Tensor> sinkhorn_cuda(const at::Tensor& P_in,
     check_placement("sinkhorn", placement, K, U);
     C10_CUDA_CHECK(launch_forward<scalar_t>(
         P.data_ptr<scalar_t>(), word_mask.data_ptr<bool>(), frame_mask.data_ptr<bool>(), B,
-        static_cast<int>(K), static_cast<int>(U), static_cast<scalar_t>(eps),
+        static_cast<int>(K), static_cast<int>(U), eps,
         static_cast<int>(iters), static_cast<scalar_t>(tol), log_q.data_ptr<scalar_t>(),
         n_iter.data_ptr<int64_t>(), placement, stream));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -107,8 +107,8 @@ at::Tensor sinkhorn_backward_cuda(const at::Tensor& grad_log_q_in, const at::Ten
   const int64_t min_iters = fewest.item<int64_t>();
   const int64_t history_len = most.item<int64_t>();
   TORCH_CHECK(min_iters >= 0, "sinkhorn_backward: n_iter must be non-negative, got ", min_iters);
-  TORCH_CHECK(history_len <= kIntMax, "sinkhorn_backward: n_iter is too large, got ",
-              history_len);
+  TORCH_CHECK(history_len <= checks::kMaxSinkhornIters, "sinkhorn_backward: n_iter must be <= ",
+              checks::kMaxSinkhornIters, ", got ", history_len);
   at::Tensor row_lse_history = at::empty({B, history_len, K}, P.options());
   at::Tensor col_lse_history = at::empty({B, history_len, U}, P.options());
 
@@ -122,7 +122,7 @@ at::Tensor sinkhorn_backward_cuda(const at::Tensor& grad_log_q_in, const at::Ten
     C10_CUDA_CHECK(launch_backward<scalar_t>(
         grad_log_q.data_ptr<scalar_t>(), P.data_ptr<scalar_t>(), word_mask.data_ptr<bool>(),
         frame_mask.data_ptr<bool>(), B, static_cast<int>(K), static_cast<int>(U),
-        static_cast<scalar_t>(eps), n_iter.data_ptr<int64_t>(), static_cast<int>(history_len),
+        eps, n_iter.data_ptr<int64_t>(), static_cast<int>(history_len),
         row_lse_history.data_ptr<scalar_t>(), col_lse_history.data_ptr<scalar_t>(),
         log_kernel_workspace.defined() ? log_kernel_workspace.data_ptr<scalar_t>() : nullptr,
         grad_P.data_ptr<scalar_t>(), placement, stream));

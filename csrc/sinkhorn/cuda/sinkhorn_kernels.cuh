@@ -10,7 +10,8 @@
 // the log-sum-exp of rows w, w + warps, ... with shuffle reductions, then of the columns the same
 // way, with a block barrier between the two half-steps.
 //
-// Where the matrix lives. The kernel log(K) = P / eps (with -inf on masked entries) is kept in
+// Where the matrix lives. The kernel log(K) = saturated_logit(P, eps) (../logit.h; -inf on masked
+// entries) is kept in
 // dynamic shared memory whenever it fits the device's opt-in per-block limit (227 KiB on H100 and
 // H200, 163 KiB on A100). The forward needs K·(U|1) + 2K + U + 32 values plus K + U mask bytes:
 // on H100 up to 239 × 239 (57,121 entries) or K = 20 with U ≤ 2,731 in float32, half of that in
@@ -29,6 +30,7 @@
 #include <cstdint>
 
 #include "../../common/cuda_device.cuh"
+#include "../logit.h"
 
 namespace stg::sinkhorn {
 
@@ -153,7 +155,7 @@ Placement backward_placement(int K, int U, size_t shared_limit) {
 template <typename scalar_t, bool kOnChip>
 __global__ void __launch_bounds__(kMaxThreads)
     forward_kernel(const scalar_t* __restrict__ P, const bool* __restrict__ word_mask,
-                   const bool* __restrict__ frame_mask, int K, int U, scalar_t eps, int iters,
+                   const bool* __restrict__ frame_mask, int K, int U, double eps, int iters,
                    scalar_t tol, scalar_t* __restrict__ log_q, int64_t* __restrict__ n_iter) {
   using detail::negative_infinity;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
@@ -180,8 +182,9 @@ __global__ void __launch_bounds__(kMaxThreads)
   for (int64_t i = threadIdx.x; i < matrix_size; i += blockDim.x) {
     const int k = static_cast<int>(i / U);
     const int u = static_cast<int>(i - static_cast<int64_t>(k) * U);
-    matrix[static_cast<int64_t>(k) * stride + u] =
-        word_valid[k] && frame_valid[u] ? P_b[i] / eps : negative_infinity<scalar_t>();
+    matrix[static_cast<int64_t>(k) * stride + u] = word_valid[k] && frame_valid[u]
+                                                       ? saturated_logit(P_b[i], eps)
+                                                       : negative_infinity<scalar_t>();
   }
   for (int k = threadIdx.x; k < K; k += blockDim.x) {
     f[k] = f_next[k] = word_valid[k] ? scalar_t(0) : negative_infinity<scalar_t>();
@@ -246,13 +249,13 @@ __global__ void __launch_bounds__(kMaxThreads)
 //       grad log K -= grad_g ⊙ C,  grad_f -= Σ_u grad_g ⊙ C;
 //   f_t = log a - LSE_u(log K + g_{t-1}):  R = exp(log K + g_{t-1} - row_lse_t)  (row softmax),
 //       grad log K -= grad_f ⊙ R,  grad_g(t-1) = -Σ_k grad_f ⊙ R.
-// grad_P = grad log K / eps, zero on masked entries. kOnChip = false accumulates in grad_P and
+// grad_P = logit_gradient(grad log K), zero on masked entries. kOnChip = false accumulates in grad_P and
 // reads log(K) from log_kernel_workspace[B,K,U] (unused when on chip).
 template <typename scalar_t, bool kOnChip>
 __global__ void __launch_bounds__(kMaxThreads)
     backward_kernel(const scalar_t* __restrict__ grad_log_q, const scalar_t* __restrict__ P,
                     const bool* __restrict__ word_mask, const bool* __restrict__ frame_mask,
-                    int K, int U, scalar_t eps, const int64_t* __restrict__ n_iter,
+                    int K, int U, double eps, const int64_t* __restrict__ n_iter,
                     int history_len, scalar_t* __restrict__ row_lse_history,
                     scalar_t* __restrict__ col_lse_history,
                     scalar_t* __restrict__ log_kernel_workspace, scalar_t* __restrict__ grad_P) {
@@ -288,7 +291,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     const int u = static_cast<int>(i - static_cast<int64_t>(k) * U);
     const bool valid = word_valid[k] && frame_valid[u];
     const int64_t at = static_cast<int64_t>(k) * stride + u;
-    log_kernel[at] = valid ? P_b[i] / eps : negative_infinity<scalar_t>();
+    log_kernel[at] = valid ? saturated_logit(P_b[i], eps) : negative_infinity<scalar_t>();
     grad[at] = valid ? grad_out[i] : scalar_t(0);
   }
   for (int k = threadIdx.x; k < K; k += blockDim.x) {
@@ -402,8 +405,9 @@ __global__ void __launch_bounds__(kMaxThreads)
   for (int64_t i = threadIdx.x; i < matrix_size; i += blockDim.x) {
     const int k = static_cast<int>(i / U);
     const int u = static_cast<int>(i - static_cast<int64_t>(k) * U);
-    grad_P_b[i] = word_valid[k] && frame_valid[u] ? grad[static_cast<int64_t>(k) * stride + u] / eps
-                                                  : scalar_t(0);
+    grad_P_b[i] = word_valid[k] && frame_valid[u]
+                      ? logit_gradient(grad[static_cast<int64_t>(k) * stride + u], P_b[i], eps)
+                      : scalar_t(0);
   }
 }
 
@@ -412,7 +416,7 @@ __global__ void __launch_bounds__(kMaxThreads)
 // launch errors are left for the caller's cudaGetLastError().
 template <typename scalar_t>
 cudaError_t launch_forward(const scalar_t* P, const bool* word_mask, const bool* frame_mask,
-                           int64_t batch, int K, int U, scalar_t eps, int iters, scalar_t tol,
+                           int64_t batch, int K, int U, double eps, int iters, scalar_t tol,
                            scalar_t* log_q, int64_t* n_iter, Placement placement,
                            cudaStream_t stream) {
   if (placement == Placement::kTooLarge) return cudaErrorInvalidValue;
@@ -432,7 +436,7 @@ cudaError_t launch_forward(const scalar_t* P, const bool* word_mask, const bool*
 // log_kernel_workspace holds batch·K·U values and is only used when placement is kGlobal.
 template <typename scalar_t>
 cudaError_t launch_backward(const scalar_t* grad_log_q, const scalar_t* P, const bool* word_mask,
-                            const bool* frame_mask, int64_t batch, int K, int U, scalar_t eps,
+                            const bool* frame_mask, int64_t batch, int K, int U, double eps,
                             const int64_t* n_iter, int history_len, scalar_t* row_lse_history,
                             scalar_t* col_lse_history, scalar_t* log_kernel_workspace,
                             scalar_t* grad_P, Placement placement, cudaStream_t stream) {

@@ -94,14 +94,16 @@ inline void tile_accumulate(const T* weights, const T* rows, const bool* key_mas
 }
 
 // Turns scaled logits into probabilities in place (zero on masked keys and on rows without
-// any key) and returns the log-sum-exp (0 for a row without keys).
+// any key) and returns the log-sum-exp (0 for a row without keys, NaN for a row with a NaN
+// logit, whose real keys' probabilities are then NaN too).
 template <typename T>
 inline T softmax_row(T* logits, const bool* key_mask, int64_t L, T scale) {
   T peak = -std::numeric_limits<T>::infinity();
   for (int64_t j = 0; j < L; ++j) {
     if (!key_mask[j]) continue;
     logits[j] *= scale;
-    peak = std::max(peak, logits[j]);
+    // A NaN logit makes the row NaN, as in the reference (std::max would skip it).
+    peak = logits[j] > peak || logits[j] != logits[j] ? logits[j] : peak;
   }
   if (peak == -std::numeric_limits<T>::infinity()) {
     std::fill(logits, logits + L, T(0));
@@ -113,7 +115,7 @@ inline T softmax_row(T* logits, const bool* key_mask, int64_t L, T scale) {
     total += logits[j];
   }
   const T inv_total = T(1) / total;
-  for (int64_t j = 0; j < L; ++j) logits[j] *= inv_total;
+  for (int64_t j = 0; j < L; ++j) logits[j] = key_mask[j] ? logits[j] * inv_total : T(0);
   return peak + std::log(total);
 }
 

@@ -278,8 +278,11 @@ __global__ void __launch_bounds__(kRowThreads)
     const int row = first_row + r;
     acc_t* row_scores = scores + r * L;
     acc_t peak = detail::negative_infinity<acc_t>();
-    for (int j = lane; j < L; j += kWarpSize) peak = detail::max_of(peak, row_scores[j]);
-    peak = detail::warp_max(peak);
+    // A NaN score makes the row NaN, as in the reference (fmax would skip it).
+    for (int j = lane; j < L; j += kWarpSize) {
+      peak = detail::max_keeping_nan(peak, row_scores[j]);
+    }
+    peak = detail::warp_max_keeping_nan(peak);
     const bool any_valid = peak != detail::negative_infinity<acc_t>();
     acc_t row_lse = 0;
     if (any_valid) {
@@ -289,7 +292,8 @@ __global__ void __launch_bounds__(kRowThreads)
     }
     // Each lane rewrites only the entries it read: logits become probabilities in place.
     for (int j = lane; j < L; j += kWarpSize) {
-      const acc_t p = any_valid ? detail::exp_of(row_scores[j] - row_lse) : acc_t(0);
+      const acc_t p =
+          any_valid && key_valid[j] ? detail::exp_of(row_scores[j] - row_lse) : acc_t(0);
       row_scores[j] = p;
       if (probs != nullptr && row < M) {
         probs[(b * M + row) * L + j] = ScalarTraits<scalar_t>::from_acc(p);

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import dataclasses
+import math
 import multiprocessing
 import os
 import shutil
@@ -283,6 +284,8 @@ def extract(
         # the text tower of the same checkpoint
         options = dataclasses.replace(options, text_weights=options.weights)
 
+    if options.fps is not None and not (math.isfinite(options.fps) and options.fps > 0):
+        raise UserError(f"--fps must be a positive number, got {options.fps}")
     started = time.perf_counter()
     out = Path(out)
     found, ignored, duplicates = find_videos(videos)
@@ -298,8 +301,6 @@ def extract(
     backbone = load_visual(options.backbone, options.weights, device=options.device)
     spec = backbone.spec
     fps = float(spec.fps if options.fps is None else options.fps)
-    if not fps > 0:
-        raise UserError(f"--fps must be positive, got {options.fps}")
     corpus = [
         caption.text for video_id in ids for caption in caption_set.captions.get(video_id, [])
     ]

@@ -125,9 +125,12 @@ def _load_export_dir(directory: Path, device) -> LoadedModel:
         raise UserError(f"{directory / CONFIG} is not a stg model export")
     try:
         model_config = ModelConfig.from_dict(config["model"])
+    except (KeyError, ValueError, TypeError) as error:
+        raise UserError(f"{directory / CONFIG}: malformed model settings: {error_text(error)}") from None
+    try:
         state = load_file(str(directory / WEIGHTS), device="cpu")
-    except (KeyError, ValueError, TypeError, OSError, SafetensorError) as error:
-        raise UserError(f"malformed model export in {directory}: {error_text(error)}") from None
+    except (ValueError, OSError, SafetensorError) as error:
+        raise UserError(f"{directory / WEIGHTS}: not readable weights: {error_text(error)}") from None
     return _build(model_config, state, config.get("store", {}), device, directory)
 
 

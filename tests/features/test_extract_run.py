@@ -112,7 +112,7 @@ def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path
 
 @pytest.mark.parametrize("fps", [0.0, -1.0, float("nan")])
 def test_a_non_positive_fps_is_refused_not_replaced(dataset: dict[str, Path], tmp_path: Path, fps) -> None:
-    with pytest.raises(UserError, match="--fps must be positive"):
+    with pytest.raises(UserError, match="--fps must be a positive number"):
         extract([dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(fps=fps, **OPTIONS))
 
 

@@ -56,7 +56,7 @@ def test_a_tampered_export_config_is_refused_before_allocating(tmp_path, change)
     config_path = export / "config.json"
     saved = json.loads(config_path.read_text())
     config_path.write_text(json.dumps({**saved, "model": {**saved["model"], **change}}))
-    with pytest.raises(UserError, match=f"malformed model export in {export}: .*{next(iter(change))}"):
+    with pytest.raises(UserError, match=f"{config_path}: malformed model settings: .*{next(iter(change))}"):
         load_export(export)
 
 
@@ -68,7 +68,7 @@ def test_a_tampered_export_config_is_refused_before_allocating(tmp_path, change)
 def test_tampered_export_weights_are_one_line(tmp_path, weights):
     export = initial_export(make_store(videos=3), tmp_path / "untrained", MODEL, config(steps=1))
     (export / "model.safetensors").write_bytes(weights)
-    with pytest.raises(UserError, match=f"malformed model export in {export}: ") as refused:
+    with pytest.raises(UserError, match=f"{export / 'model.safetensors'}: not readable weights: ") as refused:
         load_export(export)
     assert "\n" not in str(refused.value)
 

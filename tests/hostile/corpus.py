@@ -3,7 +3,7 @@ says which ``stg`` command line meets them, and what a clean refusal looks like.
 
 A case reproduces one finding of a bad-input campaign (paths escaping a folder, writes through
 symlinks, allocations sized by a file, internal errors, terminal and markup injection, silently
-wrong results). ``test_cli.py`` runs each through ``stg``'s entry point and checks the outcome:
+wrong results). ``test_corpus.py`` runs each through ``stg``'s entry point and checks the outcome:
 the exit code, one error line that keeps its detail, never the catch-all handler, and the case's
 own after-condition (an outside file untouched, a secret never printed, ...).
 

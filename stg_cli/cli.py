@@ -7,6 +7,8 @@ import sys
 
 import typer
 
+import stg_cli
+
 from stg_cli.commands import bench, demo, extract, ground, info, score, synth, train
 from stg_cli.errors import UserError
 from stg_cli.terminal import console, error_line
@@ -15,9 +17,24 @@ app = typer.Typer(
     name="stg",
     help="Self-supervised spatio-temporal grounding of actions in narrated instructional videos.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(f"stg {stg_cli.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print stg's version and exit."
+    ),
+) -> None:
+    """stg's own options; each command imports the library (and torch) only when it runs."""
+
 app.command("info")(info.command)
 app.command("bench")(bench.command)
 app.command("demo")(demo.command)

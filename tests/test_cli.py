@@ -45,3 +45,39 @@ def test_debug_variable_shows_the_traceback():
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr
+
+
+def test_version_prints_the_package_version():
+    import stg_cli
+
+    result = run_stg("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"stg {stg_cli.__version__}"
+
+
+def test_shell_completion_is_offered():
+    assert "--install-completion" in run_stg("--help").stdout
+
+
+COMMANDS = ("info", "bench", "demo", "extract", "ground", "score", "synth", "train")
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), *((name, "--help") for name in COMMANDS)])
+def test_help_and_version_import_neither_torch_nor_numpy(args):
+    """What keeps --help fast: the commands import the library only when they run."""
+    probe = (
+        "import sys\n"
+        "from stg_cli.cli import app\n"
+        f"try:\n    app({list(args)!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(name for name in ('torch', 'numpy', 'scipy', 'av') if name in sys.modules)\n"
+        "print('heavy:', heavy, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert "heavy: []" in result.stderr, result.stderr[-2000:]
+
+
+def test_defaults_are_the_ones_the_library_uses():
+    """stg_cli.defaults is the one home of the values --help shows."""
+    from stg_cli import defaults
+    from stg_cli.synth.config import DIFFICULTIES
+
+    assert tuple(DIFFICULTIES) == defaults.DIFFICULTY_LEVELS

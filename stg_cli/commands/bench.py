@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -17,11 +18,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stg_cli import bench as bench_lib
 from stg_cli import files
 from stg_cli import terminal
 from stg_cli.errors import UserError
 from stg_cli.terminal import escape
+
+if TYPE_CHECKING:
+    from stg_cli.bench import BenchReport, BenchResult, Comparison
 
 
 def command(
@@ -49,6 +52,8 @@ def command(
 
     Prints a table (or JSON) with medians, peak memory and the comparisons with the targets.
     """
+    from stg_cli.bench import run_benchmarks
+
     if out is not None and out.exists() and not overwrite:  # checked before minutes of timing
         raise UserError(f"{out} exists: choose another --out or add --overwrite")
     with Progress(
@@ -65,7 +70,7 @@ def command(
         def on_progress(completed: int, total: int, label: str | None) -> None:
             progress.update(task, completed=completed, total=total, description=label or "done")
 
-        report = bench_lib.run_benchmarks(
+        report = run_benchmarks(
             names, quick=quick, device=device, on_progress=on_progress
         )
     if out is not None:
@@ -79,12 +84,12 @@ def command(
         console.print(f"wrote {escape(str(out))}", highlight=False)
 
 
-def write_json(report: bench_lib.BenchReport, path: Path) -> None:
+def write_json(report: BenchReport, path: Path) -> None:
     """Writes ``report.to_dict()`` as indented JSON, creating the parent folder."""
     files.write_json(path, report.to_dict())
 
 
-def print_report(report: bench_lib.BenchReport, console: Console) -> None:
+def print_report(report: BenchReport, console: Console) -> None:
     """One table per case (op, shape, device), a line on the targets and the machine line."""
     for (op, shape, device), rows in _by_case(report.results).items():
         comparisons = [
@@ -108,9 +113,11 @@ def print_report(report: bench_lib.BenchReport, console: Console) -> None:
     console.print(f"[bold]machine[/bold]: {escape(report.machine.summary())}", highlight=False)
 
 
-def _bandwidth_caption(rows: list[bench_lib.BenchResult], copy_gb_per_s: float | None) -> str:
+def _bandwidth_caption(rows: list[BenchResult], copy_gb_per_s: float | None) -> str:
     """E.g. "native: 12.3 GB/s of inputs and outputs (plain copy: 40.1 GB/s)"."""
-    native = next((row for row in rows if row.variant == bench_lib.NATIVE), None)
+    from stg_cli.bench import NATIVE
+
+    native = next((row for row in rows if row.variant == NATIVE), None)
     if native is None or native.gb_per_s is None:
         return ""
     copy = f" (plain copy: {_number(copy_gb_per_s)} GB/s)" if copy_gb_per_s else ""
@@ -118,16 +125,16 @@ def _bandwidth_caption(rows: list[bench_lib.BenchResult], copy_gb_per_s: float |
 
 
 def _by_case(
-    results: list[bench_lib.BenchResult],
-) -> dict[tuple[str, str, str], list[bench_lib.BenchResult]]:
-    cases: dict[tuple[str, str, str], list[bench_lib.BenchResult]] = {}
+    results: list[BenchResult],
+) -> dict[tuple[str, str, str], list[BenchResult]]:
+    cases: dict[tuple[str, str, str], list[BenchResult]] = {}
     for row in results:
         cases.setdefault((row.op, row.shape, row.device), []).append(row)
     return cases
 
 
 def _case_table(
-    title: str, rows: list[bench_lib.BenchResult], comparisons: list[bench_lib.Comparison]
+    title: str, rows: list[BenchResult], comparisons: list[Comparison]
 ) -> Table:
     unit = next((row.throughput_unit for row in rows if row.throughput is not None), None)
     table = Table(title=title, title_justify="left")
@@ -159,7 +166,7 @@ def _case_table(
     return table
 
 
-def _comparison_text(item: bench_lib.Comparison) -> str:
+def _comparison_text(item: Comparison) -> str:
     """E.g. "12.3× faster (target ≥ 10×: met)" or "2.10× more memory"."""
     if item.ratio is None:
         return "[dim]not measured[/dim]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -18,16 +19,18 @@ from rich.progress import (
 from rich.table import Table
 
 from stg_cli import terminal
-from stg_cli.demo import STAGES, TEMPORAL_METRIC, DemoReport, preset, run_demo
 from stg_cli.errors import UserError
 from stg_cli.terminal import escape
 
-COLUMNS = {
+if TYPE_CHECKING:
+    from stg_cli.demo import DemoReport
+
+#: metric key → column title, in table order (the temporal metric's key: ``TEMPORAL_METRIC``)
+SCORE_COLUMNS = {
     "iou_point": "IoU+Point",
     "map@0.1": "mAP@0.1",
     "map_mean": "mAP mean",
     "pointing_game": "pointing",
-    TEMPORAL_METRIC: "temporal IoU",
 }
 ROW_TITLES = {
     "trained": "trained",
@@ -80,6 +83,8 @@ def command(
     A rerun with the same --out reuses the benchmark and the features and resumes or reuses the
     training run; another --backbone or --text needs another --out.
     """
+    from stg_cli.demo import STAGES, preset, run_demo
+
     if quick and full:
         raise UserError("choose one of --quick and --full")
     console = terminal.console(stderr=True)
@@ -109,6 +114,9 @@ def command(
 def render(report: DemoReport, console: Console) -> None:
     """The notes (a prior close to the model first), the comparison table, then where the
     outputs are."""
+    from stg_cli.demo import TEMPORAL_METRIC
+
+    columns = {**SCORE_COLUMNS, TEMPORAL_METRIC: "temporal IoU"}
     for note in report.notes:
         console.print(f"[bold yellow]note[/bold yellow]: {escape(note)}", highlight=False)
     table = Table(
@@ -117,15 +125,15 @@ def render(report: DemoReport, console: Console) -> None:
         caption=CAPTION,
     )
     table.add_column("model", no_wrap=True)
-    for key in COLUMNS:
-        table.add_column(COLUMNS[key], justify="right")
+    for key, title in columns.items():
+        table.add_column(title, justify="right")
     given = False
     for row in report.rows:
         if row.name in TRUE_TIMING_ROWS and not given:
             table.add_section()
-            table.add_row("[italic]given true timing:[/italic]", *[""] * len(COLUMNS))
+            table.add_row("[italic]given true timing:[/italic]", *[""] * len(columns))
             given = True
-        cells = ["-" if row.metrics[key] is None else f"{row.metrics[key]:.2f}" for key in COLUMNS]
+        cells = ["-" if row.metrics[key] is None else f"{row.metrics[key]:.2f}" for key in columns]
         table.add_row(ROW_TITLES.get(row.name, row.name), *cells)
     console.print(table)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in report.stage_seconds.items())

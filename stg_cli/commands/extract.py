@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -20,8 +21,10 @@ from rich.progress import (
 from rich.table import Table
 
 from stg_cli import terminal
-from stg_cli.features import extract as extract_lib
 from stg_cli.terminal import escape
+
+if TYPE_CHECKING:
+    from stg_cli.features.extract import ExtractSummary, VideoResult
 
 
 def command(
@@ -88,6 +91,8 @@ def command(
     failing rank would stop the others), 2 for bad arguments, 130 on Ctrl-C (every video
     finished before it stays in the store).
     """
+    from stg_cli.features import extract as extract_lib
+
     options = extract_lib.ExtractOptions(
         backbone=backbone,
         text=text,
@@ -127,7 +132,7 @@ def command(
             if elapsed > 0:
                 progress.update(task, rate=f"{counters['frames'] / elapsed:.0f} frames/s")
 
-        def on_video(result: extract_lib.VideoResult) -> None:
+        def on_video(result: VideoResult) -> None:
             progress.advance(task)
             if result.status == "failed":
                 progress.console.print(
@@ -177,7 +182,7 @@ def _device(device: str) -> str:
     return device
 
 
-def print_summary(summary: extract_lib.ExtractSummary, console: Console) -> None:
+def print_summary(summary: ExtractSummary, console: Console) -> None:
     """The counts table, the failures with their reasons, and the caption counts."""
     report = summary.to_dict()
     shard = f" (shard {summary.shard[0]}/{summary.shard[1]})" if summary.shard[1] > 1 else ""

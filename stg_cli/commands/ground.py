@@ -11,21 +11,21 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from stg_cli import terminal
+from stg_cli.defaults import DEFAULT_MASK_THRESHOLD, DEFAULT_SMOOTH, DEFAULT_TAU
 from stg_cli.errors import UserError
-from stg_cli.ground import pipeline
-from stg_cli.ground.queries import load_queries
-from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD
-from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, check_smooth
 from stg_cli.terminal import escape
-from stg_cli.video_files import find_videos
 
 
 def command(
     videos: list[str] = typer.Argument(
         ..., metavar="VIDEO...", help="Video files and/or folders of videos (id = file name without suffix)."
     ),
-    queries: Path = typer.Option(
-        ..., "--queries", help="q.txt (one query per line, # comments) or a vid2step.json pool per video."
+    queries: Path | None = typer.Option(
+        None, "--queries", help="q.txt (one query per line, # comments) or a vid2step.json pool per video."
+    ),
+    query: list[str] = typer.Option(
+        [], "--query", metavar="TEXT",
+        help="A query (repeat for several); with --queries, added to every video's pool.",
     ),
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="A stg train run folder, its export/ folder or a checkpoint .pt."
@@ -78,6 +78,8 @@ def command(
 ) -> None:
     """Ground free-text queries in videos: when (segments) and where (a point and a box per frame).
 
+    Queries come from --queries FILE, from --query TEXT (repeatable), or both.
+
     Writes <id>.json and <id>.heatmaps.npz per video, and predictions.json for all, into --out.
 
     A video that cannot be read is reported and skipped, and the others are still grounded.
@@ -85,6 +87,11 @@ def command(
 
     Exit code: 0 when every video was grounded, 1 when some failed, 2 for bad arguments.
     """
+    from stg_cli.ground import pipeline
+    from stg_cli.ground.queries import gather_queries
+    from stg_cli.ground.temporal import check_smooth
+    from stg_cli.video_files import find_videos
+
     if trimmed and gt is None:
         raise UserError("--trimmed takes the segments from --gt: give --gt ground_seg.json")
     settings = pipeline.GroundSettings(
@@ -92,7 +99,7 @@ def command(
         fps=fps, viz=viz, trimmed=trimmed,
     )
     workers = pipeline.check_workers(workers)
-    query_set = load_queries(queries)
+    query_set = gather_queries(queries, query)
     ground_truth = pipeline.load_truth_segments(gt) if gt is not None else None
     stderr = terminal.console(stderr=True)
     with Progress(

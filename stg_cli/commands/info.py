@@ -7,7 +7,6 @@ import json
 import typer
 from rich.table import Table
 
-from stg_cli import info as info_lib
 from stg_cli import terminal
 
 
@@ -15,6 +14,8 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
     """Print stg, Python, torch and CUDA versions, the native extension's build and devices."""
+    from stg_cli import info as info_lib
+
     facts = info_lib.collect()
     if as_json:
         typer.echo(json.dumps(facts.to_dict(), indent=2))

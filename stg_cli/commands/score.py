@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,11 +16,12 @@ from rich.table import Table
 from stg_cli import files
 from stg_cli import terminal
 from stg_cli.errors import UserError
-from stg_cli.metrics.baselines import PriorScores, close_priors_note, score_priors
-from stg_cli.metrics.predictions import load_predictions
-from stg_cli.metrics.score import DATASETS, ScoreReport, load_ground_truth, score
+from stg_cli.defaults import DATASETS
 from stg_cli.terminal import escape
-from stg_cli.video_files import video_paths
+
+if TYPE_CHECKING:
+    from stg_cli.metrics.baselines import PriorScores
+    from stg_cli.metrics.score import ScoreReport
 
 TITLES = {
     "groundingyoutube": "GroundingYouTube",
@@ -68,6 +70,11 @@ def command(
 ) -> None:
     """Score predictions: IoU+Point, pointing game, video mAP, spatial accuracy/mAP, IoU/IoD,
     with the model-free priors given true timing beside the spatial scores."""
+    from stg_cli.metrics.baselines import score_priors
+    from stg_cli.metrics.predictions import load_predictions
+    from stg_cli.metrics.score import load_ground_truth, score
+    from stg_cli.video_files import video_paths
+
     if dataset.strip().lower() not in DATASETS:
         raise UserError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
     spatial = dataset.strip().lower() != "miningyoutube"
@@ -115,6 +122,8 @@ def prior_notes(report: ScoreReport, priors: PriorScores | None, with_videos: bo
     of the predictions, then what was not scored."""
     if priors is None:
         return []
+    from stg_cli.metrics.baselines import close_priors_note
+
     notes = [note for note in [close_priors_note(priors, report.metrics["pointing_game"])] if note]
     if not with_videos:
         notes.append("the motion and centred-energy priors read the videos: pass --videos DIR")

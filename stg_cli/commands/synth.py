@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -20,9 +21,11 @@ from rich.table import Table
 
 from stg_cli import terminal
 from stg_cli.errors import UserError
-from stg_cli.synth import SynthConfig, SynthSummary, generate
-from stg_cli.synth.config import DIFFICULTIES
+from stg_cli.defaults import DIFFICULTY_LEVELS
 from stg_cli.terminal import escape
+
+if TYPE_CHECKING:
+    from stg_cli.synth import SynthConfig, SynthSummary
 
 
 def command(
@@ -44,7 +47,7 @@ def command(
     difficulty: str = typer.Option(
         "medium",
         "--difficulty",
-        help=f"Narration, pixel noise and distracting motion: {'|'.join(DIFFICULTIES)}.",
+        help=f"Narration, pixel noise and distracting motion: {'|'.join(DIFFICULTY_LEVELS)}.",
     ),
     distractors: int | None = typer.Option(
         None,
@@ -64,6 +67,8 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Render train/test videos, ASR-like captions and GroundingYouTube-format ground truth."""
+    from stg_cli.synth import generate
+
     config = build_config(videos, train_videos, test_videos, seed, quick, full, size, fps,
                           difficulty, distractors)
     if workers is not None and workers < 1:
@@ -106,6 +111,8 @@ def build_config(
     distractors: int | None = None,
 ) -> SynthConfig:
     """The ``SynthConfig`` of the command's options (``UserError`` on a bad combination)."""
+    from stg_cli.synth import SynthConfig
+
     if quick and full:
         raise UserError("--quick and --full exclude each other")
     if videos is not None and (train_videos is not None or test_videos is not None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -12,10 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from stg_cli import terminal
-from stg_cli import train as train_lib
-from stg_cli.models.config import ATTENTION_STACKS
-from stg_cli.ops import SELECTION_MODES
+from stg_cli.defaults import ATTENTION_STACKS, DEFAULT_EPOCHS, SELECTION_MODES
 from stg_cli.terminal import escape
+
+if TYPE_CHECKING:
+    from stg_cli.train import TrainResult
 
 
 def command(
@@ -23,7 +25,7 @@ def command(
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, metrics, export)."),
     steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs)."),
     epochs: float | None = typer.Option(
-        None, "--epochs", help=f"Passes over the samples (default {train_lib.loop.DEFAULT_EPOCHS:g} when --steps is not given)."
+        None, "--epochs", help=f"Passes over the samples (default {DEFAULT_EPOCHS:g} when --steps is not given)."
     ),
     batch_size: int = typer.Option(32, "--batch-size", help="Clips per step over all processes."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
@@ -73,6 +75,8 @@ def command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Train on FEATS; under torchrun every process trains on its share of each batch."""
+    from stg_cli import train as train_lib
+
     config = train_lib.TrainConfig(
         steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         warmup=warmup, grad_clip=grad_clip, seed=seed, local_chunk=local_chunk, loss=loss,
@@ -146,7 +150,7 @@ def command(
     render(result, terminal.console())
 
 
-def render(result: train_lib.TrainResult, console: Console) -> None:
+def render(result: TrainResult, console: Console) -> None:
     """A small summary table of a finished run."""
     table = Table(title="stg train", show_header=False)
     table.add_column("", style="bold")

@@ -1,5 +1,7 @@
 """Query files for ``stg ground``: one pool of free-text action queries per video.
 
+Queries may also be given directly (``--query``): :func:`gather_queries`.
+
 Two formats are read:
 
 - a text file (``q.txt``): one query per line, the same pool for every video; blank lines and
@@ -30,12 +32,12 @@ class QuerySet:
     """Queries for the videos of one run.
 
     Attributes:
-        source: the file they were read from.
+        source: where they came from, for messages: the file or ``--query``.
         shared: the pool used for every video (a text file), or None.
         per_video: video id → pool (a ``vid2step.json`` file); empty for a text file.
     """
 
-    source: Path
+    source: str
     shared: tuple[str, ...] | None = None
     per_video: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -120,8 +122,29 @@ def load_queries(path: Path | str) -> QuerySet:
         pools = parse_pools(data, path)
         if not any(pools.values()):
             raise UserError(f"{path}: no queries (only background entries)")
-        return QuerySet(source=path, per_video=pools)
+        return QuerySet(source=str(path), per_video=pools)
     queries = parse_query_lines(text)
     if not queries:
         raise UserError(f"{path}: no queries (one per line; blank and # lines are skipped)")
-    return QuerySet(source=path, shared=tuple(queries))
+    return QuerySet(source=str(path), shared=tuple(queries))
+
+
+def gather_queries(path: Path | str | None = None, inline: Iterable[str] = ()) -> QuerySet:
+    """Queries of a file (see the module docstring), given ones, or both: the given queries
+    are added to every video's pool, after the file's.
+
+    Raises:
+        UserError: neither gives a query, or the file is bad (:func:`load_queries`).
+    """
+    extra = unique(inline)
+    if path is None:
+        if not extra:
+            raise UserError("no queries: give --query TEXT (repeatable) or --queries FILE")
+        return QuerySet(source="--query", shared=tuple(extra))
+    loaded = load_queries(path)
+    if not extra:
+        return loaded
+    if loaded.shared is not None:
+        return QuerySet(loaded.source, shared=tuple(unique([*loaded.shared, *extra])))
+    pools = {video: tuple(unique([*pool, *extra])) for video, pool in loaded.per_video.items()}
+    return QuerySet(loaded.source, per_video=pools)

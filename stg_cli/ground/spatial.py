@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-DEFAULT_MASK_THRESHOLD = 0.01
+from stg_cli.defaults import DEFAULT_MASK_THRESHOLD
+
 CHUNK_FRAMES = 16
 
 

@@ -31,11 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stg_cli.defaults import DEFAULT_SMOOTH, DEFAULT_TAU
 from stg_cli.errors import UserError
 
 BACKGROUND_LABEL = -1
-DEFAULT_TAU = 0.5
-DEFAULT_SMOOTH = 3
 
 
 @dataclass(frozen=True)

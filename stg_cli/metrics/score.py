@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stg_cli.defaults import DATASETS
 from stg_cli.errors import UserError
 from stg_cli.metrics import grounding
 from stg_cli.metrics.alignment import (
@@ -84,7 +85,6 @@ from stg_cli.text.normalize import normalize_text
 
 # A MiningYouTube step missing from the predicted queries scores the lowest cosine on every frame.
 MISSING_STEP_SCORE = -1.0
-DATASETS = ("groundingyoutube", "miningyoutube", "youcook-interactions", "synth")
 
 DEFECT_RULE = (
     "degenerate ground-truth boxes (x1 >= x2 or y1 >= y2) are left out of the pointing game, "

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from stg_cli.ops import SELECTION_MODES
-
-ATTENTION_STACKS: dict[str, tuple[str, ...]] = {
-    "cross-self-cross": ("cross", "self", "cross"),
-    "self-cross": ("self", "cross"),
-    "cross-self": ("cross", "self"),
-    "cross-cross": ("cross", "cross"),
-}
+from stg_cli.defaults import ATTENTION_STACKS, SELECTION_MODES
 
 CROSS_LOGITS = ("dot", "cosine")
 

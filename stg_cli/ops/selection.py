@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from stg_cli.defaults import SELECTION_MODES
 from stg_cli.ops import _validate
 from stg_cli.ops.sinkhorn import sinkhorn
 
-SELECTION_MODES = ("sinkhorn", "none", "global", "local")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from stg_cli import files
+from stg_cli.defaults import DEFAULT_EPOCHS
 from stg_cli.errors import UserError
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import save_export, store_config_dict
@@ -39,7 +40,6 @@ from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distribute
 from stg_cli.train.losses import LossConfig, global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
 
-DEFAULT_EPOCHS = 20.0
 PLOT_EVERY_S = 60.0
 STORE_KEYS = ("backbone", "text", "visual_dim", "text_dim", "grid", "fingerprint")
 

@@ -41,6 +41,17 @@ def test_ground_writes_everything_and_prints_a_summary(setup, tmp_path):
         assert (out / name).is_file(), name
 
 
+def test_inline_queries_need_no_query_file(setup, tmp_path):
+    result = CliRunner().invoke(app, [
+        "ground", str(setup / "videos" / "clip.mp4"), "--query", "cut tomato", "--query", "stir",
+        "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "out"), "--json", "--tau", "-1",
+    ])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["queries"]) == {"cut tomato", "stir"}
+    saved = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert "cut tomato" in json.dumps(saved)
+
+
 def test_json_and_failed_video_exit_code(setup, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)

@@ -95,10 +95,10 @@ def test_quick_and_full_together_is_a_clear_error(tmp_path):
 def test_table_shows_every_row_and_a_dash_for_missing_metrics(tmp_path):
     from rich.console import Console
 
-    from stg_cli.commands.demo import COLUMNS, render
-    from stg_cli.demo import DemoReport, DemoRow
+    from stg_cli.commands.demo import SCORE_COLUMNS, render
+    from stg_cli.demo import TEMPORAL_METRIC, DemoReport, DemoRow
 
-    metrics = {key: 12.5 for key in COLUMNS}
+    metrics = {key: 12.5 for key in [*SCORE_COLUMNS, TEMPORAL_METRIC]}
     rows = [DemoRow("trained", dict(metrics)), DemoRow("untrained", {**metrics, "map@0.1": 3.25}),
             DemoRow("trained_true_timing", {**metrics, "temporal_iou": None}),
             DemoRow("centre", {**metrics, "temporal_iou": None})]

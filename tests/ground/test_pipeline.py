@@ -16,9 +16,7 @@ from ground_helpers import make_export, make_video
 
 
 def _queries(*queries: str) -> QuerySet:
-    from pathlib import Path
-
-    return QuerySet(source=Path("q.txt"), shared=tuple(queries))
+    return QuerySet(source="q.txt", shared=tuple(queries))
 
 
 def _run(export_dir, paths, out, queries=("crack the egg", "pour milk"), **options):

@@ -71,3 +71,32 @@ def test_real_vid2step_loads():
     queries = load_queries(path)
     pool = queries.for_video("-1okAudsnAc")
     assert "crack eggs" in pool and "background" not in pool
+
+
+def test_given_queries_alone_are_the_pool_of_every_video():
+    from stg_cli.ground.queries import gather_queries
+
+    queries = gather_queries(None, [" cut tomato ", "pour milk", "cut tomato", ""])
+    assert queries.shared == ("cut tomato", "pour milk") and queries.source == "--query"
+    assert queries.for_video("any") == ["cut tomato", "pour milk"]
+
+
+def test_given_queries_are_added_after_a_file_s(tmp_path):
+    from stg_cli.ground.queries import gather_queries
+
+    text = tmp_path / "q.txt"
+    text.write_text("crack egg\npour milk\n")
+    assert gather_queries(text, ["pour milk", "stir"]).shared == ("crack egg", "pour milk", "stir")
+    pools = tmp_path / "vid2step.json"
+    pools.write_text('{"a": ["crack egg", "background"], "b": ["stir"]}')
+    combined = gather_queries(pools, ["stir", "fry"])
+    assert combined.for_video("a") == ["crack egg", "stir", "fry"]
+    assert combined.for_video("b") == ["stir", "fry"]
+
+
+def test_no_query_at_all_is_a_user_error():
+    from stg_cli.errors import UserError
+    from stg_cli.ground.queries import gather_queries
+
+    with pytest.raises(UserError, match="--query TEXT"):
+        gather_queries(None, ["  "])

@@ -60,6 +60,8 @@ from stg_cli.processes import ignore_interrupts, interrupts_ignored, stop, threa
 from stg_cli.video_files import VideoInput
 
 STAGES = ("decode", "features", "temporal", "spatial", "viz")
+# the overlay plays at the video's rate up to this (a 120 fps phone video is drawn at 60)
+MAX_OVERLAY_FPS = 60.0
 # what grounding one video may raise without ending the run: the video is recorded as failed
 VIDEO_ERRORS = (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FFmpegError)
 
@@ -228,10 +230,43 @@ class Grounder:
         Raises UserError (VideoError) when the video cannot be read.
         """
         timings = timings or Timings()
-        step = on_step or (lambda stage, done, total: None)
         source = str(video.path) if video.path is not None else f"{video.video_id} (feature store)"
         result = VideoResult(video_id=video.video_id, source=source)
         result.unknown_queries = [q for q, ok in zip(queries.queries, queries.known) if not ok]
+        result.grounding = self.analyse(
+            video, queries, settings, timings, on_step, ground_truth, result.notes
+        )
+        begin = time.perf_counter()
+        result.prediction = write_video(result.grounding, out)
+        name = safe_name(video.video_id)
+        result.files = {"json": f"{name}.json", "heatmaps": f"{name}.heatmaps.npz"}
+        timings.add("spatial", time.perf_counter() - begin)
+        if settings.viz:
+            begin = time.perf_counter()
+            files, notes = visualise(result.grounding, video.path, out, on_step, ground_truth)
+            result.files.update(files)
+            result.notes.extend(notes)
+            timings.add("viz", time.perf_counter() - begin)
+        return result
+
+    def analyse(
+        self,
+        video: VideoInput,
+        queries: QueryEmbeddings,
+        settings: GroundSettings,
+        timings: Timings | None = None,
+        on_step: Callable[[str, int, int], None] | None = None,
+        ground_truth: Sequence | None = None,
+        notes: list[str] | None = None,
+    ) -> VideoGrounding:
+        """When and where in one video, in memory (no file written).
+
+        ``notes`` receives what the run leaves out (ground-truth segments whose label is no
+        query, with ``settings.trimmed``). Raises UserError (VideoError) when the video cannot
+        be read.
+        """
+        timings = timings or Timings()
+        step = on_step or (lambda stage, done, total: None)
         fps = float(settings.fps or self.fps)
         times, global_feats, grid_feats, width, height, duration = self._features(
             video, fps, settings, timings, step
@@ -246,9 +281,8 @@ class Grounder:
             frames = self.model.frame_embeddings(global_feats.to(self.device)).float().cpu()
         similarity = (frames @ queries.sentence.T).numpy().astype(np.float32)
         if settings.trimmed:
-            detection = given_segments(
-                similarity, times, _truth_spans(queries, ground_truth or (), result)
-            )
+            spans = _truth_spans(queries, ground_truth or (), notes if notes is not None else [])
+            detection = given_segments(similarity, times, spans)
         else:
             detection = detect(
                 similarity, times, tau=self.threshold(settings), smooth=settings.smooth,
@@ -276,7 +310,8 @@ class Grounder:
             found = locate(cells[span], width, height, threshold=settings.mask_threshold)
             locations[span] = found
         step("spatial", len(segments), len(segments))
-        grounding = VideoGrounding(
+        timings.add("spatial", time.perf_counter() - begin)
+        return VideoGrounding(
             video_id=video.video_id,
             width=width,
             height=height,
@@ -289,17 +324,6 @@ class Grounder:
             cells=cells,
             locations=locations,
         )
-        result.grounding = grounding
-        result.prediction = write_video(grounding, out)
-        name = safe_name(video.video_id)
-        result.files = {"json": f"{name}.json", "heatmaps": f"{name}.heatmaps.npz"}
-        timings.add("spatial", time.perf_counter() - begin)
-
-        if settings.viz:
-            begin = time.perf_counter()
-            self._visualise(video, grounding, out, result, fps, step, ground_truth)
-            timings.add("viz", time.perf_counter() - begin)
-        return result
 
     # ------------------------------------------------------------------ internals
 
@@ -356,29 +380,6 @@ class Grounder:
         last = float(times_array[-1]) + 1.0 / fps if count else 0.0
         duration = float(info.duration) if info.duration else last
         return times_array, global_all, grid_all, int(info.width), int(info.height), duration
-
-    def _visualise(self, video, grounding, out, result, fps, step, ground_truth) -> None:
-        from stg_cli.viz import plot_timeline, render_overlay
-
-        name = safe_name(video.video_id)
-        plot_timeline(grounding, out / f"{name}.timeline.png", ground_truth=ground_truth)
-        result.files["timeline"] = f"{name}.timeline.png"
-        if video.path is None:
-            result.notes.append("no overlay video: the video file was not given")
-            return
-        if len(grounding.times) == 0:
-            result.notes.append("no overlay video: no frame was decoded")
-            return
-        total = len(grounding.times)
-        counter = {"done": 0}
-
-        def on_frame() -> None:
-            counter["done"] += 1
-            step("overlay", counter["done"], total)
-
-        render_overlay(grounding, _display_frames(video.path, fps), out / f"{name}.overlay.mp4",
-                       on_frame=on_frame)
-        result.files["overlay"] = f"{name}.overlay.mp4"
 
     def _check_store(self, store) -> None:
         expected = self.store_config.get("fingerprint")
@@ -437,12 +438,12 @@ def load_truth_segments(path: Path) -> dict[str, list]:
 
 
 def _truth_spans(
-    queries: QueryEmbeddings, truth: Sequence, result: VideoResult
+    queries: QueryEmbeddings, truth: Sequence, notes: list[str]
 ) -> list[tuple[int, float, float]]:
     """(query column, start, end) of each ground-truth segment whose label is one of the queries.
 
     Labels match as given, else after text normalisation; a segment of another label is left
-    out and noted in ``result``.
+    out and noted in ``notes``.
     """
     from stg_cli.text.normalize import normalize_text
 
@@ -456,12 +457,52 @@ def _truth_spans(
         else:
             spans.append((column, float(segment.start), float(segment.end)))
     if not truth:
-        result.notes.append("no ground-truth segment for this video: nothing to ground")
+        notes.append("no ground-truth segment for this video: nothing to ground")
     if unmatched:
-        result.notes.append(
+        notes.append(
             "ground-truth segments left out, their label is not a query: " + ", ".join(sorted(unmatched))
         )
     return spans
+
+
+def visualise(
+    grounding: VideoGrounding,
+    video_path: Path | None,
+    out: Path,
+    on_step: Callable[[str, int, int], None] | None = None,
+    ground_truth: Sequence | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """Writes ``<name>.timeline.png`` and, from the video file, ``<name>.overlay.mp4`` into
+    ``out``; returns the files written (kind → name) and notes on what was not.
+
+    The overlay has the video's own frame rate (at most :data:`MAX_OVERLAY_FPS`) and duration;
+    each frame shows the latest analysed frame's predictions (held, not interpolated).
+    """
+    from stg_cli.viz import plot_timeline, render_overlay
+
+    name = safe_name(grounding.video_id)
+    plot_timeline(grounding, out / f"{name}.timeline.png", ground_truth=ground_truth)
+    files = {"timeline": f"{name}.timeline.png"}
+    if video_path is None:
+        return files, ["no overlay video: the video file was not given"]
+    if len(grounding.times) == 0:
+        return files, ["no overlay video: no frame was decoded"]
+    from stg_cli.video import probe
+
+    source_fps = probe(video_path).fps
+    fps = min(source_fps, MAX_OVERLAY_FPS) if source_fps else grounding.fps
+    total = max(int(grounding.duration * fps), 1)
+    counter = {"done": 0}
+    step = on_step or (lambda stage, done, total: None)
+
+    def on_frame() -> None:
+        counter["done"] += 1
+        step("overlay", counter["done"], max(total, counter["done"]))
+
+    render_overlay(grounding, _display_frames(video_path, fps), out / f"{name}.overlay.mp4",
+                   on_frame=on_frame, fps=fps)
+    files["overlay"] = f"{name}.overlay.mp4"
+    return files, []
 
 
 def _display_frames(path: Path, fps: float) -> Iterator[tuple[float, np.ndarray]]:

@@ -34,6 +34,9 @@ DEFAULT_COLORMAP = "inferno"
 DEFAULT_ALPHA = 0.6
 BACKGROUND_COLOR = (60, 60, 60)
 BAR_FRACTION = 0.035
+# a displayed frame within this of an analysed frame's time counts as at it (decoders round
+# frame times to their time base)
+HOLD_TOLERANCE_S = 1e-3
 
 
 def colormap_lut(name: str = DEFAULT_COLORMAP) -> np.ndarray:
@@ -142,16 +145,19 @@ def render_overlay(
     colormap: str = DEFAULT_COLORMAP,
     alpha: float = DEFAULT_ALPHA,
     on_frame: Callable[[], None] | None = None,
+    fps: float | None = None,
 ) -> Path:
     """Encodes the overlay video to ``path`` (H.264 MP4).
 
     Args:
         grounding: the predictions of the video.
-        frames: ``(time, frame uint8 [H, W, 3])`` at the grounding's frame times, in order, at
-            the grounding's width × height; a frame is matched to the analysed frame with the
-            nearest time.
+        frames: ``(time, frame uint8 [H, W, 3])`` in order, at the grounding's width × height,
+            e.g. every frame of the video. Each shows the label, heatmap, point and box of the
+            latest analysed frame at or before its time (held until the next analysed frame,
+            not interpolated), the first analysed frame before it.
         path: output file (written to a temporary name, then renamed).
         on_frame: called after each encoded frame.
+        fps: the rate of ``frames`` and of the video written (default: the analysed rate).
     """
     lut = colormap_lut(colormap)
     colors = query_colors(max(len(grounding.queries), 1))
@@ -165,7 +171,7 @@ def render_overlay(
         for time, frame in frames:
             if times.size == 0:
                 return
-            index = int(np.abs(times - time).argmin())
+            index = max(int(np.searchsorted(times, time + HOLD_TOLERANCE_S, side="right")) - 1, 0)
             image = frame[:even_h, :even_w]
             if image.shape[:2] != (even_h, even_w):
                 continue
@@ -174,7 +180,7 @@ def render_overlay(
                 on_frame()
 
     with files.atomic_path(path, keep_suffix=True) as temporary:
-        encode_h264(temporary, drawn(), fps=max(grounding.fps, 0.01))
+        encode_h264(temporary, drawn(), fps=max(fps or grounding.fps, 0.01))
     return path
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import av
 import pytest
 from typer.testing import CliRunner
 
@@ -39,6 +40,10 @@ def test_ground_writes_everything_and_prints_a_summary(setup, tmp_path):
     assert "segments per query" in result.output and "crack the egg" in result.output
     for name in ("clip.json", "clip.heatmaps.npz", "clip.overlay.mp4", "clip.timeline.png", "predictions.json"):
         assert (out / name).is_file(), name
+    with av.open(str(out / "clip.overlay.mp4")) as container:  # the source's 10 fps, not 1 fps
+        stream = container.streams.video[0]
+        assert float(stream.average_rate) == 10.0
+        assert sum(1 for _ in container.decode(stream)) == 50
 
 
 def test_inline_queries_need_no_query_file(setup, tmp_path):

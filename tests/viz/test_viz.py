@@ -72,6 +72,21 @@ def test_overlay_video_is_h264_with_one_frame_per_analysed_frame(tmp_path):
     assert np.abs(heated[top_right].astype(int) - 90).mean() > 30
 
 
+def test_overlay_at_the_source_rate_holds_each_analysed_frame(tmp_path):
+    grounding = _grounding(width=320, height=240)  # analysed at 1 fps, 6 frames
+    frames = [(k / 4, np.full((240, 320, 3), 90, dtype=np.uint8)) for k in range(24)]
+    path = render_overlay(grounding, iter(frames), tmp_path / "clip.overlay.mp4", fps=4.0)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert float(stream.average_rate) == 4.0
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    assert len(decoded) == 24
+    top_right = (slice(40, 62), slice(232, 270))
+    heat = [np.abs(frame[top_right].astype(int) - 90).mean() > 30 for frame in decoded]
+    # analysed frame 0 is background, 1 and 2 crack egg, 3 background, 4 and 5 pour milk
+    assert heat == [False] * 4 + [True] * 8 + [False] * 4 + [True] * 8
+
+
 def test_overlay_with_odd_size_drops_the_last_row_and_column(tmp_path):
     grounding = _grounding(width=161, height=121)
     frames = [(float(t), np.zeros((121, 161, 3), dtype=np.uint8)) for t in grounding.times]

@@ -340,10 +340,7 @@ def _score_rows(split: LabelledSplit, out: Path, thresholds: dict[str, float],
                 report_stage: StageCallback) -> tuple[list[DemoRow], list[str]]:
     """The report's rows and notes; ``thresholds`` maps each grounded row to its τ,
     ``controls`` the wrong-query controls to their pointing game."""
-    from stg_cli.ground.evaluate import score_split
-    from stg_cli.metrics.baselines import uniform_temporal
-    from stg_cli.metrics.predictions import load_predictions
-    from stg_cli.metrics.score import load_ground_truth
+    from stg_cli.ground.evaluate import score_split, uniform_split_iou
 
     rows = []
     sources = {name: out / "ground" / name / "predictions.json" for name in thresholds}
@@ -353,10 +350,8 @@ def _score_rows(split: LabelledSplit, out: Path, thresholds: dict[str, float],
         tau = thresholds[name] if name in UNTRIMMED_ROWS else None
         rows.append(DemoRow(name=name, metrics=score_split(path, split, tau)))
         if name == UNTRIMMED_ROWS[-1]:
-            temporal_truth = load_ground_truth([split.annotations], "miningyoutube")
-            times = {video: p.times for video, p in load_predictions(path).items()}
             uniform = dict.fromkeys(SPATIAL_METRICS)
-            uniform[TEMPORAL_METRIC] = uniform_temporal(temporal_truth, times)["iou"]
+            uniform[TEMPORAL_METRIC] = uniform_split_iou(path, split)
             rows.append(DemoRow(name="uniform", metrics=uniform))
         if name == "trained_true_timing":
             for key, row_name in CONTROL_ROWS.items():

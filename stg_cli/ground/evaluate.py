@@ -282,11 +282,26 @@ def query_controls(grounder, split: LabelledSplit, out: Path,
     return metrics, failed
 
 
+def uniform_split_iou(predictions: Path, split: LabelledSplit) -> float:
+    """Temporal IoU of the uniform split (each video's steps in order, evenly over its
+    length: :func:`stg_cli.metrics.baselines.uniform_temporal`) on the frames of
+    ``predictions``: the prior a model's temporal IoU is compared with."""
+    from stg_cli.metrics.baselines import uniform_temporal
+    from stg_cli.metrics.predictions import load_predictions
+    from stg_cli.metrics.score import load_ground_truth
+
+    truth = load_ground_truth([split.annotations], "miningyoutube")
+    times = {video: prediction.times for video, prediction in load_predictions(predictions).items()}
+    return uniform_temporal(truth, times)["iou"]
+
+
 def evaluate_export(export: Path, split: LabelledSplit, out: Path, heatmap: str = "global",
                     device: str = "cpu", controls: bool = True) -> dict[str, float | None]:
     """The model's scores on ``split``: the untrimmed metrics, ``pointing_true_timing``, with
     ``controls`` the wrong-query controls (``pointing_wrong_query`` and, where the split has
-    distractors, ``pointing_distractor_query``; see :func:`query_controls`), ``tau`` and
+    distractors, ``pointing_distractor_query``; see :func:`query_controls`), the uniform split's
+    temporal IoU on the same frames (``temporal_iou_uniform``, a prior, where the split has
+    ``seg.json``), ``tau`` and
     ``failed`` (videos that could not be grounded); predictions go to ``out/untrimmed``,
     ``out/true-timing``, ``out/wrong-query`` and ``out/distractor-query``."""
     from stg_cli.ground.pipeline import GroundSettings, Grounder
@@ -294,6 +309,10 @@ def evaluate_export(export: Path, split: LabelledSplit, out: Path, heatmap: str 
     grounder = Grounder(export, device=device)
     failed, tau = ground_split(grounder, split, out / "untrimmed", GroundSettings(heatmap=heatmap))
     metrics = score_split(out / "untrimmed" / "predictions.json", split, tau)
+    if split.has_temporal:
+        metrics["temporal_iou_uniform"] = uniform_split_iou(
+            out / "untrimmed" / "predictions.json", split
+        )
     trimmed_settings = GroundSettings(heatmap=heatmap, trimmed=True)
     more, _ = ground_split(grounder, split, out / "true-timing", trimmed_settings)
     trimmed = score_split(out / "true-timing" / "predictions.json", split, None)

@@ -47,6 +47,126 @@ def store_config_dict(config: object) -> dict:
     return json.loads(json.dumps(data, default=list))
 
 
+#: the score rows of a model card, in order: metric key → title
+CARD_METRICS = {
+    "iou_point": "IoU+Point",
+    "map_mean": "video mAP (mean over tube IoU 0.1–0.5)",
+    "pointing_game": "pointing game",
+    "temporal_iou": "temporal IoU (steps and order given)",
+    "pointing_true_timing": "pointing game, given true timing",
+    "pointing_wrong_query": "pointing, true timing, wrong query (control)",
+    "pointing_distractor_query": "pointing, true timing, distractor query (control)",
+}
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model card says about how an export was trained (the rest is read from the
+    export's config.json): steps done and planned, training clips, the first and last loss,
+    the training settings, and with ``--eval`` its last evaluation row and the model-free
+    priors' pointing game given true timing on the same split (prior → percent)."""
+
+    steps: int
+    total_steps: int
+    samples: int
+    first_loss: float | None
+    final_loss: float | None
+    train: dict
+    evaluation: dict | None = None
+    eval_split: str | None = None
+    priors: dict[str, float] | None = None
+
+
+def write_model_card(directory: Path, card: ModelCard) -> Path:
+    """Writes ``directory/README.md``: data, backbone, training, scores, τ and intended use."""
+    import stg_cli
+
+    directory = Path(directory)
+    config = json.loads((directory / CONFIG).read_text())
+    model, store = config["model"], config["store"]
+    state = _card_threshold(directory)
+    loss = (
+        f"{card.first_loss:.3f} → {card.final_loss:.3f}"
+        if card.first_loss is not None and card.final_loss is not None
+        else "–"
+    )
+    lines = [
+        "# stg grounding model",
+        "",
+        f"A global-local spatio-temporal grounding model (Chen et al., CVPR 2024, \"What, When, "
+        f"and Where?\") trained by stg {stg_cli.__version__} on narrated video features. Load it "
+        "with `stg ground --checkpoint THIS_FOLDER` or `stg_cli.load_grounder(\"THIS_FOLDER\")`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| visual backbone | {store.get('backbone', '?')} (weights: {store.get('weights') or 'default'}) |",
+        f"| text encoder | {store.get('text', '?')} (saved in `text_encoder/`: "
+        f"{'yes' if (directory / 'text_encoder').is_dir() else 'no'}) |",
+        f"| features | {store.get('fps', '?')} per second, grid "
+        f"{'×'.join(str(side) for side in model.get('grid', ()))}, "
+        f"visual {model.get('visual_dim')}-d, words {model.get('text_dim')}-d |",
+        f"| model | d = {model.get('dim')}, U = {model.get('frames_u')}, T = {model.get('frames_t')}, "
+        f"selection {model.get('select')}, local stack {model.get('attention')}, video centring "
+        f"{'on' if model.get('center_video') else 'off'} |",
+        f"| training | {card.steps} of {card.total_steps} steps, {card.samples} narrated clips, "
+        f"batch {card.train.get('batch_size')}, lr {card.train.get('lr')}, loss "
+        f"{card.train.get('loss')}, seed {card.train.get('seed')}; loss {loss} |",
+        f"| detection threshold τ | {state} |",
+        "",
+        "## Scores",
+        "",
+    ]
+    if card.evaluation:
+        lines += [
+            f"On `{card.eval_split}` at step {card.evaluation.get('step')} (`stg train --eval`), "
+            "percent; the wrong- and distractor-query rows are controls (a model that grounds "
+            "the query drops there), the prior rows need no model (a model close to one has not "
+            "shown that it grounds anything):",
+            "",
+            "| metric | score |",
+            "|---|---:|",
+        ]
+        for key, title in CARD_METRICS.items():
+            value = card.evaluation.get(key)
+            if value is not None:
+                lines.append(f"| {title} | {value:.2f} |")
+        uniform = card.evaluation.get("temporal_iou_uniform")
+        if uniform is not None:
+            lines.append(f"| prior, no model: uniform split, temporal IoU | {uniform:.2f} |")
+        for prior, value in sorted((card.priors or {}).items()):
+            lines.append(f"| prior, no model: {prior.replace('_', ' ')}, pointing given true "
+                         f"timing | {value:.2f} |")
+    else:
+        lines.append("Not evaluated: train with `--eval SPLIT` to record scores here, or score "
+                     "its predictions with `stg score`.")
+    lines += [
+        "",
+        "## Intended use",
+        "",
+        "Finding when and where free-text action queries happen in videos like its training "
+        "data (same backbone and frame rate), for research on self-supervised grounding. The "
+        "scores above hold for the data they were measured on only; scores on synthetic videos "
+        "say nothing about real ones. Compare any score with the model-free priors "
+        "(`stg score --videos`) before trusting it.",
+        "",
+    ]
+    path = directory / "README.md"
+    files.write_text(path, "\n".join(lines))
+    return path
+
+
+def _card_threshold(directory: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(directory / WEIGHTS), framework="pt") as weights:
+        if "detection_threshold" not in weights.keys():
+            return "not calibrated (0.5 is used)"
+        value = float(weights.get_tensor("detection_threshold"))
+    if value != value:
+        return "not calibrated (0.5 is used)"
+    return f"{value:.3f}, calibrated on the training clips"
+
+
 def save_export(
     model: GroundingModel,
     directory: Path,

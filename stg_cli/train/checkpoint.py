@@ -5,7 +5,9 @@ optimizer and scheduler state, RNG states, the data position, the configurations
 feature store's fingerprint), so it loads with ``torch.load(weights_only=True)``.
 
 Layout in a run folder: ``checkpoints/step-00000100.pt`` (the last ``keep``) and
-``checkpoints/best.pt`` (lowest smoothed training loss at checkpoint time).
+``checkpoints/best.pt`` (with ``--eval``: the evaluated checkpoint with the best
+``BEST_EVAL_METRIC`` of :mod:`stg_cli.train.loop`; without: the lowest smoothed training loss
+at checkpoint time).
 """
 
 from __future__ import annotations

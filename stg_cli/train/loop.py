@@ -31,7 +31,7 @@ from stg_cli import files
 from stg_cli.defaults import DEFAULT_EPOCHS
 from stg_cli.errors import UserError
 from stg_cli.models.config import ModelConfig
-from stg_cli.models.export import save_export, store_config_dict
+from stg_cli.models.export import ModelCard, save_export, store_config_dict, write_model_card
 from stg_cli.models.grounding import GroundingModel
 from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
@@ -41,6 +41,9 @@ from stg_cli.train.losses import LossConfig, global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
 
 PLOT_EVERY_S = 60.0
+# with --eval, best.pt is the evaluated checkpoint with the highest of this score (the paper's
+# spatio-temporal metric: the frame's label and its point both right, over all annotated frames)
+BEST_EVAL_METRIC = "iou_point"
 STORE_KEYS = ("backbone", "text", "visual_dim", "text_dim", "grid", "fingerprint")
 
 
@@ -420,7 +423,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total, config.warmup, config.min_lr_ratio)
     )
-    start_step, best_loss, smoothed = 0, math.inf, None
+    start_step, best_loss, best_eval, smoothed = 0, math.inf, -math.inf, None
     if state is not None:
         model.load_weights(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -428,6 +431,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         _restore_rng(state["rng"], info.device)
         start_step = int(state["step"])
         best_loss = float(state.get("best_loss", math.inf))
+        best_eval = float(state.get("best_eval", -math.inf))
         smoothed = state.get("smoothed_loss")
     loss_config = config.loss_config
     amp = config.amp if config.amp is not None else info.device.type == "cuda"
@@ -443,12 +447,14 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     )
 
     metrics_path = out / "metrics.jsonl"
+    eval_priors = None
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         _truncate_metrics(metrics_path, start_step)
         _truncate_metrics(out / "eval.jsonl", start_step)
         if split is not None:
-            _emit(info, on_event, "eval_priors", _eval_priors(split, out, model_config))
+            eval_priors = _eval_priors(split, out, model_config)
+            _emit(info, on_event, "eval_priors", eval_priors)
         files.write_json(out / "config.json", {
             "model": model_config.to_dict(),
             "train": config.to_dict(),
@@ -476,6 +482,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             "train_config": config.to_dict(),
             "store": store_config,
             "best_loss": best_loss,
+            "best_eval": best_eval,
             "smoothed_loss": smoothed,
             "world_size": info.world_size,
         }
@@ -483,20 +490,32 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     last_checkpoint = manager.latest()
     last_plot = [time.perf_counter()]
 
-    def evaluate(step: int) -> None:
+    evaluations: list[dict] = []
+
+    def evaluate(step: int) -> dict | None:
         if split is None or not info.is_main:
-            return
+            return None
         row = {"step": step, **_evaluate(model, dataset, store, split, out / "eval", info.device)}
         files.append_text(out / "eval.jsonl", json.dumps(row) + "\n")
+        evaluations.append(row)
         _emit(info, on_event, "eval", row)
+        return row
 
-    def save(step: int, final: bool = False) -> Path | None:
-        nonlocal best_loss, last_checkpoint
+    def save(step: int, final: bool = False, evaluation: dict | None = None) -> Path | None:
+        """Writes the step's checkpoint; it is also best.pt when its evaluation has the best
+        BEST_EVAL_METRIC so far (with --eval) or, without --eval, the lowest smoothed loss."""
+        nonlocal best_loss, best_eval, last_checkpoint
         if not info.is_main:
             return None
-        is_best = smoothed is not None and smoothed < best_loss
-        if is_best:
-            best_loss = smoothed
+        if split is not None:
+            score = (evaluation or {}).get(BEST_EVAL_METRIC)
+            is_best = score is not None and score > best_eval
+            if is_best:
+                best_eval = score
+        else:
+            is_best = smoothed is not None and smoothed < best_loss
+            if is_best:
+                best_loss = smoothed
         path = manager.save(checkpoint_state(step), step, best=is_best)
         last_checkpoint = path
         # Drawing costs about a second: at the end, and at most every PLOT_EVERY_S before.
@@ -580,18 +599,21 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                 files.append_text(metrics_path, json.dumps(log.to_dict()) + "\n")
             _emit(info, on_event, "step", log)
             if step % config.checkpoint_every == 0 and step < end_step:
-                save(step)
-                evaluate(step)
+                save(step, evaluation=evaluate(step))
     if step > start_step or interrupted or last_checkpoint is None:
         model.detection_threshold.fill_(calibrate_threshold(model, dataset))
-        checkpoint = save(step, final=True)
-        if not interrupted:
-            evaluate(step)
+        checkpoint = save(step, final=True, evaluation=None if interrupted else evaluate(step))
     else:
         checkpoint = last_checkpoint
     export = None
     if info.is_main:
         export = save_export(model, out / "export", store_config, _text_encoder_dir(store))
+        write_model_card(export, ModelCard(
+            steps=step, total_steps=total, samples=len(dataset), first_loss=first_loss,
+            final_loss=last_loss, train=config.to_dict(), evaluation=evaluations[-1] if evaluations else None,
+            eval_split=str(config.eval_split) if config.eval_split is not None else None,
+            priors=eval_priors,
+        ))
     elapsed = time.perf_counter() - begin
     result = TrainResult(
         run_dir=out, steps=step, total_steps=total, final_loss=last_loss, first_loss=first_loss,

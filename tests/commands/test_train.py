@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from stg_cli.cli import app, main
@@ -131,6 +132,12 @@ def test_eval_scores_a_labelled_split_at_checkpoints_and_the_end(tmp_path):
             assert 0.0 <= row[key] <= 100.0, (key, row)
         assert row["failed"] == 0 and np.isfinite(row["tau"])
     assert (run / "eval" / "true-timing" / "predictions.json").is_file()
+    best = max(rows, key=lambda row: (row["iou_point"], -row["step"]))  # the first best
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["step"] == best["step"]
+    card = (run / "export" / "README.md").read_text()
+    assert "at step 4 (`stg train --eval`)" in card and "| IoU+Point |" in card
+    assert "calibrated on the training clips" in card and "prior, no model: centred energy" in card
+    assert "prior, no model: uniform split" in card
 
 
 def test_eval_of_a_folder_that_is_no_split_is_a_user_error(feats, tmp_path):

@@ -89,6 +89,8 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     assert (run / "loss.png").stat().st_size > 1000
     assert CheckpointManager(run).steps() == [20, 30, 40]  # keep 3
     assert (run / "checkpoints" / "best.pt").exists()
+    card = (run / "export" / "README.md").read_text()
+    assert "40 of 40 steps" in card and "Not evaluated" in card and "## Intended use" in card
     assert result.steps == 40 and result.export == run / "export"
     assert events[0] == "start" and events.count("step") == 40 and "checkpoint" in events
     state = load_checkpoint(run / "checkpoints" / "step-00000040.pt")

@@ -74,6 +74,11 @@ def command(
         help="Take when and what from the --gt segments (each segment's label is its query) and "
         "predict only where: the trimmed protocol of the pointing game.",
     ),
+    export: list[str] = typer.Option(
+        [], "--export", metavar="FORMAT",
+        help="Also write activitynet.json (ActivityNet detections) and/or ava.csv + "
+        "ava_labels.pbtxt (AVA-style boxes): activitynet | ava, repeatable.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
 ) -> None:
     """Ground free-text queries in videos: when (segments) and where (a point and a box per frame).
@@ -88,6 +93,7 @@ def command(
     Exit code: 0 when every video was grounded, 1 when some failed, 2 for bad arguments.
     """
     from stg_cli.ground import pipeline
+    from stg_cli.ground.output import check_exports, write_exports
     from stg_cli.ground.queries import gather_queries
     from stg_cli.ground.temporal import check_smooth
     from stg_cli.video_files import find_videos
@@ -99,6 +105,7 @@ def command(
         fps=fps, viz=viz, trimmed=trimmed,
     )
     workers = pipeline.check_workers(workers)
+    export = check_exports(export)
     query_set = gather_queries(queries, query)
     ground_truth = pipeline.load_truth_segments(gt) if gt is not None else None
     stderr = terminal.console(stderr=True)
@@ -138,6 +145,8 @@ def command(
         except pipeline.GroundingInterrupted as stopped:
             interrupted, results, timings = stopped, stopped.results, stopped.timings
     summary = pipeline.run_summary(results, timings, out)
+    finished = {result.video_id: result.prediction for result in results if result.prediction}
+    summary["exports"] = [str(path) for path in write_exports(finished, out, export)]
     summary["tau"] = grounder.threshold(settings)
     summary["interrupted"] = interrupted is not None
     summary["failed"] += len(problems)
@@ -198,6 +207,7 @@ def print_summary(summary: dict, console: Console) -> None:
     failed = f", [red]{summary['failed']} failed[/red]" if summary["failed"] else ""
     console.print(
         f"{summary['grounded']} grounded{failed} with τ = {summary['tau']:.3f}; {stages}; "
-        f"predictions in {escape(summary['predictions'])}",
+        f"predictions in {escape(summary['predictions'])}"
+        + "".join(f", {escape(path)}" for path in summary.get("exports", [])),
         highlight=False,
     )

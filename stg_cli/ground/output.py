@@ -16,6 +16,17 @@ Per video, in the output folder (``<name>`` is the sanitised video id, see :func
   (str [Q]).
 
 and ``predictions.json`` = ``{video_id: <the per-video object>}`` for the videos of the run.
+
+Exports for other tools (:func:`write_exports`, ``stg ground --export``):
+
+- ``activitynet.json``: the ActivityNet detection format that temporal-detection evaluation
+  reads, ``{"version": "VERSION 1.3", "results": {video_id: [{"label", "score", "segment":
+  [start, end]}]}, "external_data": {...}}``: one entry per predicted segment;
+- ``ava.csv`` + ``ava_labels.pbtxt``: AVA-style rows ``video_id, time, x1, y1, x2, y2,
+  action_id, score`` (box corners divided by the frame's width and height; time in seconds of
+  each analysed frame, not AVA's whole-second keyframes) for every analysed frame with a
+  predicted step and a box, and the label map ``item { name: "<query>" id: N }`` (ids from 1, in
+  order of first appearance).
 Coordinates are pixels of the video's own width × height; every file is written atomically
 (temporary file in the same folder, then renamed).
 """
@@ -30,12 +41,14 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
+from stg_cli.errors import UserError
 from stg_cli.files import safe_name
 from stg_cli.ground.spatial import FrameLocation
 from stg_cli.ground.temporal import BACKGROUND_LABEL, TemporalDetection
 
 BACKGROUND = "background"
 COMBINED_NAME = "predictions.json"
+EXPORT_FORMATS = ("activitynet", "ava")
 
 
 @dataclass(frozen=True)
@@ -142,3 +155,74 @@ def write_combined(predictions: Mapping[str, dict], out: Path) -> Path:
 def _float(value: float) -> float:
     value = float(value)
     return round(value, 6) if np.isfinite(value) else 0.0
+
+
+def activitynet_detections(predictions: Mapping[str, dict]) -> dict:
+    """The ActivityNet detection object of ``{video_id: prediction}`` (module docstring)."""
+    import stg_cli
+
+    return {
+        "version": "VERSION 1.3",
+        "results": {
+            video: [
+                {"label": segment["label"], "score": segment["score"],
+                 "segment": [segment["start"], segment["end"]]}
+                for segment in prediction["segments"]
+            ]
+            for video, prediction in predictions.items()
+        },
+        "external_data": {
+            "used": True,
+            "details": f"stg {stg_cli.__version__}: trained on narrated video, frozen pretrained "
+                       "visual features",
+        },
+    }
+
+
+def ava_rows(predictions: Mapping[str, dict]) -> tuple[list[list], dict[str, int]]:
+    """AVA-style rows and the label map (query → id from 1) of ``{video_id: prediction}``."""
+    labels: dict[str, int] = {}
+    rows = []
+    for video, prediction in predictions.items():
+        width, height = float(prediction["width"]), float(prediction["height"])
+        for frame in prediction["frames"]:
+            if frame["label"] == BACKGROUND or frame["box"] is None:
+                continue
+            x1, y1, x2, y2 = frame["box"]
+            action = labels.setdefault(frame["label"], len(labels) + 1)
+            rows.append([video, f"{frame['t']:.3f}", f"{x1 / width:.4f}", f"{y1 / height:.4f}",
+                         f"{x2 / width:.4f}", f"{y2 / height:.4f}", action, f"{frame['score']:.6f}"])
+    return rows, labels
+
+
+def check_exports(formats: Sequence[str]) -> list[str]:
+    """The export formats, each known (UserError otherwise), without repeats."""
+    chosen = list(dict.fromkeys(name.strip().lower() for name in formats))
+    unknown = [name for name in chosen if name not in EXPORT_FORMATS]
+    if unknown:
+        raise UserError(f"--export must be one of {', '.join(EXPORT_FORMATS)}, got {', '.join(unknown)}")
+    return chosen
+
+
+def write_exports(predictions: Mapping[str, dict], out: Path, formats: Sequence[str]) -> list[Path]:
+    """Writes the files of each export format into ``out`` (module docstring); returns them."""
+    import csv
+
+    formats = check_exports(formats)
+    written = []
+    if "activitynet" in formats:
+        path = out / "activitynet.json"
+        files.write_json(path, activitynet_detections(predictions), indent=1, allow_nan=False)
+        written.append(path)
+    if "ava" in formats:
+        rows, labels = ava_rows(predictions)
+        table = io.StringIO()
+        csv.writer(table, lineterminator="\n").writerows(rows)
+        files.write_text(out / "ava.csv", table.getvalue())
+        label_map = "".join(
+            f'item {{\n  name: "{name.replace(chr(34), chr(39))}"\n  id: {index}\n}}\n'
+            for name, index in labels.items()
+        )
+        files.write_text(out / "ava_labels.pbtxt", label_map)
+        written += [out / "ava.csv", out / "ava_labels.pbtxt"]
+    return written

@@ -57,6 +57,40 @@ def test_inline_queries_need_no_query_file(setup, tmp_path):
     assert "cut tomato" in json.dumps(saved)
 
 
+def test_exports_for_activitynet_and_ava(setup, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "ground", str(setup / "videos" / "clip.mp4"), "--queries", str(setup / "q.txt"),
+        "--checkpoint", str(setup / "run"), "--out", str(out), "--tau", "-1",
+        "--export", "activitynet", "--export", "ava",
+    ])
+    assert result.exit_code == 0, result.output
+    prediction = json.loads((out / "clip.json").read_text())
+    detections = json.loads((out / "activitynet.json").read_text())
+    assert detections["version"] == "VERSION 1.3" and set(detections["results"]) == {"clip"}
+    assert detections["results"]["clip"] == [
+        {"label": s["label"], "score": s["score"], "segment": [s["start"], s["end"]]}
+        for s in prediction["segments"]
+    ]
+    rows = [line.split(",") for line in (out / "ava.csv").read_text().splitlines()]
+    boxed = [frame for frame in prediction["frames"] if frame["box"] and frame["label"] != "background"]
+    assert len(rows) == len(boxed) > 0
+    video, t, x1, y1, x2, y2, action, score = rows[0]
+    assert video == "clip" and float(t) == boxed[0]["t"]
+    assert abs(float(x2) - boxed[0]["box"][2] / 320) < 1e-4 and 0 <= float(y1) <= float(y2) <= 1
+    labels = (out / "ava_labels.pbtxt").read_text()
+    assert f'name: "{boxed[0]["label"]}"\n  id: {action}' in labels
+
+
+def test_unknown_export_format_is_refused_before_grounding(setup, tmp_path):
+    result = CliRunner().invoke(app, [
+        "ground", str(setup / "videos"), "--queries", str(setup / "q.txt"),
+        "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "out"), "--export", "coco",
+    ])
+    assert isinstance(result.exception, UserError) and "--export" in str(result.exception)
+    assert not (tmp_path / "out").exists()
+
+
 def test_json_and_failed_video_exit_code(setup, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from stg_cli.ground.evaluate import LabelledSplit, split_priors
+from stg_cli.runs.evaluation import LabelledSplit, split_priors
 from stg_cli.metrics.baselines import PRIORS, baseline_predictions
 from stg_cli.metrics.score import load_ground_truth, score
 from stg_cli.synth import SynthConfig, generate

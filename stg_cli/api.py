@@ -79,7 +79,7 @@ class GroundingResult:
         (created), and with ``viz`` the timeline and the overlay video; returns kind → path."""
         from stg_cli.files import safe_name
         from stg_cli.ground.output import heatmaps_name, write_combined, write_video
-        from stg_cli.ground.pipeline import visualise
+        from stg_cli.viz.draw import draw_grounding
 
         out = Path(out)
         prediction = write_video(self.grounding, out)
@@ -89,7 +89,7 @@ class GroundingResult:
             "predictions": write_combined({self.video_id: prediction}, out),
         }
         if viz:
-            pictures, _ = visualise(self.grounding, self.video, out)
+            pictures, _ = draw_grounding(self.grounding, self.video, out)
             written.update({kind: out / name for kind, name in pictures.items()})
         return written
 

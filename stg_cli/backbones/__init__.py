@@ -103,8 +103,13 @@ def load_text(name: str, weights: Path | str | None = None, device: str = "cpu")
     ``train_word2vec``.
     """
     if name == "word2vec":
-        from stg_cli.backbones.word2vec import load_word2vec
+        from stg_cli.backbones.word2vec import Word2VecEncoder, load_word2vec
 
+        if weights is not None and Path(weights).expanduser().is_dir():
+            encoder = load_text_from(Path(weights).expanduser(), device=device)
+            if not isinstance(encoder, Word2VecEncoder):
+                raise UserError(f"{weights} holds a {encoder.name} text encoder, not word2vec")
+            return encoder
         return load_word2vec(weights)
     if name == "minilm":
         from stg_cli.backbones.minilm import load_minilm

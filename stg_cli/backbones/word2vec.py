@@ -100,7 +100,8 @@ def _quick_file_digest(path: Path) -> str:
 
 
 def load_word2vec(weights: Path | str | None) -> Word2VecEncoder:
-    """Encoder from a word2vec file (binary or text) or a folder written by ``save``."""
+    """Encoder from a word2vec file (binary or text); a folder written by ``save`` is read by
+    :func:`stg_cli.backbones.load_text`."""
     if weights is None:
         raise UserError(
             "word2vec needs --weights with a GoogleNews-format .bin file "
@@ -108,12 +109,7 @@ def load_word2vec(weights: Path | str | None) -> Word2VecEncoder:
         )
     path = Path(weights).expanduser()
     if path.is_dir():
-        from stg_cli.backbones import load_text_from
-
-        encoder = load_text_from(path)
-        if not isinstance(encoder, Word2VecEncoder):
-            raise UserError(f"{path} holds a {encoder.name} text encoder, not word2vec")
-        return encoder
+        raise UserError(f"{path} is a folder: a saved encoder is read by load_text('word2vec', folder)")
     if not path.exists():
         raise UserError(f"word2vec weights not found: {path}")
     from gensim.models import KeyedVectors

@@ -192,7 +192,7 @@ class _Bench:
         from stg_cli.video import iter_clips
         from stg_cli.viz import plot_timeline, render_overlay
 
-        from stg_cli.ground.pipeline import MAX_OVERLAY_FPS
+        from stg_cli.viz.draw import MAX_OVERLAY_FPS
 
         grounding = self.grounding(minute)
         fps = min(float(VIDEO_FPS), MAX_OVERLAY_FPS)  # the video's own rate, as stg ground draws

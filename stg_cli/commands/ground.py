@@ -93,6 +93,7 @@ def command(
     Exit code: 0 when every video was grounded, 1 when some failed, 2 for bad arguments.
     """
     from stg_cli.ground import pipeline
+    from stg_cli.runs import grounding as runs
     from stg_cli.ground.output import check_exports, write_exports
     from stg_cli.ground.queries import gather_queries
     from stg_cli.ground.temporal import check_smooth
@@ -104,10 +105,10 @@ def command(
         tau=tau, smooth=check_smooth(smooth), heatmap=heatmap, mask_threshold=mask_threshold,
         fps=fps, viz=viz, trimmed=trimmed,
     )
-    workers = pipeline.check_workers(workers)
+    workers = runs.check_workers(workers)
     export = check_exports(export)
     query_set = gather_queries(queries, query)
-    ground_truth = pipeline.load_truth_segments(gt) if gt is not None else None
+    ground_truth = runs.load_truth_segments(gt) if gt is not None else None
     stderr = terminal.console(stderr=True)
     with Progress(
         SpinnerColumn(),
@@ -138,13 +139,13 @@ def command(
 
         interrupted = None
         try:
-            results, timings = pipeline.ground_videos(
+            results, timings = runs.ground_videos(
                 grounder, inputs, query_set, settings, out, on_video=on_video, on_step=on_step,
                 ground_truth=ground_truth, workers=workers,
             )
-        except pipeline.GroundingInterrupted as stopped:
+        except runs.GroundingInterrupted as stopped:
             interrupted, results, timings = stopped, stopped.results, stopped.timings
-    summary = pipeline.run_summary(results, timings, out)
+    summary = runs.run_summary(results, timings, out)
     finished = {result.video_id: result.prediction for result in results if result.prediction}
     summary["exports"] = [str(path) for path in write_exports(finished, out, export)]
     summary["tau"] = grounder.threshold(settings)

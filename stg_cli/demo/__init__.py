@@ -29,7 +29,7 @@ only where is predicted, so that the spatial part is compared on equal terms:
 
 - ``trained_true_timing`` and ``untrained_true_timing``: the two models' heatmaps;
 - ``trained_wrong_query`` and ``trained_distractor_query``: the wrong-query controls
-  (:func:`stg_cli.ground.evaluate.query_controls`): the trained model asked, for each true
+  (:func:`stg_cli.runs.evaluation.query_controls`): the trained model asked, for each true
   segment, another step of the same video or the concurrent distractor action's label, and
   scored against the true box. A model that grounds the query drops here; one that points at
   whatever moves does not;
@@ -57,7 +57,7 @@ from pathlib import Path
 
 from stg_cli import files
 from stg_cli.errors import UserError
-from stg_cli.ground.evaluate import (
+from stg_cli.runs.evaluation import (
     SPATIAL_METRICS,
     TEMPORAL_METRIC,
     LabelledSplit,
@@ -199,7 +199,7 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
     seconds["train"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    from stg_cli.ground.evaluate import ground_split
+    from stg_cli.runs.evaluation import ground_split
     from stg_cli.ground.pipeline import GroundSettings, Grounder
     from stg_cli.train import initial_export
 
@@ -340,7 +340,7 @@ def _score_rows(split: LabelledSplit, out: Path, thresholds: dict[str, float],
                 report_stage: StageCallback) -> tuple[list[DemoRow], list[str]]:
     """The report's rows and notes; ``thresholds`` maps each grounded row to its τ,
     ``controls`` the wrong-query controls to their pointing game."""
-    from stg_cli.ground.evaluate import score_split, uniform_split_iou
+    from stg_cli.runs.evaluation import score_split, uniform_split_iou
 
     rows = []
     sources = {name: out / "ground" / name / "predictions.json" for name in thresholds}

@@ -219,7 +219,7 @@ def load_export(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
             return _load_export_dir(path, device)
         if (path / "export" / CONFIG).is_file():
             return _load_export_dir(path / "export", device)
-        from stg_cli.train.checkpoint import CheckpointManager
+        from stg_cli.models.checkpoint import CheckpointManager
 
         manager = CheckpointManager(path)
         candidate = manager.best_path if manager.best_path.is_file() else manager.latest()
@@ -255,7 +255,7 @@ def _load_export_dir(directory: Path, device) -> LoadedModel:
 
 
 def _load_checkpoint_file(path: Path, device) -> LoadedModel:
-    from stg_cli.train.checkpoint import load_checkpoint
+    from stg_cli.models.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     try:

@@ -1,6 +1,6 @@
 """Training of the grounding model on a feature store (``stg train``)."""
 
-from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
+from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.train.data import Batch, BatchOrder, ClipDataset
 from stg_cli.train.losses import LOSS_MODES, LossConfig, global_loss, local_loss, symmetric_nce
 from stg_cli.train.loop import (

@@ -6,7 +6,7 @@ local embeddings → NCE losses (see :mod:`stg_cli.train.losses`) → backward �
 of each global batch inside DistributedDataParallel; rank 0 alone writes files.
 
 Run folder: ``config.json`` (model, training and store settings), ``metrics.jsonl`` (one line
-per logged step), ``loss.png``, ``checkpoints/`` (see :mod:`stg_cli.train.checkpoint`),
+per logged step), ``loss.png``, ``checkpoints/`` (see :mod:`stg_cli.models.checkpoint`),
 ``export/`` (the inference export read by ``stg ground``) and ``summary.json``.
 """
 
@@ -34,7 +34,7 @@ from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import ModelCard, save_export, store_config_dict, write_model_card
 from stg_cli.models.grounding import GroundingModel
 from stg_cli.train.calibration import calibrate_threshold
-from stg_cli.train.checkpoint import CheckpointManager, load_checkpoint
+from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
 from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
 from stg_cli.train.losses import LossConfig, global_loss, local_loss
@@ -64,7 +64,7 @@ class TrainConfig:
         min_time: captions are widened to at least this many seconds.
         amp: bfloat16 autocast; None = on for CUDA, never on the CPU.
         log_every, checkpoint_every: in steps; keep: step checkpoints kept besides best.pt.
-        eval_split: a labelled split (:class:`stg_cli.ground.evaluate.LabelledSplit`, e.g. a
+        eval_split: a labelled split (:class:`stg_cli.runs.evaluation.LabelledSplit`, e.g. a
             synth benchmark's ``test/``) the model is grounded and scored on at every checkpoint
             and at the end: ``eval.jsonl`` in the run folder, one line per evaluation.
     """
@@ -318,9 +318,9 @@ def initial_export(
 
 def _evaluate(model: GroundingModel, dataset: ClipDataset, store, split, folder: Path,
               device: torch.device) -> dict:
-    """Scores of the model as it is now on ``split`` (:func:`stg_cli.ground.evaluate.
+    """Scores of the model as it is now on ``split`` (:func:`stg_cli.runs.evaluation.
     evaluate_export`), through an export with its threshold calibrated, in ``folder``."""
-    from stg_cli.ground.evaluate import evaluate_export
+    from stg_cli.runs.evaluation import evaluate_export
 
     snapshot = copy.deepcopy(model).eval()
     snapshot.detection_threshold.fill_(calibrate_threshold(snapshot, dataset))
@@ -331,9 +331,9 @@ def _evaluate(model: GroundingModel, dataset: ClipDataset, store, split, folder:
 
 def _eval_priors(split, out: Path, model_config: ModelConfig) -> dict[str, float]:
     """The pointing game (percent, given true timing) of every model-free prior on the
-    evaluation split (:func:`stg_cli.ground.evaluate.split_priors` on the model's grid), also
+    evaluation split (:func:`stg_cli.runs.evaluation.split_priors` on the model's grid), also
     written to ``eval-priors.json``: what the model's true-timing pointing is compared with."""
-    from stg_cli.ground.evaluate import split_priors
+    from stg_cli.runs.evaluation import split_priors
 
     priors = split_priors(split, grid=model_config.grid)
     files.write_json(out / "eval-priors.json", priors.to_dict(), indent=1, allow_nan=False)
@@ -400,7 +400,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     )
     split = None
     if config.eval_split is not None:
-        from stg_cli.ground.evaluate import LabelledSplit
+        from stg_cli.runs.evaluation import LabelledSplit
 
         split = LabelledSplit.find(config.eval_split)
     if config.batch_size % info.world_size:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from stg_cli.errors import UserError
-from stg_cli.ground.pipeline import GroundingInterrupted, GroundSettings, Grounder, ground_videos
+from stg_cli.ground.pipeline import GroundSettings, Grounder
+from stg_cli.runs.grounding import GroundingInterrupted, ground_videos
 from stg_cli.ground.queries import QuerySet
 from stg_cli.video_files import find_videos
 

@@ -18,7 +18,7 @@ from stg_cli.train import (
     lr_factor,
     train,
 )
-from stg_cli.train.checkpoint import CheckpointManager
+from stg_cli.models.checkpoint import CheckpointManager
 from train_fakes import make_store
 
 MODEL = {"dim": 16, "frames_u": 8, "frames_t": 4}

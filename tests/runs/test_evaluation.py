@@ -9,7 +9,7 @@ import pytest
 from ground_helpers import make_video
 
 from stg_cli.errors import UserError
-from stg_cli.ground.evaluate import (
+from stg_cli.runs.evaluation import (
     LabelledSplit,
     distractor_labels,
     distractor_query_truth,

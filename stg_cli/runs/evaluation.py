@@ -40,7 +40,7 @@ TEMPORAL_METRIC = "temporal_iou"
 DISTRACTORS = "distractors.json"
 
 #: a ground-truth segment with ``label``, ``start`` and ``end`` (inclusive seconds), as
-#: :func:`stg_cli.ground.pipeline.load_truth_segments` gives them
+#: :func:`stg_cli.runs.grounding.load_truth_segments` gives them
 TruthSegmentT = TypeVar("TruthSegmentT")
 
 
@@ -91,7 +91,7 @@ def ground_split(grounder, split: LabelledSplit, out: Path, settings,
         (the ids of videos that failed, the detection threshold τ used).
     """
     from stg_cli.ground.output import write_combined
-    from stg_cli.ground.pipeline import ground_videos, load_truth_segments
+    from stg_cli.runs.grounding import ground_videos, load_truth_segments
     from stg_cli.ground.queries import load_queries
     from stg_cli.video_files import find_videos
 
@@ -212,7 +212,7 @@ def ground_control(grounder, split: LabelledSplit, out: Path, settings,
         (the pointing game in percent over the annotated seconds inside ``truth``'s segments,
         None when there is none; the ids of videos that failed).
     """
-    from stg_cli.ground.pipeline import ground_videos
+    from stg_cli.runs.grounding import ground_videos
     from stg_cli.ground.queries import QuerySet, load_queries, unique
     from stg_cli.video_files import find_videos
 
@@ -265,7 +265,7 @@ def query_controls(grounder, split: LabelledSplit, out: Path,
         ({``pointing_wrong_query``: percent or None, and where the split has
         ``distractors.json`` ``pointing_distractor_query``}, the ids of videos that failed).
     """
-    from stg_cli.ground.pipeline import load_truth_segments
+    from stg_cli.runs.grounding import load_truth_segments
 
     truth = load_truth_segments(split.annotations / "ground_seg.json")
     controls = {"pointing_wrong_query": ("wrong-query", wrong_query_truth(truth))}

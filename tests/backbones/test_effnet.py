@@ -238,8 +238,8 @@ def test_stg_extract_with_a_bad_weights_file_is_a_user_error(tmp_path):
 
 
 def test_stg_demo_passes_the_backbone_and_text_on(tmp_path, monkeypatch):
+    import stg_cli.demo
     from stg_cli.cli import app
-    from stg_cli.commands import demo as demo_command
 
     seen = {}
 
@@ -247,7 +247,7 @@ def test_stg_demo_passes_the_backbone_and_text_on(tmp_path, monkeypatch):
         seen.update(backbone=settings.backbone, text=settings.text, name=settings.name)
         raise UserError("stop here")
 
-    monkeypatch.setattr(demo_command, "run_demo", run_demo)
+    monkeypatch.setattr(stg_cli.demo, "run_demo", run_demo)
     result = CliRunner().invoke(app, [
         "demo", "--out", str(tmp_path), "--backbone", "effnet-lite0", "--text", "minilm",
     ])

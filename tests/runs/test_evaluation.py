@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
-from ground_helpers import make_video
 
-from stg_cli.errors import UserError
-from stg_cli.runs.evaluation import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ground"))
+from ground_helpers import make_video  # noqa: E402
+
+from stg_cli.errors import UserError  # noqa: E402
+from stg_cli.runs.evaluation import (  # noqa: E402
     LabelledSplit,
     distractor_labels,
     distractor_query_truth,
@@ -18,7 +21,7 @@ from stg_cli.runs.evaluation import (
     split_priors,
     wrong_query_truth,
 )
-from stg_cli.viz import TruthSegment
+from stg_cli.viz import TruthSegment  # noqa: E402
 
 CRACK, POUR, WHISK, CUT = (
     "crack the egg into the bowl", "pour milk into the pan", "whisk the eggs with a fork",

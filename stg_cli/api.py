@@ -189,7 +189,7 @@ def encode(
     """
     from stg_cli.backbones import load_visual
     from stg_cli.features.encode import encode_video
-    from stg_cli.ground.pipeline import resolve_device
+    from stg_cli.devices import resolve_device
 
     if not Path(video).is_file():
         raise UserError(f"video not found: {video}")

@@ -35,6 +35,7 @@ from stg_cli.backbones.base import (
     VisualBackbone,
     VisualSpec,
 )
+from stg_cli.devices import resolve_device
 from stg_cli.errors import UserError
 
 VISUAL_BACKBONES: tuple[str, ...] = (
@@ -89,7 +90,7 @@ def load_visual(name: str, weights: Path | str | None = None, device: str = "cpu
         model = load_effnet_visual(name, weights)
     else:
         raise UserError(f"unknown visual backbone {name!r}; choose one of {', '.join(VISUAL_BACKBONES)}")
-    return model.to(_device(device))
+    return model.to(resolve_device(device))
 
 
 def load_text(name: str, weights: Path | str | None = None, device: str = "cpu") -> TextEncoder:
@@ -114,15 +115,15 @@ def load_text(name: str, weights: Path | str | None = None, device: str = "cpu")
     if name == "minilm":
         from stg_cli.backbones.minilm import load_minilm
 
-        return load_minilm(weights, device=_device(device))
+        return load_minilm(weights, device=resolve_device(device))
     if name == "clip":
         from stg_cli.backbones.clip import load_clip_text
 
-        return load_clip_text(weights, device=_device(device))
+        return load_clip_text(weights, device=resolve_device(device))
     if name == "s3d-milnce":
         from stg_cli.backbones.s3d import load_s3d_text
 
-        return load_s3d_text(weights, device=_device(device))
+        return load_s3d_text(weights, device=resolve_device(device))
     raise UserError(f"unknown text encoder {name!r}; choose one of {', '.join(TEXT_ENCODERS)}")
 
 
@@ -159,15 +160,3 @@ def load_text_from(directory: Path | str, device: str = "cpu") -> TextEncoder:
             f"(fingerprint {encoder.fingerprint}, saved {config['fingerprint']})"
         )
     return encoder
-
-
-def _device(device: str):
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise UserError(f"bad device {device!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} asked for but CUDA is not available")
-    return dev

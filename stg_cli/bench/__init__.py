@@ -26,6 +26,7 @@ from stg_cli.bench.common import (
     machine_info,
     run_case,
 )
+from stg_cli.devices import DEVICE_CHOICES
 from stg_cli.errors import UserError
 
 BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Case]]] = {
@@ -37,7 +38,6 @@ BENCHMARKS: dict[str, Callable[[bool, torch.device], list[Case]]] = {
     "train": train.cases,
     "extract": extract.cases,
 }
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 ProgressCallback = Callable[[int, int, str | None], None]
 

@@ -101,7 +101,7 @@ def command(
         fps=fps,
         shard=extract_lib.parse_shard(shard) if shard is not None else None,
         workers=workers,
-        device=_device(device),
+        device=device,
         batch_size=batch_size,
         seed=seed,
     )
@@ -169,17 +169,6 @@ def command(
     under_torchrun = shard is None and "TORCHELASTIC_RUN_ID" in os.environ
     if summary.failed and not under_torchrun:
         raise typer.Exit(1)
-
-
-def _device(device: str) -> str:
-    """auto → cuda when available; under torchrun each process takes GPU LOCAL_RANK."""
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return device
 
 
 def print_summary(summary: ExtractSummary, console: Console) -> None:

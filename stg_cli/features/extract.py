@@ -63,7 +63,7 @@ class ExtractOptions:
     fps: float | None = None
     shard: tuple[int, int] | None = None
     workers: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # auto | cpu | cuda[:N] (stg_cli.devices)
     batch_size: int = 32
     word2vec_dim: int = 300
     seed: int = 0

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stg_cli.devices import resolve_device
 from stg_cli.errors import UserError
 from stg_cli.ground.output import VideoGrounding
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
@@ -386,17 +387,5 @@ def _truth_spans(
             "ground-truth segments left out, their label is not a query: " + ", ".join(sorted(unmatched))
         )
     return spans
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
-    choice = (device or "auto").strip().lower()
-    if choice not in ("auto", "cpu", "cuda"):
-        raise UserError(f"unknown device {device!r}; choose from auto, cpu, cuda")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available to this torch")
-    if choice == "cpu" or (choice == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
 
 

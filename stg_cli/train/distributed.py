@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from stg_cli.errors import UserError
+from stg_cli.devices import resolve_device
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -29,22 +28,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(choice: str, local_rank: int = 0) -> torch.device:
-    """``auto`` is CUDA when available, else the CPU.
-
-    Raises:
-        UserError: unknown choice, or ``cuda`` without a CUDA device.
-    """
-    choice = choice.strip().lower()
-    if choice not in DEVICE_CHOICES:
-        raise UserError(f"unknown device {choice!r}; choose from {', '.join(DEVICE_CHOICES)}")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available to this torch")
-    if choice == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

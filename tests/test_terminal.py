@@ -7,6 +7,7 @@ import io
 import pytest
 
 from stg_cli import terminal
+from stg_cli.errors import UserError
 
 HOSTILE = "gloo [/opt/pair.cc:553] :x: [bold]name\x1b[31m\x07 end"
 
@@ -40,7 +41,7 @@ def test_error_line_is_one_line_with_every_detail():
     assert render(terminal.error_line(HOSTILE)) == "error: " + terminal.printable(HOSTILE) + "\n"
 
 
-@pytest.mark.parametrize("error", [ValueError(HOSTILE), KeyError(HOSTILE)])
+@pytest.mark.parametrize("error", [UserError(HOSTILE), ValueError(HOSTILE), KeyError(HOSTILE)])
 def test_the_entry_point_prints_hostile_messages_as_one_line(monkeypatch, capsys, error):
     from stg_cli import cli
 
@@ -50,8 +51,9 @@ def test_the_entry_point_prints_hostile_messages_as_one_line(monkeypatch, capsys
     monkeypatch.setattr(cli, "app", fail)
     with pytest.raises(SystemExit) as stopped:
         cli.main()
-    assert stopped.value.code == (2 if isinstance(error, ValueError) else 1)
+    assert stopped.value.code == (2 if isinstance(error, UserError) else 1)
     err = capsys.readouterr().err
+    assert ("internal error" in err) == (not isinstance(error, UserError))
     assert len(err.strip().splitlines()) == 1
     assert "[/opt/pair.cc:553] :x: [bold]name\\x1b[31m\\x07 end" in err
     assert "\x1b" not in err and "Traceback" not in err
@@ -70,3 +72,27 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == (
         "error: out of memory: the input or the settings ask for more memory than this machine has"
     )
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (FileNotFoundError(2, "No such file or directory", "out/x.json"), 2),
+        (PermissionError(13, "Permission denied", "/root/out"), 2),
+        (OSError(28, "No space left on device"), 1),
+        (RuntimeError("a bug"), 1),
+    ],
+)
+def test_exit_codes_say_whose_error_it_is(monkeypatch, capsys, error, code):
+    """2 for what the user can fix by changing an argument, 1 for the system and for bugs."""
+    from stg_cli import cli
+
+    def fail() -> None:
+        raise error
+
+    monkeypatch.setattr(cli, "app", fail)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(error.args[-1]) in err

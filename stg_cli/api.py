@@ -78,11 +78,11 @@ class GroundingResult:
         """Writes ``<id>.json``, ``<id>.heatmaps.npz`` and ``predictions.json`` into ``out``
         (created), and with ``viz`` the timeline and the overlay video; returns kind → path."""
         from stg_cli.files import safe_name
-        from stg_cli.ground.output import heatmaps_name, write_combined, write_video
+        from stg_cli.ground.output import heatmaps_name, write_combined, write_prediction
         from stg_cli.viz.draw import draw_grounding
 
         out = Path(out)
-        prediction = write_video(self.grounding, out)
+        prediction = write_prediction(self.grounding, out)
         written = {
             "json": out / f"{safe_name(self.video_id)}.json",
             "heatmaps": out / heatmaps_name(self.video_id),

@@ -209,13 +209,13 @@ class _Bench:
         plot_timeline(grounding, self.out / "timeline.png")
 
     def pipeline(self, minute: int) -> None:
-        from stg_cli.ground.output import write_video
+        from stg_cli.ground.output import write_prediction
 
         self._decoded.pop(minute, None)
         self._features.pop(minute, None)
         self.decoded(minute)
         self.stored_features(minute)
-        write_video(self.spatial(minute), self.out)
+        write_prediction(self.spatial(minute), self.out)
 
 
 @functools.lru_cache(maxsize=2)

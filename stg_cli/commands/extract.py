@@ -24,7 +24,7 @@ from stg_cli import terminal
 from stg_cli.terminal import escape
 
 if TYPE_CHECKING:
-    from stg_cli.features.extract import ExtractSummary, VideoResult
+    from stg_cli.features.extract import ExtractSummary, VideoOutcome
 
 
 def command(
@@ -132,7 +132,7 @@ def command(
             if elapsed > 0:
                 progress.update(task, rate=f"{counters['frames'] / elapsed:.0f} frames/s")
 
-        def on_video(result: VideoResult) -> None:
+        def on_video(result: VideoOutcome) -> None:
             progress.advance(task)
             if result.status == "failed":
                 progress.console.print(

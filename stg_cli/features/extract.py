@@ -70,7 +70,7 @@ class ExtractOptions:
 
 
 @dataclass
-class VideoResult:
+class VideoOutcome:
     """What happened to one video: done | stored (by an earlier run) | no_captions | failed."""
 
     video_id: str
@@ -89,7 +89,7 @@ class ExtractSummary:
     shard: tuple[int, int]
     videos_found: int
     ignored_files: list[str]
-    results: list[VideoResult]
+    results: list[VideoOutcome]
     caption_stats: CaptionStats
     captions_without_video: int
     seconds: float
@@ -103,7 +103,7 @@ class ExtractSummary:
         return sum(result.status == status for result in self.results)
 
     @property
-    def failed(self) -> list[VideoResult]:
+    def failed(self) -> list[VideoOutcome]:
         return [result for result in self.results if result.status == "failed"]
 
     @property
@@ -260,7 +260,7 @@ def extract(
     out: str | os.PathLike,
     options: ExtractOptions | None = None,
     on_start: Callable[[int], None] | None = None,
-    on_video: Callable[[VideoResult], None] | None = None,
+    on_video: Callable[[VideoOutcome], None] | None = None,
     on_frames: Callable[[int], None] | None = None,
 ) -> ExtractSummary:
     """Extract the features of ``videos`` into the store ``out`` (see the module docstring).
@@ -325,18 +325,18 @@ def extract(
     if not reused:
         _save_text_encoder(out, encoder)
 
-    results: list[VideoResult] = []
+    results: list[VideoOutcome] = []
     for message in duplicates:
         path, _, reason = message.partition(": ")
-        results.append(VideoResult(Path(path).stem, path, "failed", reason))
+        results.append(VideoOutcome(Path(path).stem, path, "failed", reason))
     todo: list[str] = []
     for video_id in mine:
         path = str(found[video_id])
         if writer.is_done(video_id):
-            results.append(VideoResult(video_id, path, "stored"))
+            results.append(VideoOutcome(video_id, path, "stored"))
         elif not caption_set.captions.get(video_id):
             writer.clear_failure(video_id)
-            results.append(VideoResult(video_id, path, "no_captions", "no usable caption"))
+            results.append(VideoOutcome(video_id, path, "no_captions", "no usable caption"))
         else:
             todo.append(video_id)
     if on_start is not None:
@@ -370,7 +370,7 @@ def extract(
         t0: float = 0.0,
     ):
         nonlocal last_manifest, manifest_cost
-        result = VideoResult(
+        result = VideoOutcome(
             video_id,
             str(found[video_id]),
             status,

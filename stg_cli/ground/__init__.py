@@ -6,7 +6,7 @@
 - :mod:`stg_cli.ground.output`: the prediction files.
 """
 
-from stg_cli.ground.output import VideoGrounding, safe_name, write_combined, write_video
+from stg_cli.ground.output import VideoGrounding, safe_name, write_combined, write_prediction
 from stg_cli.ground.queries import QuerySet, load_queries
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, TemporalDetection, detect
@@ -24,5 +24,5 @@ __all__ = [
     "locate",
     "safe_name",
     "write_combined",
-    "write_video",
+    "write_prediction",
 ]

@@ -126,7 +126,7 @@ def heatmaps_name(video_id: str) -> str:
     return f"{safe_name(video_id)}.heatmaps.npz"
 
 
-def write_video(grounding: VideoGrounding, out: Path) -> dict:
+def write_prediction(grounding: VideoGrounding, out: Path) -> dict:
     """Writes ``<name>.json`` and ``<name>.heatmaps.npz`` into ``out``; returns the JSON object."""
     out.mkdir(parents=True, exist_ok=True)
     prediction = grounding.to_prediction()

@@ -37,7 +37,7 @@ from stg_cli.metrics.annotations import (
 )
 from stg_cli.metrics.alignment import align_transcript, temporal_counts
 from stg_cli.metrics.ap import (
-    TemporalDetection,
+    ScoredSegment,
     ap_from_precision_recall,
     average_precision,
     temporal_detection_ap,
@@ -74,7 +74,7 @@ __all__ = [
     "ScoreOptions",
     "ScoreReport",
     "Segment",
-    "TemporalDetection",
+    "ScoredSegment",
     "TubeDetection",
     "VideoMap",
     "VideoPrediction",

@@ -30,7 +30,7 @@ INTERPOLATIONS = ("all_point", "trapezoid")
 
 
 @dataclass(frozen=True)
-class TemporalDetection:
+class ScoredSegment:
     """A predicted segment of one video: ``segment`` is [start, end] in seconds."""
 
     video: str
@@ -110,7 +110,7 @@ def average_precision(
 
 def temporal_detection_ap(
     ground_truth: Mapping[str, Sequence[Sequence[float]]],
-    detections: Sequence[TemporalDetection],
+    detections: Sequence[ScoredSegment],
     tiou_threshold: float,
     convention: str = "continuous",
 ) -> float:

@@ -26,7 +26,7 @@ import torch
 
 from stg_cli.errors import UserError, error_text
 from stg_cli.files import safe_name
-from stg_cli.ground.output import write_combined, write_video
+from stg_cli.ground.output import write_combined, write_prediction
 from stg_cli.ground.pipeline import (
     GroundSettings,
     Grounder,
@@ -86,7 +86,7 @@ def ground_video(
         video, queries, settings, timings, on_step, ground_truth, result.notes
     )
     begin = time.perf_counter()
-    result.prediction = write_video(result.grounding, out)
+    result.prediction = write_prediction(result.grounding, out)
     name = safe_name(video.video_id)
     result.files = {"json": f"{name}.json", "heatmaps": f"{name}.heatmaps.npz"}
     timings.add("spatial", time.perf_counter() - begin)

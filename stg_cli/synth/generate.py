@@ -38,7 +38,7 @@ from stg_cli.processes import ignore_interrupts, stop, threads_per_worker
 from stg_cli.synth import annotations
 from stg_cli.synth.config import Difficulty, SynthConfig
 from stg_cli.synth.preview import contact_sheet
-from stg_cli.synth.render import VideoRenderer, encode_video
+from stg_cli.synth.render import VideoRenderer, render_to_mp4
 from stg_cli.synth.script import (
     FOLLOWUP_MIN_SECONDS,
     FOLLOWUP_PROBABILITY,
@@ -129,7 +129,7 @@ def render_video(plan: VideoPlan, difficulty: Difficulty, path: Path, crf: int, 
     ``{second: box | None}`` over the step's seconds and its distractors' boxes
     ``{second: [(Distractor, box | None)]}`` over every second (empty dicts for train)."""
     renderer = VideoRenderer(plan, difficulty)
-    encode_video(renderer, path, crf, preset, threads=threads)
+    render_to_mp4(renderer, path, crf, preset, threads=threads)
     if plan.split != "test":
         return {}, {}
     boxes = {second: renderer.box(second) for action in plan.actions

@@ -308,7 +308,7 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
     return [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
 
 
-def encode_video(
+def render_to_mp4(
     renderer: VideoRenderer,
     path: Path,
     crf: int = 23,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stg_cli.ground.output import VideoGrounding, safe_name, write_combined, write_video
+from stg_cli.ground.output import VideoGrounding, safe_name, write_combined, write_prediction
 from stg_cli.ground.spatial import locate
 from stg_cli.ground.temporal import detect
 
@@ -33,7 +33,7 @@ def _grounding(video_id: str = "vid-1") -> VideoGrounding:
 
 def test_video_files_follow_the_format(tmp_path):
     grounding = _grounding()
-    write_video(grounding, tmp_path)
+    write_prediction(grounding, tmp_path)
     prediction = json.loads((tmp_path / "vid-1.json").read_text())
     assert set(prediction) == {"video", "width", "height", "fps", "duration", "queries",
                                "segments", "frames", "heatmaps"}
@@ -65,7 +65,7 @@ def test_video_files_follow_the_format(tmp_path):
 
 def test_combined_file(tmp_path):
     first, second = _grounding("a"), _grounding("b/c")
-    predictions = {g.video_id: write_video(g, tmp_path) for g in (first, second)}
+    predictions = {g.video_id: write_prediction(g, tmp_path) for g in (first, second)}
     path = write_combined(predictions, tmp_path)
     combined = json.loads(path.read_text())
     assert set(combined) == {"a", "b/c"}

@@ -1,7 +1,7 @@
 import pytest
 
 from stg_cli.metrics import (
-    TemporalDetection,
+    ScoredSegment,
     ap_from_precision_recall,
     average_precision,
     temporal_detection_ap,
@@ -9,10 +9,10 @@ from stg_cli.metrics import (
 
 GROUND_TRUTH = {"v1": [[10, 20], [40, 50]], "v2": [[0, 5]]}
 DETECTIONS = [
-    TemporalDetection("v1", (11, 21), 0.9),
-    TemporalDetection("v1", (38, 52), 0.8),
-    TemporalDetection("v2", (30, 35), 0.7),
-    TemporalDetection("v2", (0, 4), 0.6),
+    ScoredSegment("v1", (11, 21), 0.9),
+    ScoredSegment("v1", (38, 52), 0.8),
+    ScoredSegment("v2", (30, 35), 0.7),
+    ScoredSegment("v2", (0, 4), 0.6),
 ]
 
 
@@ -61,7 +61,7 @@ def test_temporal_detection_ap_golden(threshold, expected):
 
 
 def test_each_ground_truth_matches_once():
-    duplicates = [TemporalDetection("v2", (0, 5), 0.9), TemporalDetection("v2", (0, 5), 0.8)]
+    duplicates = [ScoredSegment("v2", (0, 5), 0.9), ScoredSegment("v2", (0, 5), 0.8)]
     # TP then FP over 1 positive: AP 1 at recall 1 reached by the first detection.
     assert temporal_detection_ap({"v2": [[0, 5]]}, duplicates, 0.5) == 1.0
     assert temporal_detection_ap({"v2": [[0, 5]]}, duplicates[::-1], 0.5) == 1.0
@@ -69,17 +69,17 @@ def test_each_ground_truth_matches_once():
 
 def test_second_best_ground_truth_taken_when_best_is_matched():
     ground_truth = {"v": [[0, 10], [2, 12]]}
-    detections = [TemporalDetection("v", (0, 10), 0.9), TemporalDetection("v", (1, 11), 0.8)]
+    detections = [ScoredSegment("v", (0, 10), 0.9), ScoredSegment("v", (1, 11), 0.8)]
     assert temporal_detection_ap(ground_truth, detections, 0.5) == 1.0
 
 
 def test_detection_in_unknown_video_is_false_positive():
-    detections = [TemporalDetection("other", (0, 5), 0.9), TemporalDetection("v2", (0, 5), 0.8)]
+    detections = [ScoredSegment("other", (0, 5), 0.9), ScoredSegment("v2", (0, 5), 0.8)]
     assert temporal_detection_ap({"v2": [[0, 5]]}, detections, 0.5) == pytest.approx(0.5)
 
 
 def test_zero_length_segments_in_temporal_ap():
-    zero = [TemporalDetection("v", (3, 3), 0.9)]
+    zero = [ScoredSegment("v", (3, 3), 0.9)]
     assert temporal_detection_ap({"v": [[3, 3]]}, zero, 0.5) == 0.0
     assert temporal_detection_ap({"v": [[3, 3]]}, zero, 0.5, convention="frames") == 1.0
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 
 
-class UserError(Exception):
-    """Bad input: a missing file, an unknown option value, a malformed annotation."""
+class UserError(ValueError):
+    """Bad input: a missing file, an unknown option value, a malformed annotation. A
+    ValueError, so that Python callers that catch bad values catch it too; the command line
+    reports it as one line with exit code 2 (any other ValueError is a bug: exit 1)."""
 
 
 def fold_lines(text: str) -> str:

@@ -18,7 +18,7 @@ PACKAGE = "stg_cli"
 
 # lowest first; each entry: a layer name and the module prefixes in it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("stg_cli.errors", "stg_cli.defaults", "stg_cli.devices", "stg_cli.files",
+    ("foundation", ("stg_cli.errors", "stg_cli.defaults", "stg_cli.devices", "stg_cli.files", "stg_cli.lazy",
                     "stg_cli.terminal",
                     "stg_cli.processes", "stg_cli.video_files", "stg_cli._C")),
     ("ops", ("stg_cli.ops",)),

@@ -15,54 +15,122 @@ from rich.table import Table
 from stg_cli import terminal
 from stg_cli.defaults import ATTENTION_STACKS, DEFAULT_EPOCHS, SELECTION_MODES
 from stg_cli.terminal import escape
+from stg_cli.train.config import model_defaults, train_defaults
 
 if TYPE_CHECKING:
     from stg_cli.train import TrainResult
 
 
+TRAIN = train_defaults()
+MODEL = model_defaults()
+
+
+def _default(value: object) -> str:
+    """How --help shows a default that comes from the settings' dataclasses."""
+    return "on" if value is True else "off" if value is False else str(value)
+
+
 def command(
     features: Path = typer.Argument(..., help="Feature store folder written by stg extract."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, metrics, export)."),
+    settings: Path | None = typer.Option(
+        None, "--config", metavar="FILE",
+        help="A TOML settings file with \\[train] and \\[model] tables (the options below, with _ "
+        "for -); an option given here overrides the file.",
+    ),
     steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs)."),
     epochs: float | None = typer.Option(
-        None, "--epochs", help=f"Passes over the samples (default {DEFAULT_EPOCHS:g} when --steps is not given)."
+        None, "--epochs",
+        help=f"Passes over the samples (default {DEFAULT_EPOCHS:g} when --steps is not given).",
     ),
-    batch_size: int = typer.Option(32, "--batch-size", help="Clips per step over all processes."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
-    weight_decay: float = typer.Option(0.01, "--weight-decay"),
-    warmup: float = typer.Option(0.05, "--warmup", help="Warm-up: fraction of steps (<1) or steps."),
-    grad_clip: float = typer.Option(1.0, "--grad-clip", help="Max gradient norm (0: off)."),
-    dim: int = typer.Option(512, "--dim", help="Joint embedding width d."),
-    frames_u: int = typer.Option(16, "--frames-u", help="Candidate frames U per window."),
-    frames_t: int = typer.Option(8, "--frames-t", help="Selected frames T."),
-    select: str = typer.Option("sinkhorn", "--select", help="|".join(SELECTION_MODES)),
-    loss: str = typer.Option("both", "--loss", help="both|global|local"),
-    attention: str = typer.Option(
-        "cross-self-cross", "--attention", help="|".join(ATTENTION_STACKS)
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", help="Clips per step over all processes.",
+        show_default=_default(TRAIN["batch_size"]),
     ),
-    cross_logits: str = typer.Option(
-        "cosine", "--cross-logits", help="Cross-attention logits: cosine (/temperature) or dot (/sqrt(d))."
+    lr: float | None = typer.Option(
+        None, "--lr", help="Peak AdamW learning rate.", show_default=_default(TRAIN["lr"])
     ),
-    cross_temperature: float = typer.Option(0.1, "--cross-temperature"),
-    local_chunk: int = typer.Option(16, "--local-chunk", help="Clips per local-loss chunk."),
-    temperature: float = typer.Option(0.07, "--temperature", help="NCE temperature."),
-    margin: float = typer.Option(0.1, "--margin", help="NCE margin δ (logit units)."),
-    min_time: float = typer.Option(5.0, "--min-time", help="Captions widened to this (s)."),
-    gated: bool = typer.Option(False, "--gated", help="Gated projection units."),
-    center_video: bool = typer.Option(
-        True,
+    weight_decay: float | None = typer.Option(
+        None, "--weight-decay", show_default=_default(TRAIN["weight_decay"])
+    ),
+    warmup: float | None = typer.Option(
+        None, "--warmup", help="Warm-up: fraction of steps (<1) or steps.",
+        show_default=_default(TRAIN["warmup"]),
+    ),
+    grad_clip: float | None = typer.Option(
+        None, "--grad-clip", help="Max gradient norm (0: off).",
+        show_default=_default(TRAIN["grad_clip"]),
+    ),
+    dim: int | None = typer.Option(
+        None, "--dim", help="Joint embedding width d.", show_default=_default(MODEL["dim"])
+    ),
+    frames_u: int | None = typer.Option(
+        None, "--frames-u", help="Candidate frames U per window.",
+        show_default=_default(MODEL["frames_u"]),
+    ),
+    frames_t: int | None = typer.Option(
+        None, "--frames-t", help="Selected frames T.", show_default=_default(MODEL["frames_t"])
+    ),
+    select: str | None = typer.Option(
+        None, "--select", help="|".join(SELECTION_MODES), show_default=_default(MODEL["select"])
+    ),
+    loss: str | None = typer.Option(
+        None, "--loss", help="both|global|local", show_default=_default(TRAIN["loss"])
+    ),
+    attention: str | None = typer.Option(
+        None, "--attention", help="|".join(ATTENTION_STACKS),
+        show_default=_default(MODEL["attention"]),
+    ),
+    cross_logits: str | None = typer.Option(
+        None, "--cross-logits",
+        help="Cross-attention logits: cosine (/temperature) or dot (/sqrt(d)).",
+        show_default=_default(MODEL["cross_logits"]),
+    ),
+    cross_temperature: float | None = typer.Option(
+        None, "--cross-temperature", show_default=_default(MODEL["cross_temperature"])
+    ),
+    local_chunk: int | None = typer.Option(
+        None, "--local-chunk", help="Clips per local-loss chunk.",
+        show_default=_default(TRAIN["local_chunk"]),
+    ),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="NCE temperature.", show_default=_default(TRAIN["temperature"])
+    ),
+    margin: float | None = typer.Option(
+        None, "--margin", help="NCE margin δ (logit units).", show_default=_default(TRAIN["margin"])
+    ),
+    min_time: float | None = typer.Option(
+        None, "--min-time", help="Captions widened to this (s).",
+        show_default=_default(TRAIN["min_time"]),
+    ),
+    gated: bool | None = typer.Option(
+        None, "--gated/--no-gated", help="Gated projection units.",
+        show_default=_default(MODEL["gated"]),
+    ),
+    center_video: bool | None = typer.Option(
+        None,
         "--center-video/--no-center-video",
         help="Subtract each video's mean features (what stays the same the whole video), in "
         "training and grounding.",
+        show_default=_default(MODEL["center_video"]),
     ),
-    seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
+    seed: int | None = typer.Option(None, "--seed", show_default=_default(TRAIN["seed"])),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: bool | None = typer.Option(
         None, "--amp/--no-amp", help="bfloat16 autocast (default: on for CUDA only)."
     ),
-    checkpoint_every: int = typer.Option(200, "--checkpoint-every", help="Steps between checkpoints."),
-    keep: int = typer.Option(3, "--keep", help="Step checkpoints kept (plus best.pt)."),
-    log_every: int = typer.Option(10, "--log-every", help="Steps between metrics.jsonl lines."),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", help="Steps between checkpoints.",
+        show_default=_default(TRAIN["checkpoint_every"]),
+    ),
+    keep: int | None = typer.Option(
+        None, "--keep", help="Step checkpoints kept (plus best.pt).",
+        show_default=_default(TRAIN["keep"]),
+    ),
+    log_every: int | None = typer.Option(
+        None, "--log-every", help="Steps between metrics.jsonl lines.",
+        show_default=_default(TRAIN["log_every"]),
+    ),
     eval_split: Path | None = typer.Option(
         None,
         "--eval",
@@ -74,20 +142,27 @@ def command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
-    """Train on FEATS; under torchrun every process trains on its share of each batch."""
-    from stg_cli import train as train_lib
+    """Train on FEATS; under torchrun every process trains on its share of each batch.
 
-    config = train_lib.TrainConfig(
-        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        warmup=warmup, grad_clip=grad_clip, seed=seed, local_chunk=local_chunk, loss=loss,
-        temperature=temperature, margin=margin, min_time=min_time, amp=amp,
-        log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
-        eval_split=None if eval_split is None else str(eval_split.resolve()),
-    )
-    model_options = dict(
-        dim=dim, frames_u=frames_u, frames_t=frames_t, select=select, attention=attention,
-        gated=gated, cross_logits=cross_logits, cross_temperature=cross_temperature,
-        center_video=center_video,
+    Settings come from their defaults, then --config FILE, then the options given here.
+    """
+    from stg_cli import train as train_lib
+    from stg_cli.train.config import resolve_settings
+
+    config, model_options = resolve_settings(
+        settings,
+        dict(
+            steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            warmup=warmup, grad_clip=grad_clip, seed=seed, local_chunk=local_chunk, loss=loss,
+            temperature=temperature, margin=margin, min_time=min_time, amp=amp,
+            log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
+            eval_split=None if eval_split is None else str(eval_split.resolve()),
+        ),
+        dict(
+            dim=dim, frames_u=frames_u, frames_t=frames_t, select=select, attention=attention,
+            gated=gated, cross_logits=cross_logits, cross_temperature=cross_temperature,
+            center_video=center_video,
+        ),
     )
     main = int(os.environ.get("RANK", "0")) == 0
     console = terminal.console(stderr=True, quiet=not main)

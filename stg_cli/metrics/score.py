@@ -132,13 +132,13 @@ class ScoreOptions:
             value = getattr(self, name)
             is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not is_number or not np.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+                raise UserError(f"{name} must be a finite number, got {value!r}")
         if self.tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0, got {self.tolerance}")
+            raise UserError(f"tolerance must be >= 0, got {self.tolerance}")
         if not 0 <= self.iou_threshold <= 1:
-            raise ValueError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
+            raise UserError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if not self.thresholds or not all(0 <= t <= 1 for t in self.thresholds):
-            raise ValueError(
+            raise UserError(
                 f"thresholds must be non-empty numbers in [0, 1], got {self.thresholds}"
             )
 
@@ -235,7 +235,7 @@ def score(
     known = {item.name for item in fields(ScoreOptions)}
     unknown_options = sorted(set(options) - known)
     if unknown_options:
-        raise ValueError(f"unknown scoring option(s): {', '.join(unknown_options)}")
+        raise UserError(f"unknown scoring option(s): {', '.join(unknown_options)}")
     settings = ScoreOptions(**options)
     if dataset == "miningyoutube":
         videos = sorted(ground_truth.segments)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from stg_cli.defaults import ATTENTION_STACKS, SELECTION_MODES
+from stg_cli.errors import UserError
 
 CROSS_LOGITS = ("dot", "cosine")
 
@@ -70,32 +71,32 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if (not isinstance(self.grid, (tuple, list)) or len(self.grid) != 2
                 or not all(isinstance(side, int) and not isinstance(side, bool) for side in self.grid)):
-            raise ValueError(f"grid must be two whole numbers, got {self.grid!r}")
+            raise UserError(f"grid must be two whole numbers, got {self.grid!r}")
         self.grid = (int(self.grid[0]), int(self.grid[1]))
         if self.attention not in ATTENTION_STACKS:
-            raise ValueError(
+            raise UserError(
                 f"attention must be one of {', '.join(ATTENTION_STACKS)}, got {self.attention!r}"
             )
         if self.select not in SELECTION_MODES:
-            raise ValueError(
+            raise UserError(
                 f"select must be one of {', '.join(SELECTION_MODES)}, got {self.select!r}"
             )
         for name, limit in SIZE_LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-                raise ValueError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
+                raise UserError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
         if self.frames_t > self.frames_u:
-            raise ValueError(
+            raise UserError(
                 f"frames_t ({self.frames_t}) must not exceed frames_u ({self.frames_u})"
             )
         if self.cross_logits not in CROSS_LOGITS:
-            raise ValueError(
+            raise UserError(
                 f"cross_logits must be one of {', '.join(CROSS_LOGITS)}, got {self.cross_logits!r}"
             )
         if not self.cross_temperature > 0:
-            raise ValueError(f"cross_temperature must be > 0, got {self.cross_temperature}")
+            raise UserError(f"cross_temperature must be > 0, got {self.cross_temperature}")
         if not (1 <= self.grid[0] <= MAX_GRID_SIDE and 1 <= self.grid[1] <= MAX_GRID_SIDE):
-            raise ValueError(f"grid sides must be from 1 to {MAX_GRID_SIDE}, got {self.grid}")
+            raise UserError(f"grid sides must be from 1 to {MAX_GRID_SIDE}, got {self.grid}")
 
     @property
     def num_cells(self) -> int:
@@ -114,7 +115,7 @@ class ModelConfig:
         known = {field.name for field in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+            raise UserError(f"unknown model config keys: {', '.join(unknown)}")
         values = dict(data)
         values.setdefault("center_video", False)
         if "grid" in values:

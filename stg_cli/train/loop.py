@@ -21,23 +21,23 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from stg_cli import files
-from stg_cli.defaults import DEFAULT_EPOCHS
 from stg_cli.errors import UserError
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import ModelCard, save_export, store_config_dict, write_model_card
 from stg_cli.models.grounding import GroundingModel
-from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
+from stg_cli.train.calibration import calibrate_threshold
+from stg_cli.train.config import TrainConfig
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
 from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
-from stg_cli.train.losses import LossConfig, global_loss, local_loss
+from stg_cli.train.losses import global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
 
 PLOT_EVERY_S = 60.0
@@ -45,82 +45,6 @@ PLOT_EVERY_S = 60.0
 # spatio-temporal metric: the frame's label and its point both right, over all annotated frames)
 BEST_EVAL_METRIC = "iou_point"
 STORE_KEYS = ("backbone", "text", "visual_dim", "text_dim", "grid", "fingerprint")
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings of a run (saved in its checkpoints and ``config.json``).
-
-    Attributes:
-        steps: optimizer steps of the run; None derives them from ``epochs``.
-        epochs: passes over the samples (default 20 when ``steps`` is None too).
-        batch_size: clips per step over all processes (split evenly between them).
-        lr: peak AdamW learning rate; weight_decay: AdamW weight decay.
-        warmup: linear warm-up, a fraction of the steps (< 1) or a number of steps (≥ 1);
-            then cosine decay to ``min_lr_ratio`` × lr.
-        grad_clip: maximum global gradient norm (0 disables clipping).
-        local_chunk: clips per chunk of the local loss (chunk² pairs are attended at once).
-        loss, temperature, margin: see :class:`stg_cli.train.losses.LossConfig`.
-        min_time: captions are widened to at least this many seconds.
-        amp: bfloat16 autocast; None = on for CUDA, never on the CPU.
-        log_every, checkpoint_every: in steps; keep: step checkpoints kept besides best.pt.
-        eval_split: a labelled split (:class:`stg_cli.runs.evaluation.LabelledSplit`, e.g. a
-            synth benchmark's ``test/``) the model is grounded and scored on at every checkpoint
-            and at the end: ``eval.jsonl`` in the run folder, one line per evaluation.
-    """
-
-    steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: float = 0.05
-    min_lr_ratio: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 0
-    local_chunk: int = 16
-    loss: str = "both"
-    temperature: float = 0.07
-    margin: float = 0.1
-    min_time: float = 5.0
-    amp: bool | None = None
-    log_every: int = 10
-    checkpoint_every: int = 200
-    keep: int = 3
-    eval_split: str | None = None
-
-    def __post_init__(self) -> None:
-        LossConfig(self.loss, self.temperature, self.margin)
-        if self.steps is not None and self.steps < 1:
-            raise UserError(f"--steps must be >= 1, got {self.steps}")
-        if self.epochs is not None and not self.epochs > 0:
-            raise UserError(f"--epochs must be > 0, got {self.epochs}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be > 0, got {self.lr}")
-        if self.local_chunk < 1:
-            raise UserError(f"--local-chunk must be >= 1, got {self.local_chunk}")
-        for name in ("log_every", "checkpoint_every", "keep"):
-            if getattr(self, name) < 1:
-                flag = "--" + name.replace("_", "-")
-                raise UserError(f"{flag} must be >= 1, got {getattr(self, name)}")
-
-    @property
-    def loss_config(self) -> LossConfig:
-        return LossConfig(self.loss, self.temperature, self.margin)
-
-    def total_steps(self, steps_per_epoch: int) -> int:
-        if self.steps is not None:
-            return int(self.steps)
-        epochs = self.epochs if self.epochs is not None else DEFAULT_EPOCHS
-        return max(1, int(round(epochs * steps_per_epoch)))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {field.name for field in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 def lr_factor(step: int, total: int, warmup: float, min_ratio: float) -> float:

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stg_cli.errors import UserError
+
 LOSS_MODES = ("both", "global", "local")
 
 
@@ -40,9 +42,9 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in LOSS_MODES:
-            raise ValueError(f"loss must be one of {', '.join(LOSS_MODES)}, got {self.mode!r}")
+            raise UserError(f"loss must be one of {', '.join(LOSS_MODES)}, got {self.mode!r}")
         if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise UserError(f"temperature must be > 0, got {self.temperature}")
 
     @property
     def uses_global(self) -> bool:
@@ -66,7 +68,7 @@ def symmetric_nce(similarity: Tensor, temperature: float = 0.07, margin: float =
         scalar loss (0-d tensor); 0 for B = 0.
     """
     if similarity.dim() != 2 or similarity.shape[0] != similarity.shape[1]:
-        raise ValueError(f"similarity must be square [B, B], got {tuple(similarity.shape)}")
+        raise UserError(f"similarity must be square [B, B], got {tuple(similarity.shape)}")
     count = similarity.shape[0]
     if count == 0:
         return similarity.sum() * 0.0
@@ -99,7 +101,7 @@ def global_loss(
 def local_loss(similarities: list[Tensor], config: LossConfig) -> Tensor:
     """Mean over chunks of the NCE of each chunk's [c, c] local similarity."""
     if not similarities:
-        raise ValueError("local_loss needs at least one chunk")
+        raise UserError("local_loss needs at least one chunk")
     losses = [symmetric_nce(sim, config.temperature, config.margin) for sim in similarities]
     return torch.stack(losses).mean()
 

@@ -57,6 +57,23 @@ def test_train_json_and_resume(feats, tmp_path):
     assert "steps" in resumed.stdout
 
 
+def test_a_settings_file_sets_the_run_and_options_override_it(feats, tmp_path):
+    settings = tmp_path / "run.toml"
+    settings.write_text(
+        "[train]\nsteps = 2\nbatch_size = 8\nlocal_chunk = 4\nlr = 0.005\n\n"
+        "[model]\ndim = 16\nframes_u = 8\nframes_t = 4\ncross_logits = 'dot'\n"
+    )
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "train", str(feats), "--out", str(run), "--config", str(settings), "--lr", "0.002",
+    ])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["steps"] == 2 and config["train"]["lr"] == 0.002
+    assert config["model"]["dim"] == 16 and config["model"]["cross_logits"] == "dot"
+    assert config["train"]["margin"] == 0.1  # the dataclass default, neither file nor option
+
+
 def test_resume_on_other_features_is_one_red_line(feats, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     assert CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "2", *SMALL]).exit_code == 0

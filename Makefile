@@ -20,13 +20,19 @@ PACKAGES312 := av numpy pytest
 
 LOCK_DIR := build/lock
 
-.PHONY: demo test test-fast test-py312 install lock cuda-check bench clean
+.PHONY: demo test test-fast test-py312 lint install lock cuda-check bench clean
 
 demo: install
 	$(BIN)/stg demo
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff (lint rules and format, pyproject.toml) and the layer rule (tools/check_layers.py)
+lint: install
+	$(BIN)/ruff check stg_cli tests benchmarks tools
+	$(BIN)/ruff format --check stg_cli tests benchmarks tools
+	$(BIN)/python tools/check_layers.py
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -60,30 +60,55 @@ METRICS = {
     "wrong query": ("trained_wrong_query", "pointing_game"),
     "distractor query": ("trained_distractor_query", "pointing_game"),
 }
-PRIOR_ROWS = {"centre": "centre point", "random": "random point", "motion": "motion",
-              "centred_energy": "centred energy"}
+PRIOR_ROWS = {
+    "centre": "centre point",
+    "random": "random point",
+    "motion": "motion",
+    "centred_energy": "centred energy",
+}
 # the reference rows, read off the default variant's runs: name → (what it is, column → source)
 REFERENCES = {
-    "untrained (default)": ("what training adds", {
-        "temporal IoU": ("untrained", "temporal_iou"), "IoU+Point": ("untrained", "iou_point"),
-        "mAP mean": ("untrained", "map_mean"), "pointing game": ("untrained", "pointing_game"),
-        "pointing, true timing": ("untrained_true_timing", "pointing_game"),
-    }),
-    "uniform split": ("temporal prior: the steps in order, evenly", {
-        "temporal IoU": ("uniform", "temporal_iou"),
-    }),
+    "untrained (default)": (
+        "what training adds",
+        {
+            "temporal IoU": ("untrained", "temporal_iou"),
+            "IoU+Point": ("untrained", "iou_point"),
+            "mAP mean": ("untrained", "map_mean"),
+            "pointing game": ("untrained", "pointing_game"),
+            "pointing, true timing": ("untrained_true_timing", "pointing_game"),
+        },
+    ),
+    "uniform split": (
+        "temporal prior: the steps in order, evenly",
+        {
+            "temporal IoU": ("uniform", "temporal_iou"),
+        },
+    ),
     **{
-        f"{title}, true timing": ("model-free spatial prior, given true timing and labels", {
-            "IoU+Point": (row, "iou_point"), "mAP mean": (row, "map_mean"),
-            "pointing game": (row, "pointing_game"), "pointing, true timing": (row, "pointing_game"),
-        })
+        f"{title}, true timing": (
+            "model-free spatial prior, given true timing and labels",
+            {
+                "IoU+Point": (row, "iou_point"),
+                "mAP mean": (row, "map_mean"),
+                "pointing game": (row, "pointing_game"),
+                "pointing, true timing": (row, "pointing_game"),
+            },
+        )
         for row, title in PRIOR_ROWS.items()
     },
 }
 # columns whose per-seed difference from the default is reported (paired by training seed)
 PAIRED = ("temporal IoU", "IoU+Point", "pointing, true timing", "wrong query")
-REPORT_ROWS = ("trained", "untrained", "uniform", "trained_true_timing", "trained_wrong_query",
-               "trained_distractor_query", "untrained_true_timing", *PRIOR_ROWS)
+REPORT_ROWS = (
+    "trained",
+    "untrained",
+    "uniform",
+    "trained_true_timing",
+    "trained_wrong_query",
+    "trained_distractor_query",
+    "untrained_true_timing",
+    *PRIOR_ROWS,
+)
 
 
 @dataclass(frozen=True)
@@ -110,27 +135,44 @@ VARIANTS = (
     Variant("select global", SELECTION, {"select": "global"}),
     Variant("loss global", LOSSES, train_options={"loss": "global"}),
     Variant("loss local", LOSSES, train_options={"loss": "local"}),
-    Variant("loss global, select none", f"{LOSSES} × {SELECTION}", {"select": "none"},
-            {"loss": "global"}),
-    Variant("loss local, select none", f"{LOSSES} × {SELECTION}", {"select": "none"},
-            {"loss": "local"}),
+    Variant("loss global, select none", f"{LOSSES} × {SELECTION}", {"select": "none"}, {"loss": "global"}),
+    Variant("loss local, select none", f"{LOSSES} × {SELECTION}", {"select": "none"}, {"loss": "local"}),
     Variant("no centring", CENTRING, {"center_video": False}),
-    Variant("heatmap paper, no centring", f"{LOCAL_MAPS} × {CENTRING}", {"center_video": False},
-            heatmap=PAPER),
+    Variant(
+        "heatmap paper, no centring", f"{LOCAL_MAPS} × {CENTRING}", {"center_video": False}, heatmap=PAPER
+    ),
     Variant("heatmap paper", LOCAL_MAPS, heatmap=PAPER),
-    Variant("heatmap paper, loss local", f"{LOCAL_MAPS} × {LOSSES}",
-            train_options={"loss": "local"}, heatmap=PAPER),
-    Variant("heatmap paper, select none", f"{LOCAL_MAPS} × {SELECTION}", {"select": "none"},
-            heatmap=PAPER),
-    Variant("heatmap paper, dot logits", f"{LOCAL_MAPS}, dot-product cross-attention",
-            {"cross_logits": "dot"}, heatmap=PAPER),
-    Variant("heatmap paper, dot logits, no centring",
-            f"{LOCAL_MAPS}, dot-product cross-attention × {CENTRING}",
-            {"cross_logits": "dot", "center_video": False}, heatmap=PAPER),
-    Variant("heatmap paper, dot logits ×4", f"{LOCAL_MAPS}, dot-product cross-attention at "
-            "4/sqrt(d)", {"cross_logits": "dot", "attention_scale": 0.5}, heatmap=PAPER),
-    Variant("heatmap paper, cosine/0.05", f"{LOCAL_MAPS}, sharper cosine cross-attention",
-            {"cross_temperature": 0.05}, heatmap=PAPER),
+    Variant(
+        "heatmap paper, loss local",
+        f"{LOCAL_MAPS} × {LOSSES}",
+        train_options={"loss": "local"},
+        heatmap=PAPER,
+    ),
+    Variant("heatmap paper, select none", f"{LOCAL_MAPS} × {SELECTION}", {"select": "none"}, heatmap=PAPER),
+    Variant(
+        "heatmap paper, dot logits",
+        f"{LOCAL_MAPS}, dot-product cross-attention",
+        {"cross_logits": "dot"},
+        heatmap=PAPER,
+    ),
+    Variant(
+        "heatmap paper, dot logits, no centring",
+        f"{LOCAL_MAPS}, dot-product cross-attention × {CENTRING}",
+        {"cross_logits": "dot", "center_video": False},
+        heatmap=PAPER,
+    ),
+    Variant(
+        "heatmap paper, dot logits ×4",
+        f"{LOCAL_MAPS}, dot-product cross-attention at 4/sqrt(d)",
+        {"cross_logits": "dot", "attention_scale": 0.5},
+        heatmap=PAPER,
+    ),
+    Variant(
+        "heatmap paper, cosine/0.05",
+        f"{LOCAL_MAPS}, sharper cosine cross-attention",
+        {"cross_temperature": 0.05},
+        heatmap=PAPER,
+    ),
     Variant("heatmap paper, cross-cross", STACK, {"attention": "cross-cross"}, heatmap=PAPER),
 )
 QUICK_VARIANTS = ("default", "select none", "loss global", "heatmap paper")
@@ -182,8 +224,7 @@ def plan(out: Path, base: DemoPreset, variants: list[Variant], seeds: int) -> li
                 heatmap=variant.heatmap,
             )
             stem = f"{variant.name.replace(' ', '-').replace('/', '-')}-s{seed}"  # one file name
-            runs.append(Run(variant, seed, settings, out / "runs" / stem,
-                            out / "results" / f"{stem}.json"))
+            runs.append(Run(variant, seed, settings, out / "runs" / stem, out / "results" / f"{stem}.json"))
     return runs
 
 
@@ -198,9 +239,7 @@ def stored_result(run: Run) -> dict | None:
         return None
     saved = json.loads(run.result.read_text())
     if saved["settings"] != settings_dict(run.settings):
-        raise SystemExit(
-            f"{run.result} was written with other settings; remove it or choose another --out"
-        )
+        raise SystemExit(f"{run.result} was written with other settings; remove it or choose another --out")
     return saved
 
 
@@ -312,16 +351,25 @@ def paired_rows(variants: list[Variant], results: list[dict]) -> list[dict]:
         metrics = {}
         for column in PAIRED:
             row, key = METRICS[column]
-            diffs = [r[row][key] - by_seed[r["seed"]][row][key] for r in mine
-                     if r["seed"] in by_seed and r[row][key] is not None
-                     and by_seed[r["seed"]][row][key] is not None]
+            diffs = [
+                r[row][key] - by_seed[r["seed"]][row][key]
+                for r in mine
+                if r["seed"] in by_seed
+                and r[row][key] is not None
+                and by_seed[r["seed"]][row][key] is not None
+            ]
             if diffs and variant.name != VARIANTS[0].name:
                 metrics[f"Δ {column}"] = _paired(diffs)
         true_timing = [r for r in mine if _pointing(r, "trained_true_timing") is not None]
-        over_prior = [_pointing(r, "trained_true_timing")
-                      - max(_pointing(r, prior) for prior in PRIOR_ROWS) for r in true_timing]
-        over_wrong = [_pointing(r, "trained_true_timing") - _pointing(r, "trained_wrong_query")
-                      for r in true_timing if _pointing(r, "trained_wrong_query") is not None]
+        over_prior = [
+            _pointing(r, "trained_true_timing") - max(_pointing(r, prior) for prior in PRIOR_ROWS)
+            for r in true_timing
+        ]
+        over_wrong = [
+            _pointing(r, "trained_true_timing") - _pointing(r, "trained_wrong_query")
+            for r in true_timing
+            if _pointing(r, "trained_wrong_query") is not None
+        ]
         if over_prior:
             metrics["− best prior"] = _paired(over_prior)
         if over_wrong:
@@ -367,36 +415,55 @@ def markdown(rows: list[dict]) -> str:
                 continue
             spread = f" ± {metric['std']:.1f}" if metric["std"] is not None else ""
             cells.append(f"{metric['mean']:.1f}{spread}")
-        lines.append(f"| {row['variant']} | {row['tests']} | {row['seeds']} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {row['variant']} | {row['tests']} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Ablation of frame selection, losses and attention stack on the synthetic "
-                    "benchmark: mean ± std over training seeds, as a markdown table.")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/ablation"),
-                        help="folder of the runs and their results (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, default=2,
-                        help="training seeds 0..N-1 per variant (default: %(default)s)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="runs at once, each with cores/jobs torch threads "
-                             "(default: %(default)s)")
-    parser.add_argument("--backbone", default="tiny",
-                        help="visual backbone of every run, as `stg extract --backbone` with its "
-                             "default weights (default: %(default)s)")
-    parser.add_argument("--preset", choices=("ablation", "demo"), default="ablation",
-                        help="settings of every run: the ablation's (24 + 8 videos of 30-40 s, "
-                             "d=64, 80 steps) or `stg demo`'s quick preset (24 + 6 videos, d=128, "
-                             "100 steps) (default: %(default)s)")
-    parser.add_argument("--variants", default=None,
-                        help="comma-separated variant names to run (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: {len(QUICK_VARIANTS)} variants, {QUICK.steps} steps "
-                             "on a tiny benchmark")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="also write the runs and the table as JSON to this file")
+        "benchmark: mean ± std over training seeds, as a markdown table."
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-results/ablation"),
+        help="folder of the runs and their results (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=2, help="training seeds 0..N-1 per variant (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="runs at once, each with cores/jobs torch threads (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backbone",
+        default="tiny",
+        help="visual backbone of every run, as `stg extract --backbone` with its "
+        "default weights (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=("ablation", "demo"),
+        default="ablation",
+        help="settings of every run: the ablation's (24 + 8 videos of 30-40 s, "
+        "d=64, 80 steps) or `stg demo`'s quick preset (24 + 6 videos, d=128, "
+        "100 steps) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--variants", default=None, help="comma-separated variant names to run (default: all)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {len(QUICK_VARIANTS)} variants, {QUICK.steps} steps on a tiny benchmark",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the runs and the table as JSON to this file"
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be >= 1")
@@ -418,8 +485,10 @@ def main(argv: list[str]) -> int:
         chosen = tuple(name.strip() for name in args.variants.split(","))
         unknown = set(chosen) - {variant.name for variant in VARIANTS}
         if unknown or VARIANTS[0].name not in chosen:
-            raise SystemExit(f"--variants: unknown {sorted(unknown)} or no 'default' (the reference "
-                             "of the paired differences)")
+            raise SystemExit(
+                f"--variants: unknown {sorted(unknown)} or no 'default' (the reference "
+                "of the paired differences)"
+            )
     variants = [v for v in VARIANTS if chosen is None or v.name in chosen]
     runs = plan(out, base, variants, args.seeds)
     results = {run.label: stored for run in runs if (stored := stored_result(run)) is not None}
@@ -427,9 +496,14 @@ def main(argv: list[str]) -> int:
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     failures: dict[str, str] = {}
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True)) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task("runs", total=len(runs), completed=len(results))
         if todo:
             prepare_data(out / "data", base, progress)
@@ -451,13 +525,17 @@ def main(argv: list[str]) -> int:
     rows = table_rows(variants, ordered)
     print(markdown(rows))
     paired = paired_rows(variants, ordered)
-    print("\nPaired by training seed: Δ = variant − default; given true timing, the read-out's "
-          "pointing − the best model-free prior and − the wrong query; (k/n < 0) = on k of n "
-          "seeds below zero\n")
+    print(
+        "\nPaired by training seed: Δ = variant − default; given true timing, the read-out's "
+        "pointing − the best model-free prior and − the wrong query; (k/n < 0) = on k of n "
+        "seeds below zero\n"
+    )
     print(paired_markdown(paired))
-    print(f"\n{len(todo) - len(failures)} runs trained, {len(runs) - len(todo)} reused, "
-          f"{len(failures)} failed; {args.jobs} at once with {threads} torch thread(s) each; "
-          f"wall {wall / 60:.1f} min; runs in {out}")
+    print(
+        f"\n{len(todo) - len(failures)} runs trained, {len(runs) - len(todo)} reused, "
+        f"{len(failures)} failed; {args.jobs} at once with {threads} torch thread(s) each; "
+        f"wall {wall / 60:.1f} min; runs in {out}"
+    )
     for label, message in failures.items():
         print(f"failed: {label}: {message}", file=sys.stderr)
     if args.json is not None:

@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from stg_cli.runs.evaluation import LabelledSplit, split_priors
 from stg_cli.metrics.baselines import PRIORS, baseline_predictions
 from stg_cli.metrics.score import load_ground_truth, score
+from stg_cli.runs.evaluation import LabelledSplit, split_priors
 from stg_cli.synth import SynthConfig, generate
 
 
@@ -49,12 +49,17 @@ def seed_row(out: Path, seed: int, distractors: int | None) -> dict:
 def markdown(rows: list[dict]) -> str:
     """Seed, annotated seconds, oracle and each prior (pointing, percent), then the mean."""
     columns = ["oracle", *PRIORS]
-    lines = ["| seed | seconds | " + " | ".join(c.replace("_", " ") for c in columns)
-             + " | best prior |", "|---:|---:|" + "---:|" * (len(columns) + 1)]
+    lines = [
+        "| seed | seconds | " + " | ".join(c.replace("_", " ") for c in columns) + " | best prior |",
+        "|---:|---:|" + "---:|" * (len(columns) + 1),
+    ]
     for row in rows:
         best = max(row[kind] for kind in PRIORS)
-        lines.append(f"| {row['seed']} | {row['seconds']} | "
-                     + " | ".join(f"{row[c]:.1f}" for c in columns) + f" | {best:.1f} |")
+        lines.append(
+            f"| {row['seed']} | {row['seconds']} | "
+            + " | ".join(f"{row[c]:.1f}" for c in columns)
+            + f" | {best:.1f} |"
+        )
     means = [statistics.fmean(row[c] for row in rows) for c in columns]
     best = statistics.fmean(max(row[kind] for kind in PRIORS) for row in rows)
     lines.append("| mean | | " + " | ".join(f"{m:.1f}" for m in means) + f" | {best:.1f} |")
@@ -64,19 +69,21 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
-    parser.add_argument("--distractors", type=int, default=None,
-                        help="distractor actions (default: the difficulty's; 0: the v1 world)")
+    parser.add_argument(
+        "--distractors",
+        type=int,
+        default=None,
+        help="distractor actions (default: the difficulty's; 0: the v1 world)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results/priors"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     world = "v1" if args.distractors == 0 else "v2"
-    rows = [seed_row(args.out / f"{world}-seed{seed}", seed, args.distractors)
-            for seed in args.seeds]
+    rows = [seed_row(args.out / f"{world}-seed{seed}", seed, args.distractors) for seed in args.seeds]
     print(markdown(rows))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"distractors": args.distractors, "rows": rows},
-                                        indent=2) + "\n")
+        args.json.write_text(json.dumps({"distractors": args.distractors, "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -66,10 +66,14 @@ def main() -> None:
     }
     print(f"{'command':<20} {'median s':>9} {'peak MB':>8} {'÷ import torch':>15}")
     for name, row in rows.items():
-        print(f"{name:<20} {row['median_s']:>9.3f} {row['peak_rss_mb']:>8.0f} "
-              f"{row['ratio_to_import_torch']:>15.3f}")
+        print(
+            f"{name:<20} {row['median_s']:>9.3f} {row['peak_rss_mb']:>8.0f} "
+            f"{row['ratio_to_import_torch']:>15.3f}"
+        )
     worst = max(row["ratio_to_import_torch"] for name, row in rows.items() if name != BASELINE)
-    print(f"worst ratio {worst:.3f} (target ≤ {TARGET_RATIO}): {'met' if worst <= TARGET_RATIO else 'NOT met'}")
+    print(
+        f"worst ratio {worst:.3f} (target ≤ {TARGET_RATIO}): {'met' if worst <= TARGET_RATIO else 'NOT met'}"
+    )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"repeats": args.repeats, "rows": rows, "target_ratio": TARGET_RATIO}, handle, indent=1)

@@ -141,8 +141,9 @@ class VideoGrounder:
         pool = unique([queries] if isinstance(queries, str) else queries)
         if not pool:
             raise UserError("no queries: give at least one non-empty query")
-        settings = GroundSettings(tau=tau, smooth=check_smooth(smooth), heatmap=heatmap,
-                                  mask_threshold=mask_threshold, fps=fps)
+        settings = GroundSettings(
+            tau=tau, smooth=check_smooth(smooth), heatmap=heatmap, mask_threshold=mask_threshold, fps=fps
+        )
         path = Path(video)
         store = self._pipeline.store
         if path.is_file():
@@ -188,8 +189,8 @@ def encode(
     video's ``info``, decoded at ``fps`` (default: the backbone's).
     """
     from stg_cli.backbones import load_visual
-    from stg_cli.features.encode import encode_video
     from stg_cli.devices import resolve_device
+    from stg_cli.features.encode import encode_video
 
     if not Path(video).is_file():
         raise UserError(f"video not found: {video}")

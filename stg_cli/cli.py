@@ -8,7 +8,6 @@ import sys
 import typer
 
 import stg_cli
-
 from stg_cli.commands import bench, demo, extract, ground, info, score, synth, train
 from stg_cli.errors import UserError, error_text
 from stg_cli.terminal import console, error_line
@@ -35,6 +34,7 @@ def _options(
 ) -> None:
     """stg's own options; each command imports the library (and torch) only when it runs."""
 
+
 app.command("info")(info.command)
 app.command("bench")(bench.command)
 app.command("demo")(demo.command)
@@ -48,8 +48,7 @@ _stderr = console(stderr=True)
 
 
 # OSErrors about a path the user named: fixed by changing an argument, so user errors
-PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-               NotADirectoryError)
+PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 def main() -> None:
@@ -75,8 +74,12 @@ def main() -> None:
         if debug:
             raise
         detail = "" if isinstance(error, MemoryError) else f" ({error_text(error)})"
-        _stderr.print(error_line("out of memory: the input or the settings ask for more memory "
-                                 f"than this machine has{detail}"), soft_wrap=True)
+        _stderr.print(
+            error_line(
+                f"out of memory: the input or the settings ask for more memory than this machine has{detail}"
+            ),
+            soft_wrap=True,
+        )
         sys.exit(1)
     except (UserError, *PATH_ERRORS) as error:
         if debug:
@@ -92,8 +95,7 @@ def main() -> None:
         if debug:
             raise
         _stderr.print(
-            error_line(f"internal error, {type(error).__name__}: {error} "
-                       "(STG_DEBUG=1 shows the traceback)"),
+            error_line(f"internal error, {type(error).__name__}: {error} (STG_DEBUG=1 shows the traceback)"),
             soft_wrap=True,
         )
         sys.exit(1)

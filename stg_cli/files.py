@@ -36,7 +36,12 @@ def safe_name(video_id: str) -> str:
     digits of its SHA-256, so that two different ids never share a name. A leading dot is
     replaced too (no hidden files, no ``..``).
     """
-    if video_id and len(video_id) <= _MAX_NAME and not _UNSAFE.search(video_id) and not video_id.startswith("."):
+    if (
+        video_id
+        and len(video_id) <= _MAX_NAME
+        and not _UNSAFE.search(video_id)
+        and not video_id.startswith(".")
+    ):
         return video_id
     cleaned = _UNSAFE.sub("_", video_id)[:_MAX_NAME].lstrip(".") or "video"
     digest = hashlib.sha256(video_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
@@ -119,7 +124,10 @@ def write_text(path: Path | str, text: str, durable: bool = False) -> Path:
 
 
 def write_json(
-    path: Path | str, data: object, indent: int | None = 2, allow_nan: bool = True,
+    path: Path | str,
+    data: object,
+    indent: int | None = 2,
+    allow_nan: bool = True,
     durable: bool = False,
 ) -> Path:
     """Writes ``data`` as JSON with a final newline to ``path`` atomically. ``allow_nan=False``

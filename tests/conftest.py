@@ -86,26 +86,17 @@ def layout(request: pytest.FixtureRequest):
     return lambda tensor: tensor.mT.contiguous().mT
 
 
-def _ground_helpers():
-    """tests/ground/ground_helpers.py (a random-initialised export, generated videos)."""
-    import sys
-    from pathlib import Path
-
-    folder = str(Path(__file__).resolve().parent / "ground")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    import ground_helpers
-
-    return ground_helpers
-
-
 @pytest.fixture(scope="session")
 def export_dir(tmp_path_factory):
     """A random-initialised tiny-backbone export with its word2vec encoder."""
-    return _ground_helpers().make_export(tmp_path_factory.mktemp("run") / "export")
+    from helpers.grounding import make_export
+
+    return make_export(tmp_path_factory.mktemp("run") / "export")
 
 
 @pytest.fixture(scope="session")
 def small_video(tmp_path_factory):
     """A 6-second 160×120 video of a moving square."""
-    return _ground_helpers().make_video(tmp_path_factory.mktemp("videos") / "clip.mp4")
+    from helpers.grounding import make_video
+
+    return make_video(tmp_path_factory.mktemp("videos") / "clip.mp4")

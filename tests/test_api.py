@@ -12,11 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 import stg_cli
+from helpers.grounding import make_export, make_video
 from stg_cli.cli import app
 from stg_cli.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "ground"))
-from ground_helpers import make_export, make_video  # noqa: E402
 
 QUERIES = ["crack the egg", "pour milk"]
 
@@ -43,10 +41,23 @@ def test_ground_in_memory_equals_what_stg_ground_writes(setup, tmp_path, monkeyp
     result = grounder.ground(setup / "clip.mp4", QUERIES, tau=-1)
     assert list(tmp_path.iterdir()) == []
     out = tmp_path / "cli"
-    invoked = CliRunner().invoke(app, [
-        "ground", str(setup / "clip.mp4"), "--query", QUERIES[0], "--query", QUERIES[1],
-        "--checkpoint", str(setup / "run"), "--out", str(out), "--tau", "-1",
-    ])
+    invoked = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(setup / "clip.mp4"),
+            "--query",
+            QUERIES[0],
+            "--query",
+            QUERIES[1],
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(out),
+            "--tau",
+            "-1",
+        ],
+    )
     assert invoked.exit_code == 0, invoked.output
     assert result.to_dict() == json.loads((out / "clip.json").read_text())
     assert result.segments and result.segments == result.to_dict()["segments"]

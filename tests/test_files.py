@@ -51,7 +51,9 @@ def test_a_symlink_at_the_target_is_replaced_not_followed(tmp_path, umask_022):
     with files.atomic_path(out / "weights.bin", durable=True) as temporary:
         temporary.write_bytes(b"w")
     assert outside.read_text() == "keep me"
-    assert not (out / "config.json").is_symlink() and json.loads((out / "config.json").read_text()) == {"a": 1}
+    assert not (out / "config.json").is_symlink() and json.loads((out / "config.json").read_text()) == {
+        "a": 1
+    }
     assert (out / "weights.bin").read_bytes() == b"w" and mode(out / "weights.bin") == 0o644
 
 
@@ -68,8 +70,10 @@ def test_appends_refuse_a_symlink(tmp_path):
 
 
 def test_temporary_names_are_hidden_and_match_no_pattern_of_the_target(tmp_path):
-    with files.atomic_path(tmp_path / "v.json") as plain, \
-            files.atomic_path(tmp_path / "v.mp4", keep_suffix=True) as suffixed:
+    with (
+        files.atomic_path(tmp_path / "v.json") as plain,
+        files.atomic_path(tmp_path / "v.mp4", keep_suffix=True) as suffixed,
+    ):
         assert plain.name.startswith(".v.json.") and plain.suffix == ".tmp"
         assert suffixed.name.startswith(".v.mp4.") and suffixed.name.endswith(".tmp.mp4")
         plain.write_text("{}")

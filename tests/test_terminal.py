@@ -35,7 +35,7 @@ def test_the_consoles_never_print_emoji():
 
 
 def test_error_line_is_one_line_with_every_detail():
-    message = "Error(s) in loading state_dict:\n\tMissing key(s): \"w\".\n\tUnexpected: \"v\"."
+    message = 'Error(s) in loading state_dict:\n\tMissing key(s): "w".\n\tUnexpected: "v".'
     printed = render(terminal.error_line(message))
     assert printed == 'error: Error(s) in loading state_dict: Missing key(s): "w". Unexpected: "v".\n'
     assert render(terminal.error_line(HOSTILE)) == "error: " + terminal.printable(HOSTILE) + "\n"

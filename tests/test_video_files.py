@@ -33,8 +33,16 @@ def test_extract_and_ground_see_the_same_videos_in_a_folder(tmp_path):
 
     (tmp_path / "inner").mkdir()
     (tmp_path / ".cache").mkdir()
-    for name in ("a.mp4", "inner/b.WEBM", "inner/c.ogv", "inner/d.wmv", ".cache/e.mp4", ".f.mp4",
-                 "notes.txt", "inner/captions.json"):
+    for name in (
+        "a.mp4",
+        "inner/b.WEBM",
+        "inner/c.ogv",
+        "inner/d.wmv",
+        ".cache/e.mp4",
+        ".f.mp4",
+        "notes.txt",
+        "inner/captions.json",
+    ):
         (tmp_path / name).write_bytes(b"x")
     found, ignored, duplicates = extract_videos([tmp_path])
     inputs, problems = ground_videos([tmp_path])

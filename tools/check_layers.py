@@ -18,9 +18,20 @@ PACKAGE = "stg_cli"
 
 # lowest first; each entry: a layer name and the module prefixes in it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("stg_cli.errors", "stg_cli.defaults", "stg_cli.devices", "stg_cli.files", "stg_cli.lazy",
-                    "stg_cli.terminal",
-                    "stg_cli.processes", "stg_cli.video_files", "stg_cli._C")),
+    (
+        "foundation",
+        (
+            "stg_cli.errors",
+            "stg_cli.defaults",
+            "stg_cli.devices",
+            "stg_cli.files",
+            "stg_cli.lazy",
+            "stg_cli.terminal",
+            "stg_cli.processes",
+            "stg_cli.video_files",
+            "stg_cli._C",
+        ),
+    ),
     ("ops", ("stg_cli.ops",)),
     ("media", ("stg_cli.video", "stg_cli.text")),
     ("encoders", ("stg_cli.backbones",)),
@@ -34,8 +45,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("applications", ("stg_cli.demo", "stg_cli.bench", "stg_cli.api", "stg_cli.info")),
     ("command line", ("stg_cli.commands", "stg_cli.cli", "stg_cli.__main__")),
 ]
-__doc__ += "".join(f"\n{index}. {name}: {', '.join(prefixes)}" for index, (name, prefixes) in
-                   enumerate(LAYERS)) + "\n\nThe package's own ``stg_cli/__init__.py`` may import any layer lazily.\n"
+__doc__ += (
+    "".join(f"\n{index}. {name}: {', '.join(prefixes)}" for index, (name, prefixes) in enumerate(LAYERS))
+    + "\n\nThe package's own ``stg_cli/__init__.py`` may import any layer lazily.\n"
+)
 
 
 def layer_of(module: str) -> int | None:
@@ -112,8 +125,10 @@ def main() -> int:
     problems += [f"import cycle: {' -> '.join(cycle)}" for cycle in _cycles(graph)]
     for problem in problems:
         print(problem)
-    print(f"check_layers: {len(modules)} modules, {sum(map(len, graph.values()))} imports, "
-          f"{len(problems)} problem(s)")
+    print(
+        f"check_layers: {len(modules)} modules, {sum(map(len, graph.values()))} imports, "
+        f"{len(problems)} problem(s)"
+    )
     return 1 if problems else 0
 
 

@@ -39,7 +39,11 @@ from stg_cli.devices import resolve_device
 from stg_cli.errors import UserError
 
 VISUAL_BACKBONES: tuple[str, ...] = (
-    "tiny", "clip-vit-b32", "s3d-milnce", "effnet-lite0", "effnet-lite2",
+    "tiny",
+    "clip-vit-b32",
+    "s3d-milnce",
+    "effnet-lite0",
+    "effnet-lite2",
 )
 TEXT_ENCODERS: tuple[str, ...] = ("word2vec", "minilm", "clip", "s3d-milnce")
 

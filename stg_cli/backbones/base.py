@@ -137,9 +137,7 @@ class TextEncoder:
         files.write_json(directory / TEXT_CONFIG_FILE, payload)
 
 
-def pad_token_features(
-    rows: list[Tensor], dim: int, tokens: list[list[str]]
-) -> tuple[Tensor, Tensor]:
+def pad_token_features(rows: list[Tensor], dim: int, tokens: list[list[str]]) -> tuple[Tensor, Tensor]:
     """Stack per-sentence token features ``[k_i, Dw]`` into ``words [C, K, Dw]`` and ``mask [C, K]``.
 
     K = max(k_i, 1), so a batch whose sentences have no token at all still has one (masked) column.

@@ -143,7 +143,8 @@ class TextTower(nn.Module):
         self.proj = nn.Linear(cfg.width, embed_dim, bias=False)
 
     def forward(self, ids: Tensor) -> Tensor:
-        """``ids`` [B, L ≤ context] → [B, L, D]; a token sees only earlier ones (padding after EOT is inert)."""
+        """``ids`` [B, L ≤ context] → [B, L, D]; a token sees only earlier ones (padding after
+        EOT is inert)."""
         h = self.token_embedding(ids) + self.position_embedding[: ids.shape[1]]
         for block in self.blocks:
             h = block(h, causal=True)
@@ -322,10 +323,21 @@ def read_clip_weights(weights: Path | str | None) -> CLIPWeights:
         v_width = visual["patch_embed.weight"].shape[0] if "patch_embed.weight" in visual else 64
         t_width = text["ln_final.weight"].shape[0] if "ln_final.weight" in text else 64
         return CLIPWeights(
-            visual, text, max(v_width // 64, 1), max(t_width // 64, 1),
-            "quick_gelu", "quick_gelu", 1e-5, 1e-5, folder, file,
+            visual,
+            text,
+            max(v_width // 64, 1),
+            max(t_width // 64, 1),
+            "quick_gelu",
+            "quick_gelu",
+            1e-5,
+            1e-5,
+            folder,
+            file,
         )
-    if "vision_model.embeddings.patch_embedding.weight" in state or "text_model.embeddings.token_embedding.weight" in state:
+    if (
+        "vision_model.embeddings.patch_embedding.weight" in state
+        or "text_model.embeddings.token_embedding.weight" in state
+    ):
         visual, text = _map_hf(state)
         # a CLIPModel config nests the towers; a single-tower config (CLIPVisionModelWithProjection,
         # CLIPTextModelWithProjection) holds its settings at the top level
@@ -333,11 +345,16 @@ def read_clip_weights(weights: Path | str | None) -> CLIPWeights:
         vc = config.get("vision_config") or (config if model_type == "clip_vision_model" else {})
         tc = config.get("text_config") or (config if model_type == "clip_text_model" else {})
         return CLIPWeights(
-            visual, text,
-            int(vc.get("num_attention_heads", 12)), int(tc.get("num_attention_heads", 8)),
-            str(vc.get("hidden_act", "quick_gelu")), str(tc.get("hidden_act", "quick_gelu")),
-            float(vc.get("layer_norm_eps", 1e-5)), float(tc.get("layer_norm_eps", 1e-5)),
-            folder, file,
+            visual,
+            text,
+            int(vc.get("num_attention_heads", 12)),
+            int(tc.get("num_attention_heads", 8)),
+            str(vc.get("hidden_act", "quick_gelu")),
+            str(tc.get("hidden_act", "quick_gelu")),
+            float(vc.get("layer_norm_eps", 1e-5)),
+            float(tc.get("layer_norm_eps", 1e-5)),
+            folder,
+            file,
         )
     raise UserError(f"{file} does not hold CLIP weights (no visual.conv1 or vision_model keys)")
 
@@ -406,8 +423,13 @@ class CLIPVisual(VisualBackbone):
         self.source = source
         size = tower.patch * tower.grid
         self.spec = VisualSpec(
-            name="clip-vit-b32", grid=(tower.grid, tower.grid), dim=tower.proj.out_features,
-            fps=1.0, input_size=(size, size), clip_len=1, clip_fps=1.0,
+            name="clip-vit-b32",
+            grid=(tower.grid, tower.grid),
+            dim=tower.proj.out_features,
+            fps=1.0,
+            input_size=(size, size),
+            clip_len=1,
+            clip_fps=1.0,
         )
         self.fingerprint = f"clip-vit-b32:{state_dict_digest(self.tower, 'squash-224')}"
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))

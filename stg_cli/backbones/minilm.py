@@ -72,9 +72,7 @@ class MiniLMEncoder(TextEncoder):
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError, pickle.UnpicklingError) as exc:  # a bin that is no weights
-            raise UserError(
-                f"cannot load the MiniLM model from {folder}: {error_text(exc)}"
-            ) from None
+            raise UserError(f"cannot load the MiniLM model from {folder}: {error_text(exc)}") from None
         self.model.eval().requires_grad_(False).to(device)
         self.dim = int(self.model.config.hidden_size)
         self.fingerprint = f"minilm:{file_digest(weights)}"
@@ -88,7 +86,10 @@ class MiniLMEncoder(TextEncoder):
         for start in range(0, len(sentences), BATCH_SIZE):
             texts = [normalize_text(s) for s in sentences[start : start + BATCH_SIZE]]
             batch = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH,
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=MAX_SEQ_LENGTH,
                 return_tensors="pt",
             )
             batch = {k: v.to(device) for k, v in batch.items()}

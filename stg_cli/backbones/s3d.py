@@ -69,7 +69,11 @@ class Unit3d(nn.Module):
     """Conv3d + BatchNorm + ReLU; separable units add a temporal k×1×1 conv + BN + ReLU after a 1×k×k one."""
 
     def __init__(
-        self, cin: int, cout: int, kernel: tuple[int, int, int], padding=(0, 0, 0),
+        self,
+        cin: int,
+        cout: int,
+        kernel: tuple[int, int, int],
+        padding=(0, 0, 0),
         separable: bool = False,
     ) -> None:
         super().__init__()
@@ -175,8 +179,9 @@ class S3DNet(nn.Module):
 class S3DTextModule(nn.Module):
     """Word embedding → ReLU(fc1) → max over words → fc2 (names as ``text_module.*`` of the release)."""
 
-    def __init__(self, num_embeddings: int = 66250, word_dim: int = 300, hidden: int = 2048,
-                 embed_dim: int = 512) -> None:
+    def __init__(
+        self, num_embeddings: int = 66250, word_dim: int = 300, hidden: int = 2048, embed_dim: int = 512
+    ) -> None:
         super().__init__()
         self.word_embd = nn.Embedding(num_embeddings, word_dim)
         self.fc1 = nn.Linear(word_dim, hidden)
@@ -221,13 +226,17 @@ def _load_part(module: nn.Module, state: dict[str, Tensor], prefix: str, path: P
     expected = module.state_dict()
     missing = [k for k in expected if prefix + k not in state]
     if missing:
-        raise UserError(f"{path} is not an S3D MIL-NCE state dict: {len(missing)} weights missing "
-                        f"(first: {prefix + missing[0]})")
+        raise UserError(
+            f"{path} is not an S3D MIL-NCE state dict: {len(missing)} weights missing "
+            f"(first: {prefix + missing[0]})"
+        )
     for key, value in expected.items():
         got = state[prefix + key]
         if tuple(got.shape) != tuple(value.shape):
-            raise UserError(f"{path}: S3D weight {prefix + key} has shape {tuple(got.shape)}, "
-                            f"expected {tuple(value.shape)}")
+            raise UserError(
+                f"{path}: S3D weight {prefix + key} has shape {tuple(got.shape)}, "
+                f"expected {tuple(value.shape)}"
+            )
     module.load_state_dict({k: state[prefix + k] for k in expected})
 
 
@@ -238,8 +247,13 @@ class S3DVisual(VisualBackbone):
         super().__init__()
         self.net = net.eval().requires_grad_(False)
         self.spec = VisualSpec(
-            name="s3d-milnce", grid=(7, 7), dim=1024, fps=1.0, input_size=S3D_INPUT,
-            clip_len=S3D_CLIP_LEN, clip_fps=S3D_CLIP_FPS,
+            name="s3d-milnce",
+            grid=(7, 7),
+            dim=1024,
+            fps=1.0,
+            input_size=S3D_INPUT,
+            clip_len=S3D_CLIP_LEN,
+            clip_fps=S3D_CLIP_FPS,
         )
         self.fingerprint = fingerprint
 
@@ -278,8 +292,14 @@ class S3DText(TextEncoder):
 
     name = "s3d-milnce"
 
-    def __init__(self, module: S3DTextModule, words: list[str], weights: Path, fingerprint: str,
-                 device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        module: S3DTextModule,
+        words: list[str],
+        weights: Path,
+        fingerprint: str,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.module = module.eval().requires_grad_(False).to(device)
         self.word_to_id = {w: i + 1 for i, w in enumerate(words)}
         self.weights = weights
@@ -332,9 +352,7 @@ def load_s3d_text(weights: Path | str | None, device: torch.device | str = "cpu"
     _load_part(module, state, "text_module.", path)
     words = read_dictionary(dict_path)
     if len(words) >= num:
-        raise UserError(
-            f"{dict_path} has {len(words)} words but the text module only {num - 1} embeddings"
-        )
+        raise UserError(f"{dict_path} has {len(words)} words but the text module only {num - 1} embeddings")
     fingerprint = f"s3d-milnce:{file_digest(path)}:{file_digest(dict_path)}"
     weights_arg = Path(weights).expanduser()
     return S3DText(module, words, weights_arg, fingerprint, device=device)

@@ -132,8 +132,9 @@ def load_saved_word2vec(directory: Path, config: dict) -> Word2VecEncoder:
     else:
         from gensim.models import KeyedVectors
 
-        path = files.inside(directory, str(config.get("vectors", VECTORS_FILE)),
-                            f"{directory / TEXT_CONFIG_FILE} (vectors)")
+        path = files.inside(
+            directory, str(config.get("vectors", VECTORS_FILE)), f"{directory / TEXT_CONFIG_FILE} (vectors)"
+        )
         if not path.exists():
             raise UserError(f"saved word2vec vectors missing: {path}")
         try:
@@ -147,9 +148,7 @@ def load_saved_word2vec(directory: Path, config: dict) -> Word2VecEncoder:
     return encoder
 
 
-def train_word2vec(
-    sentences: list[str], dim: int = 300, seed: int = 0, epochs: int = 10
-) -> Word2VecEncoder:
+def train_word2vec(sentences: list[str], dim: int = 300, seed: int = 0, epochs: int = 10) -> Word2VecEncoder:
     """Word2vec trained on ``sentences`` (tokenised with ``tokenize``), deterministic for a seed."""
     from gensim.models import Word2Vec
 

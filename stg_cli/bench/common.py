@@ -270,9 +270,7 @@ def copy_bandwidth_gb_per_s(device: torch.device, megabytes: int = 256) -> float
     return 2 * numel * 4 / (statistics.median(times_ms) / 1000.0) / 1e9
 
 
-def native_variant(
-    op: str, device: torch.device, setup: Callable[[], Callable[[], object]]
-) -> Variant:
+def native_variant(op: str, device: torch.device, setup: Callable[[], Callable[[], object]]) -> Variant:
     """The native variant of ``op``, skipped with a reason when no native kernel can run it."""
 
     def guarded_setup() -> Callable[[], object] | str:
@@ -314,9 +312,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def benchmark_video(
-    path: Path | None = None, *, width: int, height: int, seconds: float, fps: int
-) -> Path:
+def benchmark_video(path: Path | None = None, *, width: int, height: int, seconds: float, fps: int) -> Path:
     """Generates (once) a benchmark video: moving coloured blocks on a gradient, H.264.
 
     ``width`` × ``height`` pixels (even), ``seconds`` long at ``fps`` frames per second; the
@@ -336,8 +332,13 @@ def benchmark_video(
     ).astype(np.uint8)
     generator = np.random.default_rng(0)
     blocks = [
-        (generator.integers(30, 120), generator.integers(30, 120), generator.uniform(-3, 3),
-         generator.uniform(-2, 2), generator.integers(0, 256, 3).astype(np.uint8))
+        (
+            generator.integers(30, 120),
+            generator.integers(30, 120),
+            generator.uniform(-3, 3),
+            generator.uniform(-2, 2),
+            generator.integers(0, 256, 3).astype(np.uint8),
+        )
         for _ in range(4)
     ]
 
@@ -414,8 +415,7 @@ def run_case(
     reference = by_name.get(REFERENCE)
     if reference is not None and reference.median_ms is not None:
         rows = [
-            _with_speedup(row, reference.median_ms / row.median_ms if row.median_ms else None)
-            for row in rows
+            _with_speedup(row, reference.median_ms / row.median_ms if row.median_ms else None) for row in rows
         ]
     return rows, [_compare(case, target, by_name) for target in case.targets]
 
@@ -481,9 +481,7 @@ def _timed_once(call: Callable[[], object], device: torch.device) -> float:
     return (time.perf_counter() - begin) * 1000.0
 
 
-def _peak_memory(
-    call: Callable[[], object], device: torch.device
-) -> tuple[float | None, str | None]:
+def _peak_memory(call: Callable[[], object], device: torch.device) -> tuple[float | None, str | None]:
     """Peak memory added by one call in MB (10^6 bytes) and the method (see the module doc)."""
     gc.collect()
     if device.type == "cuda":

@@ -44,8 +44,16 @@ from stg_cli.errors import UserError
 
 WIDTH, HEIGHT, VIDEO_FPS, MINUTES = 640, 480, 30, 5
 QUERIES = [
-    "crack the egg", "pour the milk", "whisk the eggs", "cut the onion", "add the salt",
-    "stir the pan", "flip the pancake", "slice the bread", "peel the potato", "serve the dish",
+    "crack the egg",
+    "pour the milk",
+    "whisk the eggs",
+    "cut the onion",
+    "add the salt",
+    "stir the pan",
+    "flip the pancake",
+    "slice the bread",
+    "peel the potato",
+    "serve the dish",
 ]
 STAGE_NAMES = ("decode", "features", "temporal", "spatial", "viz", "pipeline")
 TARGET_MS_PER_MINUTE = 6000.0
@@ -82,9 +90,7 @@ class _Bench:
 
         weights = backbone_weights(backbone_name)
         self.backbone = load_visual(backbone_name, weights, device=str(device))
-        self.video = benchmark_video(
-            width=WIDTH, height=HEIGHT, seconds=MINUTES * 60.0, fps=VIDEO_FPS
-        )
+        self.video = benchmark_video(width=WIDTH, height=HEIGHT, seconds=MINUTES * 60.0, fps=VIDEO_FPS)
         self.width, self.height = WIDTH, HEIGHT
         self.workdir = tempfile.TemporaryDirectory(prefix="stg-bench-ground-")
         root = Path(self.workdir.name)
@@ -93,14 +99,22 @@ class _Bench:
         spec = self.backbone.spec
         config = ModelConfig(visual_dim=spec.dim, text_dim=text.dim, grid=spec.grid)
         store = {
-            "backbone": backbone_name, "weights": weights, "text": "word2vec", "grid": list(spec.grid),
-            "visual_dim": spec.dim, "text_dim": text.dim, "fps": spec.fps,
-            "input_size": list(spec.input_size), "clip_len": spec.clip_len, "clip_fps": spec.clip_fps,
-            "visual_fingerprint": self.backbone.fingerprint, "text_fingerprint": text.fingerprint,
+            "backbone": backbone_name,
+            "weights": weights,
+            "text": "word2vec",
+            "grid": list(spec.grid),
+            "visual_dim": spec.dim,
+            "text_dim": text.dim,
+            "fps": spec.fps,
+            "input_size": list(spec.input_size),
+            "clip_len": spec.clip_len,
+            "clip_fps": spec.clip_fps,
+            "visual_fingerprint": self.backbone.fingerprint,
+            "text_fingerprint": text.fingerprint,
         }
         export = save_export(GroundingModel(config), root / "export", store)
         text.save(export / "text_encoder")
-        from stg_cli.ground.pipeline import GroundSettings, Grounder
+        from stg_cli.ground.pipeline import Grounder, GroundSettings
 
         self.grounder = Grounder(export, device=str(device))
         self.grounder._backbone = self.backbone
@@ -126,8 +140,13 @@ class _Bench:
         clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
         times, frames = [], []
         for _, batch_times, _, batch in iter_clips(
-            self.video, fps, tuple(spec.input_size), spec.clip_len, clip_fps,
-            start=minute * 60.0, end=(minute + 1) * 60.0,
+            self.video,
+            fps,
+            tuple(spec.input_size),
+            spec.clip_len,
+            clip_fps,
+            start=minute * 60.0,
+            end=(minute + 1) * 60.0,
         ):
             times.append(batch_times)
             frames.append(batch)
@@ -158,7 +177,11 @@ class _Bench:
         with torch.no_grad():
             frames = model.frame_embeddings(global_feats.to(self.grounder.device)).float().cpu()
         similarity = (frames @ self.queries.sentence.T).numpy()
-        return times, similarity, detect(similarity, times, tau=self.settings.tau, smooth=self.settings.smooth)
+        return (
+            times,
+            similarity,
+            detect(similarity, times, tau=self.settings.tau, smooth=self.settings.smooth),
+        )
 
     def spatial(self, minute: int):
         from stg_cli.ground.output import VideoGrounding
@@ -172,15 +195,26 @@ class _Bench:
         for segment in detection.segments:
             span = slice(segment.first, segment.last + 1)
             heat = self.grounder.model.heatmaps(
-                grid[span], self.queries.words[segment.query], self.queries.mask[segment.query],
-                mode=self.settings.heatmap, query=self.queries.sentence[segment.query],
+                grid[span],
+                self.queries.words[segment.query],
+                self.queries.mask[segment.query],
+                mode=self.settings.heatmap,
+                query=self.queries.sentence[segment.query],
             )
             cells[span] = heat.reshape(-1, gh, gw).numpy()
             locations[span] = locate(cells[span], self.width, self.height, self.settings.mask_threshold)
         return VideoGrounding(
-            video_id=f"minute{minute}", width=self.width, height=self.height, fps=float(self.backbone.spec.fps),
-            duration=60.0 * MINUTES, queries=list(QUERIES), times=times, similarity=similarity,
-            detection=detection, cells=cells, locations=locations,
+            video_id=f"minute{minute}",
+            width=self.width,
+            height=self.height,
+            fps=float(self.backbone.spec.fps),
+            duration=60.0 * MINUTES,
+            queries=list(QUERIES),
+            times=times,
+            similarity=similarity,
+            detection=detection,
+            cells=cells,
+            locations=locations,
         )
 
     def grounding(self, minute: int):
@@ -191,7 +225,6 @@ class _Bench:
     def viz(self, minute: int) -> None:
         from stg_cli.video import iter_clips
         from stg_cli.viz import plot_timeline, render_overlay
-
         from stg_cli.viz.draw import MAX_OVERLAY_FPS
 
         grounding = self.grounding(minute)

@@ -71,9 +71,7 @@ def make_paper_maps(device: torch.device, seed: int = 0) -> tuple[Tensor, Tensor
     return tuple(tensor.to(device) for tensor in (ca2, sa, ca1, word_mask))
 
 
-def _rollout_call(
-    function: Callable[[Tensor, Tensor], Tensor], device: torch.device
-) -> Callable[[], Tensor]:
+def _rollout_call(function: Callable[[Tensor, Tensor], Tensor], device: torch.device) -> Callable[[], Tensor]:
     layers, rows = make_layers(device)
     return lambda: function(layers, rows)
 

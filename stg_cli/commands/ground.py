@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from stg_cli import terminal
@@ -24,7 +31,9 @@ def command(
         None, "--queries", help="q.txt (one query per line, # comments) or a vid2step.json pool per video."
     ),
     query: list[str] = typer.Option(
-        [], "--query", metavar="TEXT",
+        [],
+        "--query",
+        metavar="TEXT",
         help="A query (repeat for several); with --queries, added to every video's pool.",
     ),
     checkpoint: Path = typer.Option(
@@ -52,7 +61,9 @@ def command(
         "--mask-threshold",
         help="Mask = pixels whose cell probability is ≥ this (7×7 grid: uniform = 0.0204).",
     ),
-    fps: float | None = typer.Option(None, "--fps", help="Analysed frames per second (default: the model's, 1)."),
+    fps: float | None = typer.Option(
+        None, "--fps", help="Analysed frames per second (default: the model's, 1)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     workers: int = typer.Option(
         0,
@@ -63,7 +74,8 @@ def command(
     features: Path | None = typer.Option(
         None,
         "--features",
-        help="The feature store the model was trained on: its text encoder, and stored features for videos in it.",
+        help="The feature store the model was trained on: its text encoder, and stored features "
+        "for videos in it.",
     ),
     gt: Path | None = typer.Option(
         None, "--gt", help="ground_seg.json / seg.json (or their folder): ground truth drawn in the timeline."
@@ -75,7 +87,9 @@ def command(
         "predict only where: the trimmed protocol of the pointing game.",
     ),
     export: list[str] = typer.Option(
-        [], "--export", metavar="FORMAT",
+        [],
+        "--export",
+        metavar="FORMAT",
         help="Also write activitynet.json (ActivityNet detections) and/or ava.csv + "
         "ava_labels.pbtxt (AVA-style boxes): activitynet | ava, repeatable.",
     ),
@@ -93,17 +107,22 @@ def command(
     Exit code: 0 when every video was grounded, 1 when some failed, 2 for bad arguments.
     """
     from stg_cli.ground import pipeline
-    from stg_cli.runs import grounding as runs
     from stg_cli.ground.output import check_exports, write_exports
     from stg_cli.ground.queries import gather_queries
     from stg_cli.ground.temporal import check_smooth
+    from stg_cli.runs import grounding as runs
     from stg_cli.video_files import find_videos
 
     if trimmed and gt is None:
         raise UserError("--trimmed takes the segments from --gt: give --gt ground_seg.json")
     settings = pipeline.GroundSettings(
-        tau=tau, smooth=check_smooth(smooth), heatmap=heatmap, mask_threshold=mask_threshold,
-        fps=fps, viz=viz, trimmed=trimmed,
+        tau=tau,
+        smooth=check_smooth(smooth),
+        heatmap=heatmap,
+        mask_threshold=mask_threshold,
+        fps=fps,
+        viz=viz,
+        trimmed=trimmed,
     )
     workers = runs.check_workers(workers)
     export = check_exports(export)
@@ -125,13 +144,17 @@ def command(
         store_ids = grounder.store.video_ids if grounder.store is not None else ()
         inputs, problems = find_videos(videos, store_ids)
         for argument, reason in problems:
-            progress.console.print(f"[yellow]skipped[/yellow] {escape(argument)}: {escape(reason)}", highlight=False)
+            progress.console.print(
+                f"[yellow]skipped[/yellow] {escape(argument)}: {escape(reason)}", highlight=False
+            )
         if not inputs:
             raise UserError("no video to ground (give video files or folders of videos)")
         progress.update(task, description="videos", total=len(inputs), completed=0)
 
         def on_video(index: int, total: int, video_id: str) -> None:
-            progress.update(task, completed=index, description=f"videos: {escape(video_id)}" if video_id else "videos")
+            progress.update(
+                task, completed=index, description=f"videos: {escape(video_id)}" if video_id else "videos"
+            )
             progress.update(inner, visible=False)
 
         def on_step(stage: str, done: int, total: int) -> None:
@@ -140,8 +163,15 @@ def command(
         interrupted = None
         try:
             results, timings = runs.ground_videos(
-                grounder, inputs, query_set, settings, out, on_video=on_video, on_step=on_step,
-                ground_truth=ground_truth, workers=workers,
+                grounder,
+                inputs,
+                query_set,
+                settings,
+                out,
+                on_video=on_video,
+                on_step=on_step,
+                ground_truth=ground_truth,
+                workers=workers,
             )
         except runs.GroundingInterrupted as stopped:
             interrupted, results, timings = stopped, stopped.results, stopped.timings
@@ -167,7 +197,12 @@ def command(
         raise typer.Exit(1)
 
 
-_SUFFIXES = {"json": ".json", "heatmaps": ".heatmaps.npz", "overlay": ".overlay.mp4", "timeline": ".timeline.png"}
+_SUFFIXES = {
+    "json": ".json",
+    "heatmaps": ".heatmaps.npz",
+    "overlay": ".overlay.mp4",
+    "timeline": ".timeline.png",
+}
 
 
 def print_summary(summary: dict, console: Console) -> None:
@@ -186,8 +221,9 @@ def print_summary(summary: dict, console: Console) -> None:
         if video["unknown_queries"]:
             unknown = ", ".join(video["unknown_queries"])
             notes += f"\n[yellow]no known word, never detected: {escape(unknown)}[/yellow]"
-        table.add_row(escape(video["video"]), str(video["frames"]), str(len(video["segments"])),
-                      escape(files) + notes)
+        table.add_row(
+            escape(video["video"]), str(video["frames"]), str(len(video["segments"])), escape(files) + notes
+        )
     for missing in summary.get("missing", []):
         table.add_row(escape(missing["argument"]), "-", "-", f"[red]{escape(missing['error'])}[/red]")
     console.print(table)
@@ -199,8 +235,9 @@ def print_summary(summary: dict, console: Console) -> None:
     queries.add_column("mean score", justify="right")
     for query, entry in sorted(summary["queries"].items(), key=lambda item: -item[1]["segments"]):
         score = "-" if entry["mean_score"] is None else f"{entry['mean_score']:.3f}"
-        queries.add_row(escape(query), str(entry["videos"]), str(entry["segments"]),
-                        f"{entry['seconds']:.0f}", score)
+        queries.add_row(
+            escape(query), str(entry["videos"]), str(entry["segments"]), f"{entry['seconds']:.0f}", score
+        )
     if summary["queries"]:
         console.print(queries)
     seconds = summary["seconds"]

@@ -13,10 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from stg_cli import files
-from stg_cli import terminal
-from stg_cli.errors import UserError
+from stg_cli import files, terminal
 from stg_cli.defaults import DATASETS
+from stg_cli.errors import UserError
 from stg_cli.terminal import escape
 
 if TYPE_CHECKING:
@@ -42,21 +41,15 @@ def command(
     predictions: Path = typer.Argument(
         ..., help="Predictions: a folder of per-video JSONs, a combined JSON or one video's JSON."
     ),
-    gt: list[Path] = typer.Option(
-        ..., "--gt", help="Annotation folder or files (repeat --gt for several)."
-    ),
+    gt: list[Path] = typer.Option(..., "--gt", help="Annotation folder or files (repeat --gt for several)."),
     dataset: str = typer.Option(..., "--dataset", help=" | ".join(DATASETS)),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     per_class: bool = typer.Option(False, "--per-class", help="Also print per-class tables."),
     per_video: Path | None = typer.Option(
         None, "--per-video", help="Write one CSV row per video to this file."
     ),
-    tau: float = typer.Option(
-        0.5, "--tau", help="Background score of the MiningYouTube alignment."
-    ),
-    tolerance: float = typer.Option(
-        15.0, "--tolerance", help="Pixels of the tolerant pointing game."
-    ),
+    tau: float = typer.Option(0.5, "--tau", help="Background score of the MiningYouTube alignment."),
+    tolerance: float = typer.Option(15.0, "--tolerance", help="Pixels of the tolerant pointing game."),
     require_label: bool = typer.Option(
         False,
         "--require-label",
@@ -152,10 +145,7 @@ def print_report(
     defects and ``notes`` (default: the report's)."""
     metrics = report.metrics
     predicted = report.videos - len(report.missing)
-    title = (
-        f"[bold]{TITLES[report.dataset]}[/bold]  {report.videos} videos, "
-        f"{predicted} with predictions"
-    )
+    title = f"[bold]{TITLES[report.dataset]}[/bold]  {report.videos} videos, {predicted} with predictions"
     if report.dataset == "miningyoutube":
         table = _table(title, ["IoU", "IoD", "IoU (pooled)", "IoD (pooled)"])
         table.add_row(*(_pct(metrics[key]) for key in ("iou", "iod", "iou_pooled", "iod_pooled")))
@@ -165,9 +155,7 @@ def print_report(
             thresholds = [key for key in metrics if key.startswith("map@")]
             headers = ["IoU+Point", "pooled"]
             headers += [key[4:] for key in thresholds] + ["mean"]
-            table = _table(
-                f"{title}\nspatio-temporal grounding: IoU+Point, video mAP at tube IoU", headers
-            )
+            table = _table(f"{title}\nspatio-temporal grounding: IoU+Point, video mAP at tube IoU", headers)
             values = [metrics["iou_point"], metrics["iou_point_pooled"]]
             values += [metrics[key] for key in thresholds] + [metrics.get("map_mean", 0.0)]
             table.add_row(*(_pct(value) for value in values))
@@ -220,8 +208,7 @@ def _priors_table(report: ScoreReport, priors: PriorScores) -> Table:
     """The predictions' spatial scores, then one row per prior that was scored."""
     table = _table(
         "model-free priors given true timing (no model, no query)",
-        ["", "pointing", f"±{report.options['tolerance']:g} px", "spatial acc", "spatial mAP",
-         "frames"],
+        ["", "pointing", f"±{report.options['tolerance']:g} px", "spatial acc", "spatial mAP", "frames"],
     )
     table.columns[0].justify = "left"
     rows = [("predictions", report.metrics, report.counts["pointing_frames"])]
@@ -229,8 +216,10 @@ def _priors_table(report: ScoreReport, priors: PriorScores) -> Table:
     for name, values, frames in rows:
         table.add_row(
             name,
-            *(_pct(values[key]) for key in
-              ("pointing_game", "pointing_game_tolerant", "spatial_accuracy", "spatial_map")),
+            *(
+                _pct(values[key])
+                for key in ("pointing_game", "pointing_game_tolerant", "spatial_accuracy", "spatial_map")
+            ),
             str(frames),
         )
     return table

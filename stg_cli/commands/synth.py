@@ -20,8 +20,8 @@ from rich.progress import (
 from rich.table import Table
 
 from stg_cli import terminal
-from stg_cli.errors import UserError
 from stg_cli.defaults import DIFFICULTY_LEVELS
+from stg_cli.errors import UserError
 from stg_cli.terminal import escape
 
 if TYPE_CHECKING:
@@ -69,8 +69,9 @@ def command(
     """Render train/test videos, ASR-like captions and GroundingYouTube-format ground truth."""
     from stg_cli.synth import generate
 
-    config = build_config(videos, train_videos, test_videos, seed, quick, full, size, fps,
-                          difficulty, distractors)
+    config = build_config(
+        videos, train_videos, test_videos, seed, quick, full, size, fps, difficulty, distractors
+    )
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     console = terminal.console(stderr=True)
@@ -90,8 +91,7 @@ def command(
         def on_progress(done: int, total: int, video: str) -> None:
             progress.update(task, completed=done, total=total, description=f"rendering {video}")
 
-        summary = generate(out, config, on_progress, overwrite=overwrite, preview=preview,
-                           workers=workers)
+        summary = generate(out, config, on_progress, overwrite=overwrite, preview=preview, workers=workers)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return
@@ -156,14 +156,12 @@ def print_summary(summary: SynthSummary, console: Console) -> None:
     table.add_row("captions", str(summary.captions))
     table.add_row("test boxes (1 fps)", str(summary.boxes))
     table.add_row("test queries", str(summary.test_queries))
-    table.add_row("distractor actions, idle motions",
-                  f"{summary.distractor_actions}, {summary.idle_motions}")
+    table.add_row("distractor actions, idle motions", f"{summary.distractor_actions}, {summary.idle_motions}")
     table.add_row("difficulty, seed", f"{config['difficulty']}, {config['seed']}")
     speed = f"{summary.seconds:.1f} s ({summary.frames_per_second:.0f} frames/s)"
     table.add_row("render time", speed)
     console.print(table)
     out = escape(str(summary.out))
-    console.print(f"annotations: {out}/test/annotations   queries: {out}/test/queries.txt",
-                  highlight=False)
+    console.print(f"annotations: {out}/test/annotations   queries: {out}/test/queries.txt", highlight=False)
     if summary.preview is not None:
         console.print(f"preview: {escape(str(summary.preview))}", highlight=False)

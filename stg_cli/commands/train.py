@@ -34,17 +34,22 @@ def command(
     features: Path = typer.Argument(..., help="Feature store folder written by stg extract."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, metrics, export)."),
     settings: Path | None = typer.Option(
-        None, "--config", metavar="FILE",
+        None,
+        "--config",
+        metavar="FILE",
         help="A TOML settings file with \\[train] and \\[model] tables (the options below, with _ "
         "for -); an option given here overrides the file.",
     ),
     steps: int | None = typer.Option(None, "--steps", help="Optimizer steps (overrides --epochs)."),
     epochs: float | None = typer.Option(
-        None, "--epochs",
+        None,
+        "--epochs",
         help=f"Passes over the samples (default {DEFAULT_EPOCHS:g} when --steps is not given).",
     ),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Clips per step over all processes.",
+        None,
+        "--batch-size",
+        help="Clips per step over all processes.",
         show_default=_default(TRAIN["batch_size"]),
     ),
     lr: float | None = typer.Option(
@@ -54,18 +59,24 @@ def command(
         None, "--weight-decay", show_default=_default(TRAIN["weight_decay"])
     ),
     warmup: float | None = typer.Option(
-        None, "--warmup", help="Warm-up: fraction of steps (<1) or steps.",
+        None,
+        "--warmup",
+        help="Warm-up: fraction of steps (<1) or steps.",
         show_default=_default(TRAIN["warmup"]),
     ),
     grad_clip: float | None = typer.Option(
-        None, "--grad-clip", help="Max gradient norm (0: off).",
+        None,
+        "--grad-clip",
+        help="Max gradient norm (0: off).",
         show_default=_default(TRAIN["grad_clip"]),
     ),
     dim: int | None = typer.Option(
         None, "--dim", help="Joint embedding width d.", show_default=_default(MODEL["dim"])
     ),
     frames_u: int | None = typer.Option(
-        None, "--frames-u", help="Candidate frames U per window.",
+        None,
+        "--frames-u",
+        help="Candidate frames U per window.",
         show_default=_default(MODEL["frames_u"]),
     ),
     frames_t: int | None = typer.Option(
@@ -78,11 +89,14 @@ def command(
         None, "--loss", help="both|global|local", show_default=_default(TRAIN["loss"])
     ),
     attention: str | None = typer.Option(
-        None, "--attention", help="|".join(ATTENTION_STACKS),
+        None,
+        "--attention",
+        help="|".join(ATTENTION_STACKS),
         show_default=_default(MODEL["attention"]),
     ),
     cross_logits: str | None = typer.Option(
-        None, "--cross-logits",
+        None,
+        "--cross-logits",
         help="Cross-attention logits: cosine (/temperature) or dot (/sqrt(d)).",
         show_default=_default(MODEL["cross_logits"]),
     ),
@@ -90,7 +104,9 @@ def command(
         None, "--cross-temperature", show_default=_default(MODEL["cross_temperature"])
     ),
     local_chunk: int | None = typer.Option(
-        None, "--local-chunk", help="Clips per local-loss chunk.",
+        None,
+        "--local-chunk",
+        help="Clips per local-loss chunk.",
         show_default=_default(TRAIN["local_chunk"]),
     ),
     temperature: float | None = typer.Option(
@@ -100,11 +116,15 @@ def command(
         None, "--margin", help="NCE margin δ (logit units).", show_default=_default(TRAIN["margin"])
     ),
     min_time: float | None = typer.Option(
-        None, "--min-time", help="Captions widened to this (s).",
+        None,
+        "--min-time",
+        help="Captions widened to this (s).",
         show_default=_default(TRAIN["min_time"]),
     ),
     gated: bool | None = typer.Option(
-        None, "--gated/--no-gated", help="Gated projection units.",
+        None,
+        "--gated/--no-gated",
+        help="Gated projection units.",
         show_default=_default(MODEL["gated"]),
     ),
     center_video: bool | None = typer.Option(
@@ -120,15 +140,21 @@ def command(
         None, "--amp/--no-amp", help="bfloat16 autocast (default: on for CUDA only)."
     ),
     checkpoint_every: int | None = typer.Option(
-        None, "--checkpoint-every", help="Steps between checkpoints.",
+        None,
+        "--checkpoint-every",
+        help="Steps between checkpoints.",
         show_default=_default(TRAIN["checkpoint_every"]),
     ),
     keep: int | None = typer.Option(
-        None, "--keep", help="Step checkpoints kept (plus best.pt).",
+        None,
+        "--keep",
+        help="Step checkpoints kept (plus best.pt).",
         show_default=_default(TRAIN["keep"]),
     ),
     log_every: int | None = typer.Option(
-        None, "--log-every", help="Steps between metrics.jsonl lines.",
+        None,
+        "--log-every",
+        help="Steps between metrics.jsonl lines.",
         show_default=_default(TRAIN["log_every"]),
     ),
     eval_split: Path | None = typer.Option(
@@ -137,9 +163,7 @@ def command(
         help="A labelled split (videos/ + annotations/, e.g. a synth benchmark's test/) to "
         "ground and score at every checkpoint and at the end, into RUN/eval.jsonl.",
     ),
-    resume: bool = typer.Option(
-        False, "--resume", help="Continue the run in --out with its saved settings."
-    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out with its saved settings."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Train on FEATS; under torchrun every process trains on its share of each batch.
@@ -152,15 +176,34 @@ def command(
     config, model_options = resolve_settings(
         settings,
         dict(
-            steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            warmup=warmup, grad_clip=grad_clip, seed=seed, local_chunk=local_chunk, loss=loss,
-            temperature=temperature, margin=margin, min_time=min_time, amp=amp,
-            log_every=log_every, checkpoint_every=checkpoint_every, keep=keep,
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup=warmup,
+            grad_clip=grad_clip,
+            seed=seed,
+            local_chunk=local_chunk,
+            loss=loss,
+            temperature=temperature,
+            margin=margin,
+            min_time=min_time,
+            amp=amp,
+            log_every=log_every,
+            checkpoint_every=checkpoint_every,
+            keep=keep,
             eval_split=None if eval_split is None else str(eval_split.resolve()),
         ),
         dict(
-            dim=dim, frames_u=frames_u, frames_t=frames_t, select=select, attention=attention,
-            gated=gated, cross_logits=cross_logits, cross_temperature=cross_temperature,
+            dim=dim,
+            frames_u=frames_u,
+            frames_t=frames_t,
+            select=select,
+            attention=attention,
+            gated=gated,
+            cross_logits=cross_logits,
+            cross_temperature=cross_temperature,
             center_video=center_video,
         ),
     )
@@ -207,7 +250,12 @@ def command(
     try:
         with progress:
             result = train_lib.train(
-                features, out, model_options, config, resume=resume, device=device,
+                features,
+                out,
+                model_options,
+                config,
+                resume=resume,
+                device=device,
                 on_event=on_event,
             )
     except train_lib.TrainingInterrupted as stop:
@@ -250,9 +298,13 @@ def _duration(seconds: float) -> str:
 
 
 EVAL_COLUMNS = {
-    "temporal_iou": "temporal IoU", "iou_point": "IoU+Point", "map_mean": "mAP",
-    "pointing_game": "pointing", "pointing_true_timing": "pointing (true timing)",
-    "pointing_wrong_query": "wrong query", "pointing_distractor_query": "distractor query",
+    "temporal_iou": "temporal IoU",
+    "iou_point": "IoU+Point",
+    "map_mean": "mAP",
+    "pointing_game": "pointing",
+    "pointing_true_timing": "pointing (true timing)",
+    "pointing_wrong_query": "wrong query",
+    "pointing_distractor_query": "distractor query",
 }
 
 

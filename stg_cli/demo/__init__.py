@@ -57,6 +57,7 @@ from pathlib import Path
 
 from stg_cli import files
 from stg_cli.errors import UserError
+from stg_cli.metrics.baselines import PRIORS, close_priors_note
 from stg_cli.runs.evaluation import (
     SPATIAL_METRICS,
     TEMPORAL_METRIC,
@@ -64,13 +65,14 @@ from stg_cli.runs.evaluation import (
     query_controls,
     split_priors,
 )
-from stg_cli.metrics.baselines import PRIORS, close_priors_note
 from stg_cli.synth.config import SynthConfig
 
 PRESETS = ("quick", "full")
 UNTRIMMED_ROWS = ("trained", "untrained")
-CONTROL_ROWS = {"pointing_wrong_query": "trained_wrong_query",
-                "pointing_distractor_query": "trained_distractor_query"}
+CONTROL_ROWS = {
+    "pointing_wrong_query": "trained_wrong_query",
+    "pointing_distractor_query": "trained_distractor_query",
+}
 STAGES = ("synth", "extract", "train", "ground", "score")
 
 StageCallback = Callable[[str, int, int, str], None]
@@ -168,8 +170,12 @@ class DemoReport:
         return data
 
 
-def run_demo(out: Path, settings: str | DemoPreset = "quick",
-             on_stage: StageCallback | None = None, device: str = "cpu") -> DemoReport:
+def run_demo(
+    out: Path,
+    settings: str | DemoPreset = "quick",
+    on_stage: StageCallback | None = None,
+    device: str = "cpu",
+) -> DemoReport:
     """Runs every stage into ``out`` (see the module docstring) and writes ``report.json``.
 
     ``settings``: a preset name (:data:`PRESETS`) or a :class:`DemoPreset`.
@@ -199,8 +205,8 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
     seconds["train"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
+    from stg_cli.ground.pipeline import Grounder, GroundSettings
     from stg_cli.runs.evaluation import ground_split
-    from stg_cli.ground.pipeline import GroundSettings, Grounder
     from stg_cli.train import initial_export
 
     untrained_export = initial_export(
@@ -208,24 +214,26 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
     )
     split = LabelledSplit.find(synth_dir / "test")
     grounding = [
-        ("trained", trained.export, False), ("untrained", untrained_export, False),
+        ("trained", trained.export, False),
+        ("untrained", untrained_export, False),
         ("trained_true_timing", trained.export, True),
         ("untrained_true_timing", untrained_export, True),
     ]
     failed: list[str] = []
     thresholds: dict[str, float] = {}
-    grounders = {export: Grounder(export, device=device)
-                 for export in (trained.export, untrained_export)}
+    grounders = {export: Grounder(export, device=device) for export in (trained.export, untrained_export)}
     for done, (name, export, trimmed) in enumerate(grounding):
         report_stage("ground", done, len(grounding), name.replace("_", " "))
         row_settings = GroundSettings(heatmap=settings.heatmap, trimmed=trimmed)
-        row_failed, thresholds[name] = ground_split(grounders[export], split,
-                                                    out / "ground" / name, row_settings,
-                                                    viz_first=name == "trained")
+        row_failed, thresholds[name] = ground_split(
+            grounders[export], split, out / "ground" / name, row_settings, viz_first=name == "trained"
+        )
         failed += row_failed
     report_stage("ground", len(grounding), len(grounding), "controls")
     controls, control_failed = query_controls(
-        grounders[trained.export], split, out / "ground" / "trained_controls",
+        grounders[trained.export],
+        split,
+        out / "ground" / "trained_controls",
         GroundSettings(heatmap=settings.heatmap, trimmed=True),
     )
     failed += control_failed
@@ -233,8 +241,9 @@ def run_demo(out: Path, settings: str | DemoPreset = "quick",
     seconds["ground"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    rows, notes = _score_rows(split, out, thresholds, controls,
-                              settings.model_options.get("grid", (7, 7)), report_stage)
+    rows, notes = _score_rows(
+        split, out, thresholds, controls, settings.model_options.get("grid", (7, 7)), report_stage
+    )
     seconds["score"] = time.perf_counter() - begin
 
     overlays = sorted((out / "ground" / "trained").glob("*.overlay.mp4"))
@@ -277,8 +286,9 @@ def _synth(target: Path, config: SynthConfig, report_stage: StageCallback) -> Pa
     return target
 
 
-def _extract(synth_dir: Path, target: Path, settings: DemoPreset, report_stage: StageCallback,
-             device: str) -> Path:
+def _extract(
+    synth_dir: Path, target: Path, settings: DemoPreset, report_stage: StageCallback, device: str
+) -> Path:
     from stg_cli.features.extract import ExtractOptions, extract
 
     videos = synth_dir / "train" / "videos"
@@ -290,9 +300,13 @@ def _extract(synth_dir: Path, target: Path, settings: DemoPreset, report_stage: 
         done += 1
         report_stage("extract", done, total, result.video_id)
 
-    summary = extract([videos], synth_dir / "train" / "captions.json", target,
-                      ExtractOptions(backbone=settings.backbone, text=settings.text,
-                                     device=device), on_video=on_video)
+    summary = extract(
+        [videos],
+        synth_dir / "train" / "captions.json",
+        target,
+        ExtractOptions(backbone=settings.backbone, text=settings.text, device=device),
+        on_video=on_video,
+    )
     if summary.manifest_videos == 0:
         raise UserError(f"no training video could be extracted into {target}")
     report_stage("extract", total, total, "")
@@ -312,8 +326,7 @@ def _train_config(settings: DemoPreset):
     )
 
 
-def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageCallback,
-           device: str):
+def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageCallback, device: str):
     from stg_cli.train import TrainResult, train
 
     summary = run / "summary.json"
@@ -331,13 +344,25 @@ def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageC
             report_stage("train", payload.step, payload.total_steps, f"loss {payload.loss:.3f}")
 
     resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("*.pt"))
-    return train(features, run, settings.model_options, _train_config(settings), resume=resume,
-                 device=device, on_event=on_event)
+    return train(
+        features,
+        run,
+        settings.model_options,
+        _train_config(settings),
+        resume=resume,
+        device=device,
+        on_event=on_event,
+    )
 
 
-def _score_rows(split: LabelledSplit, out: Path, thresholds: dict[str, float],
-                controls: dict[str, float | None], grid: tuple[int, int],
-                report_stage: StageCallback) -> tuple[list[DemoRow], list[str]]:
+def _score_rows(
+    split: LabelledSplit,
+    out: Path,
+    thresholds: dict[str, float],
+    controls: dict[str, float | None],
+    grid: tuple[int, int],
+    report_stage: StageCallback,
+) -> tuple[list[DemoRow], list[str]]:
     """The report's rows and notes; ``thresholds`` maps each grounded row to its τ,
     ``controls`` the wrong-query controls to their pointing game."""
     from stg_cli.runs.evaluation import score_split, uniform_split_iou

@@ -121,9 +121,7 @@ class ExtractSummary:
             "already_stored": self.count("stored"),
             "no_captions": self.count("no_captions"),
             "failed": self.count("failed"),
-            "failures": [
-                {"video": r.video_id, "path": r.path, "reason": r.reason} for r in self.failed
-            ],
+            "failures": [{"video": r.video_id, "path": r.path, "reason": r.reason} for r in self.failed],
             "skipped_no_captions": [r.video_id for r in self.results if r.status == "no_captions"],
             "ignored_files": self.ignored_files,
             "frames": self.frames,
@@ -196,9 +194,7 @@ def find_videos(
         for candidate in candidates:
             video_id = candidate.stem
             if video_id in videos:
-                duplicates.append(
-                    f"{candidate}: duplicate video id {video_id!r} (also {videos[video_id]})"
-                )
+                duplicates.append(f"{candidate}: duplicate video id {video_id!r} (also {videos[video_id]})")
                 continue
             videos[video_id] = candidate
     return videos, ignored, duplicates
@@ -208,9 +204,7 @@ def _text_encoder(out: Path, options: ExtractOptions, corpus: list[str]):
     from stg_cli.backbones import TEXT_ENCODERS, load_text, load_text_from, train_word2vec
 
     if options.text not in TEXT_ENCODERS:
-        raise UserError(
-            f"unknown text encoder {options.text!r}; choose one of {', '.join(TEXT_ENCODERS)}"
-        )
+        raise UserError(f"unknown text encoder {options.text!r}; choose one of {', '.join(TEXT_ENCODERS)}")
     saved = out / "text_encoder"
     if saved.is_dir() and options.text_weights is None:
         encoder = load_text_from(saved, device=options.device)
@@ -218,9 +212,7 @@ def _text_encoder(out: Path, options: ExtractOptions, corpus: list[str]):
             return encoder, True
     if options.text == "word2vec" and options.text_weights is None:
         if not corpus:
-            raise UserError(
-                "no caption to train word2vec on: give --text-weights or captions with text"
-            )
+            raise UserError("no caption to train word2vec on: give --text-weights or captions with text")
         return train_word2vec(corpus, dim=options.word2vec_dim, seed=options.seed), False
     return load_text(options.text, options.text_weights, device=options.device), False
 
@@ -245,9 +237,7 @@ def _save_text_encoder(out: Path, encoder) -> None:
 def _caption_arrays(encoder, captions: list[Caption]) -> dict[str, np.ndarray]:
     features = encoder.encode([caption.text for caption in captions])
     return {
-        "caption_times": np.array([[c.start, c.end] for c in captions], dtype=np.float32).reshape(
-            -1, 2
-        ),
+        "caption_times": np.array([[c.start, c.end] for c in captions], dtype=np.float32).reshape(-1, 2),
         "sentence": features.sentence.float().numpy(),
         "words": features.words.float().numpy(),
         "word_mask": features.mask.numpy().astype(bool),
@@ -301,9 +291,7 @@ def extract(
     backbone = load_visual(options.backbone, options.weights, device=options.device)
     spec = backbone.spec
     fps = float(spec.fps if options.fps is None else options.fps)
-    corpus = [
-        caption.text for video_id in ids for caption in caption_set.captions.get(video_id, [])
-    ]
+    corpus = [caption.text for video_id in ids for caption in caption_set.captions.get(video_id, [])]
     out.mkdir(parents=True, exist_ok=True)
     encoder, reused = _text_encoder(out, options, corpus)
     config = StoreConfig(
@@ -437,9 +425,7 @@ def extract(
                 except (VideoError, ValueError, RuntimeError, OSError) as error:
                     finish(video_id, "failed", error_text(error), t0=t0)
         else:
-            _run_with_workers(
-                todo, found, spec, fps, options, backbone, store, finish, on_frames, out
-            )
+            _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames, out)
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.manifest_videos = writer.rebuild_manifest()["counts"]["videos"]
@@ -479,9 +465,7 @@ def decode_to_file(
     """
     times, count, info = [], 0, None
     with open(target, "wb") as handle:
-        for info, batch_times, _, frames in iter_clips(
-            path, fps, size, clip_len, clip_fps, threads=threads
-        ):
+        for info, batch_times, _, frames in iter_clips(path, fps, size, clip_len, clip_fps, threads=threads):
             handle.write(np.ascontiguousarray(frames).tobytes())
             times.append(batch_times)
             count += len(frames)
@@ -509,9 +493,7 @@ def _remove_orphaned_scratch(folder: Path) -> None:
             continue
 
 
-def _run_with_workers(
-    todo, found, spec, fps, options, backbone, store, finish, on_frames, out
-) -> None:
+def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames, out) -> None:
     """Decode in ``options.workers`` processes, at most workers + 1 videos ahead; encode here."""
     workers = options.workers
     threads = threads_per_worker(workers)
@@ -528,8 +510,9 @@ def _run_with_workers(
     pool = new_pool()
     # decoded frames go through files here; a dot name never clashes with a video's temp folder
     _remove_orphaned_scratch(out / "tmp")
-    scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{socket.gethostname()}-{os.getpid()}-",
-                                    dir=out / "tmp"))
+    scratch = Path(
+        tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=out / "tmp")
+    )
     pending: list[tuple[str, float, futures.Future, bool]] = []
     queue = deque(todo)
     # videos that were being decoded when a worker died: redone one at a time, so that the

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
-from stg_cli.files import safe_name
 from stg_cli.errors import UserError
+from stg_cli.files import safe_name
 
 STORE_FORMAT = "stg-features"
 #: Bumped whenever the layout or the meaning of an array changes.
@@ -203,11 +203,7 @@ class StoreWriter:
         self.config = config if config.fingerprint else config.with_fingerprint()
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} exists and is not a folder")
-        if (
-            self.root.is_dir()
-            and any(self.root.iterdir())
-            and not (self.root / "store.json").exists()
-        ):
+        if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / "store.json").exists():
             raise UserError(f"--out {self.root} is a non-empty folder that is not a feature store")
         for sub in ("videos", "failures", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -264,9 +260,7 @@ class StoreWriter:
         }
         for key, shape in shapes.items():
             if tuple(np.shape(arrays[key])) != shape:
-                raise ValueError(
-                    f"{key} has shape {tuple(np.shape(arrays[key]))}, expected {shape}"
-                )
+                raise ValueError(f"{key} has shape {tuple(np.shape(arrays[key]))}, expected {shape}")
         if (
             np.shape(arrays["words"])[:1] != (captions,)
             or np.shape(arrays["words"])[-1] != self.config.text_dim
@@ -274,9 +268,7 @@ class StoreWriter:
             raise ValueError(f"words has shape {np.shape(arrays['words'])}")
         if np.shape(arrays["word_mask"]) != np.shape(arrays["words"])[:2] or len(texts) != captions:
             raise ValueError("word_mask, words and texts disagree")
-        stored = {
-            name: _to_storage(name, arrays[name], dtype) for name, (_, dtype) in ARRAYS.items()
-        }
+        stored = {name: _to_storage(name, arrays[name], dtype) for name, (_, dtype) in ARRAYS.items()}
         name = safe_name(video_id)
         final = self.root / "videos" / name
         for stale in (self.root / "tmp").glob(f"{name}.*"):
@@ -310,8 +302,9 @@ class StoreWriter:
     def record_failure(self, video_id: str, source: str, reason: str) -> None:
         """Remember why ``video_id`` failed (listed in the manifest until a later run succeeds)."""
         path = self.root / "failures" / f"{safe_name(video_id)}.json"
-        files.write_json(path, {"video_id": video_id, "source": source, "reason": reason}, indent=1,
-                         durable=True)
+        files.write_json(
+            path, {"video_id": video_id, "source": source, "reason": reason}, indent=1, durable=True
+        )
 
     def clear_failure(self, video_id: str) -> None:
         (self.root / "failures" / f"{safe_name(video_id)}.json").unlink(missing_ok=True)
@@ -404,12 +397,8 @@ class FeatureStore:
             raise UserError(
                 f"{root} is unfinished (no manifest.json): rerun stg extract with --out {root}"
             ) from None
-        if manifest.get("fingerprint") != config.fingerprint or not isinstance(
-            manifest.get("videos"), dict
-        ):
-            raise UserError(
-                f"{root}/manifest.json does not match {root}/store.json: rerun stg extract"
-            )
+        if manifest.get("fingerprint") != config.fingerprint or not isinstance(manifest.get("videos"), dict):
+            raise UserError(f"{root}/manifest.json does not match {root}/store.json: rerun stg extract")
         if not manifest["videos"]:
             raise UserError(f"feature store {root} holds no video")
         return cls(root, config, manifest)
@@ -432,14 +421,10 @@ class FeatureStore:
             for stem, (name, dtype) in ARRAYS.items():
                 array = np.load(folder / f"{stem}.npy", mmap_mode="r", allow_pickle=False)
                 if array.dtype != dtype:
-                    raise ValueError(
-                        f"{stem}.npy is {array.dtype}, expected {np.dtype(dtype).name}"
-                    )
+                    raise ValueError(f"{stem}.npy is {array.dtype}, expected {np.dtype(dtype).name}")
                 expected = meta["arrays"][stem][0]
                 if list(array.shape) != expected:
-                    raise ValueError(
-                        f"{stem}.npy has shape {list(array.shape)}, expected {expected}"
-                    )
+                    raise ValueError(f"{stem}.npy has shape {list(array.shape)}, expected {expected}")
                 arrays[name] = array
         except (OSError, ValueError, KeyError) as error:
             raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
@@ -458,10 +443,7 @@ class FeatureStore:
         from stg_cli.backbones import load_visual
 
         backbone = load_visual(self.config.backbone, self.config.weights, device=device)
-        if (
-            self.config.visual_fingerprint
-            and backbone.fingerprint != self.config.visual_fingerprint
-        ):
+        if self.config.visual_fingerprint and backbone.fingerprint != self.config.visual_fingerprint:
             raise UserError(
                 f"the {self.config.backbone} weights at {self.config.weights} did not make "
                 f"made {self.root} (fingerprint {backbone.fingerprint}, "

@@ -165,8 +165,11 @@ def activitynet_detections(predictions: Mapping[str, dict]) -> dict:
         "version": "VERSION 1.3",
         "results": {
             video: [
-                {"label": segment["label"], "score": segment["score"],
-                 "segment": [segment["start"], segment["end"]]}
+                {
+                    "label": segment["label"],
+                    "score": segment["score"],
+                    "segment": [segment["start"], segment["end"]],
+                }
                 for segment in prediction["segments"]
             ]
             for video, prediction in predictions.items()
@@ -174,7 +177,7 @@ def activitynet_detections(predictions: Mapping[str, dict]) -> dict:
         "external_data": {
             "used": True,
             "details": f"stg {stg_cli.__version__}: trained on narrated video, frozen pretrained "
-                       "visual features",
+            "visual features",
         },
     }
 
@@ -190,8 +193,18 @@ def ava_rows(predictions: Mapping[str, dict]) -> tuple[list[list], dict[str, int
                 continue
             x1, y1, x2, y2 = frame["box"]
             action = labels.setdefault(frame["label"], len(labels) + 1)
-            rows.append([video, f"{frame['t']:.3f}", f"{x1 / width:.4f}", f"{y1 / height:.4f}",
-                         f"{x2 / width:.4f}", f"{y2 / height:.4f}", action, f"{frame['score']:.6f}"])
+            rows.append(
+                [
+                    video,
+                    f"{frame['t']:.3f}",
+                    f"{x1 / width:.4f}",
+                    f"{y1 / height:.4f}",
+                    f"{x2 / width:.4f}",
+                    f"{y2 / height:.4f}",
+                    action,
+                    f"{frame['score']:.6f}",
+                ]
+            )
     return rows, labels
 
 

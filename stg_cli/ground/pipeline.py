@@ -229,7 +229,10 @@ class Grounder:
             detection = given_segments(similarity, times, spans)
         else:
             detection = detect(
-                similarity, times, tau=self.threshold(settings), smooth=settings.smooth,
+                similarity,
+                times,
+                tau=self.threshold(settings),
+                smooth=settings.smooth,
                 allowed=np.array(queries.known, dtype=bool),
             )
         timings.add("temporal", time.perf_counter() - begin)
@@ -296,7 +299,11 @@ class Grounder:
         times, globals_, grids = [], [], []
         begin = time.perf_counter()
         clips = iter_clips(
-            video.path, fps, tuple(spec.input_size), spec.clip_len, clip_fps,
+            video.path,
+            fps,
+            tuple(spec.input_size),
+            spec.clip_len,
+            clip_fps,
             batch_size=settings.batch_size,
         )
         done = 0
@@ -387,5 +394,3 @@ def _truth_spans(
             "ground-truth segments left out, their label is not a query: " + ", ".join(sorted(unmatched))
         )
     return spans
-
-

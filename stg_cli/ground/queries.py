@@ -92,9 +92,7 @@ def parse_pools(data: object, source: Path) -> dict[str, tuple[str, ...]]:
     for video, steps in data.items():
         if not isinstance(steps, list) or not all(isinstance(step, str) for step in steps):
             raise UserError(f"{source}: video {video!r} must list its queries as strings")
-        pools[str(video)] = tuple(
-            query for query in unique(steps) if query.lower() != BACKGROUND
-        )
+        pools[str(video)] = tuple(query for query in unique(steps) if query.lower() != BACKGROUND)
     return pools
 
 

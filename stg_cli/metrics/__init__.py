@@ -20,6 +20,7 @@ Conventions and their defaults:
 Bad arguments raise ValueError naming the argument.
 """
 
+from stg_cli.metrics.alignment import align_transcript, temporal_counts
 from stg_cli.metrics.annotations import (
     DataDefects,
     FrameBox,
@@ -35,7 +36,6 @@ from stg_cli.metrics.annotations import (
     load_vid2step,
     load_youcook_interactions,
 )
-from stg_cli.metrics.alignment import align_transcript, temporal_counts
 from stg_cli.metrics.ap import (
     ScoredSegment,
     ap_from_precision_recall,

@@ -53,10 +53,15 @@ EXAMPLES_KEPT = 5
 # frozenset (module __builtin__ in protocols 0-2) and, in protocols 0-2, bytes as
 # _codecs.encode(str, "latin1"); each result is bounded by the pickle's own size. Constructors
 # such as bytes or str are refused: bytes(300_000_000) is 33 bytes of pickle.
-_SAFE_GLOBALS = frozenset({
-    ("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"),
-    ("__builtin__", "frozenset"), ("_codecs", "encode"),
-})
+_SAFE_GLOBALS = frozenset(
+    {
+        ("builtins", "set"),
+        ("builtins", "frozenset"),
+        ("__builtin__", "set"),
+        ("__builtin__", "frozenset"),
+        ("_codecs", "encode"),
+    }
+)
 
 Box4 = tuple[float, float, float, float]
 
@@ -148,9 +153,7 @@ def load_grounding_youtube_boxes(path: Path | str) -> dict[str, list[FrameBox]]:
     boxes: dict[str, list[FrameBox]] = {}
     for video, entries in _mapping(_read_json(path), path, "the top level").items():
         if isinstance(entries, Mapping):
-            frames = [
-                _frame_box(second, entry, "step", path, video) for second, entry in entries.items()
-            ]
+            frames = [_frame_box(second, entry, "step", path, video) for second, entry in entries.items()]
         elif isinstance(entries, list):
             frames = [
                 _frame_box(_field(entry, "second", path, video), entry, "step_name", path, video)
@@ -358,9 +361,7 @@ def _segment(video: str, entry: object, path: Path) -> Segment:
     if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_int(v) for v in bounds)):
         raise UserError(f"{path}: video {video} has a segment that is not [start, end] in seconds")
     if bounds[0] > bounds[1] or bounds[0] < 0:
-        raise UserError(
-            f"{path}: video {video} has a segment {bounds} with start > end or start < 0"
-        )
+        raise UserError(f"{path}: video {video} has a segment {bounds} with start > end or start < 0")
     if not _is_int(segment_id) or not isinstance(label, str):
         raise UserError(f"{path}: video {video} has a segment without an integer id and a sentence")
     return Segment(video, bounds[0], bounds[1], label, segment_id)

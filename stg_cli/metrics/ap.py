@@ -94,7 +94,11 @@ def average_precision(
         raise ValueError("hits must be booleans (or 0/1)")
     if not np.all(np.isfinite(score_array)):
         raise ValueError("scores must be finite")
-    if isinstance(num_positives, bool) or not isinstance(num_positives, numbers.Integral) or num_positives < 0:
+    if (
+        isinstance(num_positives, bool)
+        or not isinstance(num_positives, numbers.Integral)
+        or num_positives < 0
+    ):
         raise ValueError(f"num_positives must be an integer >= 0, got {num_positives!r}")
     true_positives = int(np.count_nonzero(hit_array))
     if true_positives > num_positives:
@@ -153,4 +157,3 @@ def match_best_unmatched(overlaps: np.ndarray, matched: np.ndarray | None, thres
             matched[index] = True
             return True
     return False
-

@@ -157,8 +157,7 @@ def baseline_predictions(
                 generator = np.random.default_rng([seed, zlib.crc32(video.encode())])
                 points = generator.uniform((0, 0), (width - 1, height - 1), (len(frames), 2))
             boxes = boxes_around(points, width, height)
-        predictions[video] = _prediction(ground_truth, video, kind, points, boxes, padding,
-                                         default_size)
+        predictions[video] = _prediction(ground_truth, video, kind, points, boxes, padding, default_size)
     return predictions
 
 
@@ -252,8 +251,13 @@ def video_prior_predictions(
                         [found.get(frame.second, (np.nan, np.nan)) for frame in frames]
                     ).reshape(-1, 2)
                     predictions[kind][video] = _prediction(
-                        ground_truth, video, kind, points, boxes_around(points, width, height),
-                        padding, default_size,
+                        ground_truth,
+                        video,
+                        kind,
+                        points,
+                        boxes_around(points, width, height),
+                        padding,
+                        default_size,
                     )
         if on_video is not None:
             on_video(done + 1, len(ground_truth.boxes), video)
@@ -282,8 +286,11 @@ def score_priors(
     """
     if dataset.strip().lower() == "miningyoutube":
         raise UserError("the spatial priors need boxes; miningyoutube has none")
-    predictions = {kind: baseline_predictions(ground_truth, kind, seed=seed)
-                   for kind in PRIORS if kind not in VIDEO_PRIORS}
+    predictions = {
+        kind: baseline_predictions(ground_truth, kind, seed=seed)
+        for kind in PRIORS
+        if kind not in VIDEO_PRIORS
+    }
     truths = dict.fromkeys(predictions, ground_truth)
     skipped: dict[str, str] = {}
     notes: list[str] = []
@@ -302,8 +309,11 @@ def score_priors(
             for kind in VIDEO_PRIORS:
                 predictions[kind] = found.predictions[kind]
                 truths[kind] = _restricted(ground_truth, read)
-    reports = {kind: score(predictions[kind], truths[kind], dataset, **options)
-               for kind in PRIORS if kind in predictions}
+    reports = {
+        kind: score(predictions[kind], truths[kind], dataset, **options)
+        for kind in PRIORS
+        if kind in predictions
+    }
     return PriorScores(
         scores={kind: report.metrics for kind, report in reports.items()},
         frames={kind: report.counts["pointing_frames"] for kind, report in reports.items()},
@@ -342,8 +352,7 @@ def cell_centres(maps: np.ndarray, width: int, height: int) -> np.ndarray:
     row-major order on ties). [S, gh, gw] → [S, 2] ``(x, y)``."""
     count, gh, gw = maps.shape
     rows, columns = np.unravel_index(maps.reshape(count, gh * gw).argmax(axis=1), (gh, gw))
-    return np.stack([(columns + 0.5) * width / gw - 0.5, (rows + 0.5) * height / gh - 0.5],
-                    axis=1)
+    return np.stack([(columns + 0.5) * width / gw - 0.5, (rows + 0.5) * height / gh - 0.5], axis=1)
 
 
 def prediction_to_dict(prediction: VideoPrediction) -> dict:
@@ -368,8 +377,7 @@ def prediction_to_dict(prediction: VideoPrediction) -> dict:
         "duration": prediction.duration,
         "queries": list(prediction.queries),
         "segments": [
-            {"label": s.label, "start": s.start, "end": s.end, "score": s.score}
-            for s in prediction.segments
+            {"label": s.label, "start": s.start, "end": s.end, "score": s.score} for s in prediction.segments
         ],
         "frames": frames,
         "heatmaps": prediction.heatmaps.name if prediction.heatmaps is not None else None,
@@ -400,8 +408,10 @@ def uniform_temporal(
         times = np.asarray(frame_times.get(video, ()), dtype=np.float64)
         steps = [segment.label for segment in ordered]
         count = times.size
-        labels = [steps[index * len(steps) // count] for index in range(count)] if steps else (
-            [BACKGROUND] * count
+        labels = (
+            [steps[index * len(steps) // count] for index in range(count)]
+            if steps
+            else ([BACKGROUND] * count)
         )
         truth = ground_truth_frame_labels(times, ordered, frame_ranges)
         counts = temporal_counts(truth, labels)
@@ -476,9 +486,11 @@ def _pooled(difference: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """|difference| [gh·c, gw·c, 3] summed over RGB and mean-pooled to the grid → [gh, gw]."""
     gh, gw = grid
     values = difference.sum(axis=2, dtype=np.float64)
-    return values.reshape(gh, values.shape[0] // gh, gw, values.shape[1] // gw).mean(
-        axis=(1, 3)
-    ).astype(np.float32)
+    return (
+        values.reshape(gh, values.shape[0] // gh, gw, values.shape[1] // gw)
+        .mean(axis=(1, 3))
+        .astype(np.float32)
+    )
 
 
 def _restricted(ground_truth: GroundTruth, videos: set[str]) -> GroundTruth:
@@ -486,7 +498,5 @@ def _restricted(ground_truth: GroundTruth, videos: set[str]) -> GroundTruth:
     return replace(
         ground_truth,
         boxes={video: frames for video, frames in ground_truth.boxes.items() if video in videos},
-        segments={
-            video: items for video, items in ground_truth.segments.items() if video in videos
-        },
+        segments={video: items for video, items in ground_truth.segments.items() if video in videos},
     )

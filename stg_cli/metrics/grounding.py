@@ -90,10 +90,7 @@ def foreground_predictions(prediction: VideoPrediction | None) -> dict[int, Fram
     """Second → frame for every whole second whose frame is not background."""
     if prediction is None:
         return {}
-    return {
-        second: _frame(prediction, index)
-        for second, index in prediction.foreground_seconds().items()
-    }
+    return {second: _frame(prediction, index) for second, index in prediction.foreground_seconds().items()}
 
 
 def pointing_game(
@@ -109,8 +106,7 @@ def pointing_game(
     """
     _same_length(ground_truth, predicted)
     hits = sum(
-        _points_in(frame, guess, tolerance, require_label)
-        for frame, guess in zip(ground_truth, predicted)
+        _points_in(frame, guess, tolerance, require_label) for frame, guess in zip(ground_truth, predicted)
     )
     return Rate(hits, len(ground_truth))
 
@@ -161,9 +157,7 @@ def spatial_accuracy(records: Sequence[SpatialRecord]) -> Rate:
     return Rate(sum(bool(record.hit) for record in records), len(records))
 
 
-def spatial_ap(
-    records: Sequence[SpatialRecord], interpolation: str = "all_point"
-) -> dict[str, float]:
+def spatial_ap(records: Sequence[SpatialRecord], interpolation: str = "all_point") -> dict[str, float]:
     """AP per class (as a fraction) over score-ranked frames; every class of ``records``.
 
     Example: one class, frames scored .9 (hit), .8 (miss), .7 (no box): precision 1, 1/2 at
@@ -215,9 +209,7 @@ def _frame(prediction: VideoPrediction, index: int) -> FramePrediction:
     )
 
 
-def _points_in(
-    frame: FrameBox, guess: FramePrediction | None, tolerance: float, require_label: bool
-) -> bool:
+def _points_in(frame: FrameBox, guess: FramePrediction | None, tolerance: float, require_label: bool) -> bool:
     if guess is None or guess.point is None:
         return False
     if require_label and guess.label != frame.label:

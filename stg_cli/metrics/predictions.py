@@ -146,13 +146,9 @@ class VideoPrediction:
             UserError: when there is no heatmaps file or it lacks these arrays.
         """
         if self.heatmaps is None:
-            raise UserError(
-                f"{self.source}: {self.video}: heatmaps is null; the similarity is needed"
-            )
+            raise UserError(f"{self.source}: {self.video}: heatmaps is null; the similarity is needed")
         if not self.heatmaps.is_file():
-            raise UserError(
-                f"{self.source}: {self.video}: heatmaps file not found: {self.heatmaps}"
-            )
+            raise UserError(f"{self.source}: {self.video}: heatmaps file not found: {self.heatmaps}")
         try:
             with np.load(self.heatmaps, allow_pickle=False) as archive:
                 times = np.asarray(archive["times"], dtype=np.float64)
@@ -194,9 +190,7 @@ def load_predictions(path: Path | str) -> dict[str, VideoPrediction]:
     for file in files:
         for video, prediction in _load_file(file).items():
             if video in predictions:
-                raise UserError(
-                    f"{file}: video {video} is also predicted in {predictions[video].source}"
-                )
+                raise UserError(f"{file}: video {video} is also predicted in {predictions[video].source}")
             predictions[video] = prediction
     return predictions
 
@@ -217,9 +211,7 @@ def parse_prediction(entry: object, source: Path, where: str) -> VideoPrediction
     if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
         raise UserError(f"{source}: {where}.queries must be a list of strings")
     listed = _list(_required(entry, "segments", source, where), source, f"{where}.segments")
-    segments = [
-        _segment(item, source, f"{where}.segments[{index}]") for index, item in enumerate(listed)
-    ]
+    segments = [_segment(item, source, f"{where}.segments[{index}]") for index, item in enumerate(listed)]
     frames = _list(_required(entry, "frames", source, where), source, f"{where}.frames")
     count = len(frames)
     times, scores = np.empty(count), np.empty(count)

@@ -138,9 +138,7 @@ class ScoreOptions:
         if not 0 <= self.iou_threshold <= 1:
             raise UserError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if not self.thresholds or not all(0 <= t <= 1 for t in self.thresholds):
-            raise UserError(
-                f"thresholds must be non-empty numbers in [0, 1], got {self.thresholds}"
-            )
+            raise UserError(f"thresholds must be non-empty numbers in [0, 1], got {self.thresholds}")
 
 
 @dataclass(frozen=True)
@@ -327,9 +325,7 @@ def _score_spatial(
         outside_segments += len(valid) - len(trimmed)
         guesses = grounding.frame_predictions(prediction, [frame.second for frame in trimmed])
         video_pointing = grounding.pointing_game(trimmed, guesses, 0.0, settings.require_label)
-        video_tolerant = grounding.pointing_game(
-            trimmed, guesses, settings.tolerance, settings.require_label
-        )
+        video_tolerant = grounding.pointing_game(trimmed, guesses, settings.tolerance, settings.require_label)
         video_records = grounding.spatial_records(
             trimmed,
             guesses,
@@ -395,8 +391,7 @@ def _score_spatial(
     counts["rescaled_videos"] = rescaled
     if unsized:
         notes.append(
-            f"annotation frame size unknown for {len(unsized)} predicted video(s): "
-            "coordinates used as given"
+            f"annotation frame size unknown for {len(unsized)} predicted video(s): coordinates used as given"
         )
     return metrics, counts, per_class, per_video, notes
 
@@ -583,4 +578,3 @@ def _dataset(dataset: str) -> str:
 @functools.lru_cache(maxsize=65536)
 def _normalized(label: str) -> str:
     return normalize_text(label)
-

@@ -71,9 +71,7 @@ class VideoMap:
     ap_per_class: dict[float, dict[str, float]]
 
 
-def tube_iou(
-    tube_a: Tube, tube_b: Tube, convention: str = "pixel", method: str = "volume"
-) -> float:
+def tube_iou(tube_a: Tube, tube_b: Tube, convention: str = "pixel", method: str = "volume") -> float:
     """IoU of two tubes (see the module docstring for the methods); 0 when the union is empty.
 
     Tubes on seconds 10..20 and 15..30 with identical boxes give 6/21 under either method; with

@@ -69,26 +69,23 @@ class ModelConfig:
     center_video: bool = True
 
     def __post_init__(self) -> None:
-        if (not isinstance(self.grid, (tuple, list)) or len(self.grid) != 2
-                or not all(isinstance(side, int) and not isinstance(side, bool) for side in self.grid)):
+        if (
+            not isinstance(self.grid, (tuple, list))
+            or len(self.grid) != 2
+            or not all(isinstance(side, int) and not isinstance(side, bool) for side in self.grid)
+        ):
             raise UserError(f"grid must be two whole numbers, got {self.grid!r}")
         self.grid = (int(self.grid[0]), int(self.grid[1]))
         if self.attention not in ATTENTION_STACKS:
-            raise UserError(
-                f"attention must be one of {', '.join(ATTENTION_STACKS)}, got {self.attention!r}"
-            )
+            raise UserError(f"attention must be one of {', '.join(ATTENTION_STACKS)}, got {self.attention!r}")
         if self.select not in SELECTION_MODES:
-            raise UserError(
-                f"select must be one of {', '.join(SELECTION_MODES)}, got {self.select!r}"
-            )
+            raise UserError(f"select must be one of {', '.join(SELECTION_MODES)}, got {self.select!r}")
         for name, limit in SIZE_LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
                 raise UserError(f"{name} must be a whole number from 1 to {limit}, got {value!r}")
         if self.frames_t > self.frames_u:
-            raise UserError(
-                f"frames_t ({self.frames_t}) must not exceed frames_u ({self.frames_u})"
-            )
+            raise UserError(f"frames_t ({self.frames_t}) must not exceed frames_u ({self.frames_u})")
         if self.cross_logits not in CROSS_LOGITS:
             raise UserError(
                 f"cross_logits must be one of {', '.join(CROSS_LOGITS)}, got {self.cross_logits!r}"

@@ -93,9 +93,9 @@ def write_model_card(directory: Path, card: ModelCard) -> Path:
     lines = [
         "# stg grounding model",
         "",
-        f"A global-local spatio-temporal grounding model (Chen et al., CVPR 2024, \"What, When, "
-        f"and Where?\") trained by stg {stg_cli.__version__} on narrated video features. Load it "
-        "with `stg ground --checkpoint THIS_FOLDER` or `stg_cli.load_grounder(\"THIS_FOLDER\")`.",
+        f'A global-local spatio-temporal grounding model (Chen et al., CVPR 2024, "What, When, '
+        f'and Where?") trained by stg {stg_cli.__version__} on narrated video features. Load it '
+        'with `stg ground --checkpoint THIS_FOLDER` or `stg_cli.load_grounder("THIS_FOLDER")`.',
         "",
         "| | |",
         "|---|---|",
@@ -134,11 +134,14 @@ def write_model_card(directory: Path, card: ModelCard) -> Path:
         if uniform is not None:
             lines.append(f"| prior, no model: uniform split, temporal IoU | {uniform:.2f} |")
         for prior, value in sorted((card.priors or {}).items()):
-            lines.append(f"| prior, no model: {prior.replace('_', ' ')}, pointing given true "
-                         f"timing | {value:.2f} |")
+            lines.append(
+                f"| prior, no model: {prior.replace('_', ' ')}, pointing given true timing | {value:.2f} |"
+            )
     else:
-        lines.append("Not evaluated: train with `--eval SPLIT` to record scores here, or score "
-                     "its predictions with `stg score`.")
+        lines.append(
+            "Not evaluated: train with `--eval SPLIT` to record scores here, or score "
+            "its predictions with `stg score`."
+        )
     lines += [
         "",
         "## Intended use",

@@ -156,9 +156,7 @@ class GroundingModel(nn.Module):
         self.region_proj = Projection(config.visual_dim, d, config.gated)  # f'
         self.word_proj = Projection(config.text_dim, d, config.gated)  # g'
         self.layers = ATTENTION_STACKS[config.attention]
-        self.video_self = nn.ModuleList(
-            SelfAttention(d) for kind in self.layers if kind == "self"
-        )
+        self.video_self = nn.ModuleList(SelfAttention(d) for kind in self.layers if kind == "self")
         self.word_self = nn.ModuleList(SelfAttention(d) for kind in self.layers if kind == "self")
         # the detection threshold τ calibrated on the training clips (stg_cli.train.calibration);
         # NaN until calibrated
@@ -214,9 +212,10 @@ class GroundingModel(nn.Module):
         sim = torch.einsum("bkd,bud->bku", word_emb, frames) / cfg.tau_select
         sentence_sim = None
         if cfg.select == "global":
-            sentence_sim = torch.einsum(
-                "bd,bud->bu", self.sentence_embeddings(sentence).float(), frames
-            ) / cfg.tau_select
+            sentence_sim = (
+                torch.einsum("bd,bud->bu", self.sentence_embeddings(sentence).float(), frames)
+                / cfg.tau_select
+            )
         return select_frames(
             sim,
             word_mask,
@@ -240,9 +239,7 @@ class GroundingModel(nn.Module):
             return reference.xattn(q, k, v, mask, scale, probs)
         return xattn(q, k, v, mask, scale=scale, return_probs=probs)
 
-    def _cross_attend(
-        self, q: Tensor, kv: Tensor, mask: Tensor, probs: bool
-    ) -> tuple[Tensor, Tensor | None]:
+    def _cross_attend(self, q: Tensor, kv: Tensor, mask: Tensor, probs: bool) -> tuple[Tensor, Tensor | None]:
         if self.cosine:
             return self._attend(F.normalize(q, dim=-1), F.normalize(kv, dim=-1), kv, mask, self.scale, probs)
         return self._attend(q, kv, kv, mask, self.scale, probs)
@@ -351,9 +348,7 @@ class GroundingModel(nn.Module):
         selection = self.select(global_feats, frame_mask, words, word_mask, sentence, boundary)
         batch, chosen = selection.indices.shape
         gather = selection.indices
-        sel_global = torch.gather(
-            global_feats, 1, gather[:, :, None].expand(-1, -1, global_feats.shape[-1])
-        )
+        sel_global = torch.gather(global_feats, 1, gather[:, :, None].expand(-1, -1, global_feats.shape[-1]))
         sel_mask = selection.mask
         video_global = sentence_global = None
         if compute_global:
@@ -535,8 +530,12 @@ class GroundingModel(nn.Module):
     @torch.no_grad()
     def set_feature_stats(self, stats: dict[str, tuple[Tensor, Tensor]]) -> None:
         """Sets the input standardisation: ``{"global"|"grid"|"sentence"|"words": (mean, std)}``."""
-        norms = {"global": self.frame_norm, "grid": self.region_norm,
-                 "sentence": self.sentence_norm, "words": self.word_norm}
+        norms = {
+            "global": self.frame_norm,
+            "grid": self.region_norm,
+            "sentence": self.sentence_norm,
+            "words": self.word_norm,
+        }
         for key, (mean, std) in stats.items():
             norms[key].set(mean, std)
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-
 OPS = ("sinkhorn", "sinkhorn_backward", "xattn", "xattn_backward", "rollout", "rollout_paper")
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 

@@ -67,10 +67,6 @@ def finite(value: object, name: str, *, positive: bool = False, non_negative: bo
 
 def count(value: object, name: str, maximum: int) -> int:
     """The value as an int, checked to be an integer in [0, maximum]."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or not 0 <= value <= maximum
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= maximum:
         raise ValueError(f"{name} must be an integer in [0, {maximum}], got {value!r}")
     return int(value)

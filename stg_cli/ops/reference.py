@@ -63,9 +63,7 @@ def sinkhorn(
         n_iter: [B] int64 iterations performed (0 for an all-masked matrix).
     """
     if P.shape[1] == 0 or P.shape[2] == 0:
-        return P.new_full(P.shape, float("-inf")), torch.zeros(
-            P.shape[0], dtype=torch.int64, device=P.device
-        )
+        return P.new_full(P.shape, float("-inf")), torch.zeros(P.shape[0], dtype=torch.int64, device=P.device)
     valid = word_mask[:, :, None] & frame_mask[:, None, :]
     log_kernel = torch.where(valid, saturated_logits(P, eps), torch.full_like(P, float("-inf")))
     k_valid = word_mask.sum(1).to(P.dtype)

@@ -93,9 +93,7 @@ def _register() -> None:
         return *_rollout_paper_grads(*ctx.saved_tensors, grad), None
 
     torch.library.register_autograd("stg::rollout", rollout_backward, setup_context=rollout_setup)
-    torch.library.register_autograd(
-        "stg::rollout_paper", paper_backward, setup_context=paper_setup
-    )
+    torch.library.register_autograd("stg::rollout_paper", paper_backward, setup_context=paper_setup)
 
 
 def _rollout_grad(layers: Tensor, rows: Tensor, grad: Tensor) -> Tensor:

@@ -12,7 +12,6 @@ from stg_cli.ops import _validate
 from stg_cli.ops.sinkhorn import sinkhorn
 
 
-
 @dataclass(frozen=True)
 class FrameSelection:
     """Selected frames of each sample.

@@ -74,9 +74,7 @@ def _register() -> None:
 
     def backward(ctx, grad_log_q, _grad_n_iter):
         P, word_mask, frame_mask, n_iter = ctx.saved_tensors
-        grad_P = torch.ops.stg.sinkhorn_backward(
-            grad_log_q, P, word_mask, frame_mask, ctx.eps, n_iter
-        )
+        grad_P = torch.ops.stg.sinkhorn_backward(grad_log_q, P, word_mask, frame_mask, ctx.eps, n_iter)
         return grad_P, None, None, None, None, None
 
     torch.library.register_autograd("stg::sinkhorn", backward, setup_context=setup_context)

@@ -33,7 +33,13 @@ from typing import TypeVar
 from stg_cli.errors import UserError
 
 SPATIAL_METRICS = (
-    "iou_point", "map@0.1", "map@0.2", "map@0.3", "map@0.4", "map@0.5", "map_mean",
+    "iou_point",
+    "map@0.1",
+    "map@0.2",
+    "map@0.3",
+    "map@0.4",
+    "map@0.5",
+    "map_mean",
     "pointing_game",
 )
 TEMPORAL_METRIC = "temporal_iou"
@@ -79,8 +85,9 @@ class LabelledSplit:
         return (self.annotations / DISTRACTORS).is_file()
 
 
-def ground_split(grounder, split: LabelledSplit, out: Path, settings,
-                 viz_first: bool = False) -> tuple[list[str], float]:
+def ground_split(
+    grounder, split: LabelledSplit, out: Path, settings, viz_first: bool = False
+) -> tuple[list[str], float]:
     """Grounds every video of ``split`` with ``grounder`` into ``out``.
 
     ``grounder``: a loaded :class:`stg_cli.ground.pipeline.Grounder`; ``settings``: its
@@ -91,8 +98,8 @@ def ground_split(grounder, split: LabelledSplit, out: Path, settings,
         (the ids of videos that failed, the detection threshold τ used).
     """
     from stg_cli.ground.output import write_combined
-    from stg_cli.runs.grounding import ground_videos, load_truth_segments
     from stg_cli.ground.queries import load_queries
+    from stg_cli.runs.grounding import ground_videos, load_truth_segments
     from stg_cli.video_files import find_videos
 
     inputs, _ = find_videos([split.videos])
@@ -102,8 +109,9 @@ def ground_split(grounder, split: LabelledSplit, out: Path, settings,
     truth = load_truth_segments(split.annotations / "ground_seg.json")
     results = []
     for chunk, viz in ((inputs[:1], viz_first), (inputs[1:], False)):
-        results += ground_videos(grounder, chunk, query_set, replace(settings, viz=viz), out,
-                                 ground_truth=truth)[0]
+        results += ground_videos(
+            grounder, chunk, query_set, replace(settings, viz=viz), out, ground_truth=truth
+        )[0]
     write_combined({r.video_id: r.prediction for r in results if r.prediction is not None}, out)
     return [result.video_id for result in results if result.error], grounder.threshold(settings)
 
@@ -185,8 +193,7 @@ def distractor_query_truth(
             for step, group in itertools.groupby(zip(seconds, steps), key=lambda item: item[1]):
                 if step is not None:
                     run = [second for second, _ in group]
-                    runs.append(replace(segment, label=step, start=float(run[0]),
-                                        end=float(run[-1])))
+                    runs.append(replace(segment, label=step, start=float(run[0]), end=float(run[-1])))
         if runs:
             relabelled[video] = runs
     return relabelled
@@ -203,8 +210,9 @@ def distractor_labels(path: Path | str) -> dict[str, dict[int, str]]:
     }
 
 
-def ground_control(grounder, split: LabelledSplit, out: Path, settings,
-                   truth: Mapping[str, Sequence]) -> tuple[float | None, list[str]]:
+def ground_control(
+    grounder, split: LabelledSplit, out: Path, settings, truth: Mapping[str, Sequence]
+) -> tuple[float | None, list[str]]:
     """Grounds the videos of ``truth`` given its segments (trimmed, each segment's label as the
     query, added to the video's pool) into ``out`` and scores the points against the true boxes.
 
@@ -212,30 +220,38 @@ def ground_control(grounder, split: LabelledSplit, out: Path, settings,
         (the pointing game in percent over the annotated seconds inside ``truth``'s segments,
         None when there is none; the ids of videos that failed).
     """
-    from stg_cli.runs.grounding import ground_videos
     from stg_cli.ground.queries import QuerySet, load_queries, unique
+    from stg_cli.runs.grounding import ground_videos
     from stg_cli.video_files import find_videos
 
     inputs = [video for video in find_videos([split.videos])[0] if truth.get(video.video_id)]
     if not inputs:
         return None, []
     pools = load_queries(split.annotations / "vid2step.json")
-    query_set = QuerySet(source=pools.source, per_video={
-        video.video_id: tuple(unique([*(pools.shared or pools.per_video.get(video.video_id, ())),
-                                      *(segment.label for segment in truth[video.video_id])]))
-        for video in inputs
-    })
-    results, _ = ground_videos(grounder, inputs, query_set,
-                               replace(settings, trimmed=True, viz=False), out,
-                               ground_truth=dict(truth))
+    query_set = QuerySet(
+        source=pools.source,
+        per_video={
+            video.video_id: tuple(
+                unique(
+                    [
+                        *(pools.shared or pools.per_video.get(video.video_id, ())),
+                        *(segment.label for segment in truth[video.video_id]),
+                    ]
+                )
+            )
+            for video in inputs
+        },
+    )
+    results, _ = ground_videos(
+        grounder, inputs, query_set, replace(settings, trimmed=True, viz=False), out, ground_truth=dict(truth)
+    )
     failed = [result.video_id for result in results if result.error]
     if len(failed) == len(inputs):
         return None, failed
     return score_control(out / "predictions.json", split, truth), failed
 
 
-def score_control(predictions: Path, split: LabelledSplit,
-                  truth: Mapping[str, Sequence]) -> float | None:
+def score_control(predictions: Path, split: LabelledSplit, truth: Mapping[str, Sequence]) -> float | None:
     """The pointing game (percent) of ``predictions`` over the annotated seconds of ``split``
     inside ``truth``'s segments, against the true boxes and without requiring the label; None
     when no annotated second is inside them."""
@@ -245,17 +261,21 @@ def score_control(predictions: Path, split: LabelledSplit,
 
     ground_truth = load_ground_truth([split.annotations], "synth")
     segments = {
-        video: [Segment(video, int(item.start), int(item.end), item.label, index)
-                for index, item in enumerate(items)]
+        video: [
+            Segment(video, int(item.start), int(item.end), item.label, index)
+            for index, item in enumerate(items)
+        ]
         for video, items in truth.items()
     }
-    report = score(load_predictions(predictions), replace(ground_truth, segments=segments),
-                   "synth", require_label=False)
+    report = score(
+        load_predictions(predictions), replace(ground_truth, segments=segments), "synth", require_label=False
+    )
     return report.metrics["pointing_game"] if report.counts["pointing_frames"] else None
 
 
-def query_controls(grounder, split: LabelledSplit, out: Path,
-                   settings) -> tuple[dict[str, float | None], list[str]]:
+def query_controls(
+    grounder, split: LabelledSplit, out: Path, settings
+) -> tuple[dict[str, float | None], list[str]]:
     """The wrong-query controls of ``grounder`` on ``split`` (see the module docstring).
 
     ``settings``: the :class:`stg_cli.ground.pipeline.GroundSettings` of the true-timing run
@@ -271,9 +291,7 @@ def query_controls(grounder, split: LabelledSplit, out: Path,
     controls = {"pointing_wrong_query": ("wrong-query", wrong_query_truth(truth))}
     if split.has_distractors:
         labels = distractor_labels(split.annotations / DISTRACTORS)
-        controls["pointing_distractor_query"] = (
-            "distractor-query", distractor_query_truth(truth, labels)
-        )
+        controls["pointing_distractor_query"] = ("distractor-query", distractor_query_truth(truth, labels))
     metrics: dict[str, float | None] = {}
     failed: list[str] = []
     for name, (folder, relabelled) in controls.items():
@@ -295,8 +313,14 @@ def uniform_split_iou(predictions: Path, split: LabelledSplit) -> float:
     return uniform_temporal(truth, times)["iou"]
 
 
-def evaluate_export(export: Path, split: LabelledSplit, out: Path, heatmap: str = "global",
-                    device: str = "cpu", controls: bool = True) -> dict[str, float | None]:
+def evaluate_export(
+    export: Path,
+    split: LabelledSplit,
+    out: Path,
+    heatmap: str = "global",
+    device: str = "cpu",
+    controls: bool = True,
+) -> dict[str, float | None]:
     """The model's scores on ``split``: the untrimmed metrics, ``pointing_true_timing``, with
     ``controls`` the wrong-query controls (``pointing_wrong_query`` and, where the split has
     distractors, ``pointing_distractor_query``; see :func:`query_controls`), the uniform split's
@@ -304,15 +328,13 @@ def evaluate_export(export: Path, split: LabelledSplit, out: Path, heatmap: str 
     ``seg.json``), ``tau`` and
     ``failed`` (videos that could not be grounded); predictions go to ``out/untrimmed``,
     ``out/true-timing``, ``out/wrong-query`` and ``out/distractor-query``."""
-    from stg_cli.ground.pipeline import GroundSettings, Grounder
+    from stg_cli.ground.pipeline import Grounder, GroundSettings
 
     grounder = Grounder(export, device=device)
     failed, tau = ground_split(grounder, split, out / "untrimmed", GroundSettings(heatmap=heatmap))
     metrics = score_split(out / "untrimmed" / "predictions.json", split, tau)
     if split.has_temporal:
-        metrics["temporal_iou_uniform"] = uniform_split_iou(
-            out / "untrimmed" / "predictions.json", split
-        )
+        metrics["temporal_iou_uniform"] = uniform_split_iou(out / "untrimmed" / "predictions.json", split)
     trimmed_settings = GroundSettings(heatmap=heatmap, trimmed=True)
     more, _ = ground_split(grounder, split, out / "true-timing", trimmed_settings)
     trimmed = score_split(out / "true-timing" / "predictions.json", split, None)

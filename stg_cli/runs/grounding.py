@@ -28,8 +28,8 @@ from stg_cli.errors import UserError, error_text
 from stg_cli.files import safe_name
 from stg_cli.ground.output import write_combined, write_prediction
 from stg_cli.ground.pipeline import (
-    GroundSettings,
     Grounder,
+    GroundSettings,
     QueryEmbeddings,
     Timings,
     VideoResult,
@@ -108,8 +108,6 @@ def check_workers(workers: int) -> int:
     if workers < 0:
         raise UserError(f"--workers must be 0 (this process) or more, got {workers}")
     return workers
-
-
 
 
 class GroundingInterrupted(KeyboardInterrupt):

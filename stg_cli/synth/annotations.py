@@ -30,8 +30,9 @@ from stg_cli.synth.script import VideoPlan
 BACKGROUND = "background"
 
 
-def scale_box(box: tuple[int, int, int, int], size: tuple[int, int],
-              annotation_size: tuple[int, int]) -> list[int]:
+def scale_box(
+    box: tuple[int, int, int, int], size: tuple[int, int], annotation_size: tuple[int, int]
+) -> list[int]:
     """A pixel-inclusive box of a ``size`` frame (width, height) mapped to the pixel-inclusive
     box covering the same area in an ``annotation_size`` frame."""
     sx = annotation_size[0] / size[0]
@@ -99,10 +100,13 @@ def ground_truth_files(
         ground_seg[vid] = [
             {"segment": [a.start, a.end], "id": a.id, "sentence": a.query} for a in plan.actions
         ]
-        steps = [({"segment": [a.start, a.end + 1], "id": a.id, "sentence": a.label}, a.id)
-                 for a in plan.actions]
-        steps += [({"segment": [m.second, m.second], "id": m.id,
-                    "sentence": f"{m.verb}_{m.noun}"}, m.id) for m in plan.mentions]
+        steps = [
+            ({"segment": [a.start, a.end + 1], "id": a.id, "sentence": a.label}, a.id) for a in plan.actions
+        ]
+        steps += [
+            ({"segment": [m.second, m.second], "id": m.id, "sentence": f"{m.verb}_{m.noun}"}, m.id)
+            for m in plan.mentions
+        ]
         seg[vid] = [entry for entry, _ in sorted(steps, key=lambda item: item[1])]
         id2wh[vid] = [plan.width, plan.height]
         id2wh_new[vid] = list(annotation_size)
@@ -116,18 +120,24 @@ def ground_truth_files(
         "id2wh_new.json": json.dumps(id2wh_new, indent=4),
     }
     if distractor_boxes is not None:
-        written["distractors.json"] = json.dumps({
-            plan.video_id: {
-                str(second): [
-                    {"step": distractor.query,
-                     "box": None if box is None else scale_box(
-                         box, (plan.width, plan.height), annotation_size)}
-                    for distractor, box in pairs
-                ]
-                for second, pairs in sorted(distractor_boxes[plan.video_id].items()) if pairs
+        written["distractors.json"] = json.dumps(
+            {
+                plan.video_id: {
+                    str(second): [
+                        {
+                            "step": distractor.query,
+                            "box": None
+                            if box is None
+                            else scale_box(box, (plan.width, plan.height), annotation_size),
+                        }
+                        for distractor, box in pairs
+                    ]
+                    for second, pairs in sorted(distractor_boxes[plan.video_id].items())
+                    if pairs
+                }
+                for plan in plans
             }
-            for plan in plans
-        })
+        )
     return written
 
 

@@ -61,17 +61,19 @@ class Difficulty:
 
     def without_distractors(self) -> Difficulty:
         """The same narration and noise with none of the v2 motion: the v1 world."""
-        return replace(self, distractor_actions=0, idle_motions=0, pan=0.0, zoom=0.0,
-                       lighting=0.0)
+        return replace(self, distractor_actions=0, idle_motions=0, pan=0.0, zoom=0.0, lighting=0.0)
 
 
 DIFFICULTIES: dict[str, Difficulty] = {
-    "easy": Difficulty("easy", 2.0, 0.5, 0.0, 2.0, 0.2, 0.0, 0, 0.0, 2.0, 0.004, False,
-                       1, 1, 0.02, 0.05, 0.1),
-    "medium": Difficulty("medium", 6.0, 1.0, 0.15, 4.0, 0.4, 0.15, 1, 0.3, 5.0, 0.008, False,
-                         3, 2, 0.03, 0.08, 0.15),
-    "hard": Difficulty("hard", 10.0, 2.0, 0.3, 8.0, 0.6, 0.3, 3, 0.6, 10.0, 0.015, True,
-                       4, 3, 0.05, 0.12, 0.25),
+    "easy": Difficulty(
+        "easy", 2.0, 0.5, 0.0, 2.0, 0.2, 0.0, 0, 0.0, 2.0, 0.004, False, 1, 1, 0.02, 0.05, 0.1
+    ),
+    "medium": Difficulty(
+        "medium", 6.0, 1.0, 0.15, 4.0, 0.4, 0.15, 1, 0.3, 5.0, 0.008, False, 3, 2, 0.03, 0.08, 0.15
+    ),
+    "hard": Difficulty(
+        "hard", 10.0, 2.0, 0.3, 8.0, 0.6, 0.3, 3, 0.6, 10.0, 0.015, True, 4, 3, 0.05, 0.12, 0.25
+    ),
 }
 
 ANNOTATION_SIZE = (640, 480)
@@ -173,17 +175,21 @@ class SynthConfig:
         counts = (self.train_videos, self.test_videos)
         if min(counts) < 0 or sum(counts) < 1:
             raise UserError("need at least one video (train + test)")
-        if (self.width < 64 or self.height < 48 or self.width % 2 or self.height % 2
-                or self.width > MAX_SIDE or self.height > MAX_SIDE):
+        if (
+            self.width < 64
+            or self.height < 48
+            or self.width % 2
+            or self.height % 2
+            or self.width > MAX_SIDE
+            or self.height > MAX_SIDE
+        ):
             raise UserError(
                 f"size must be even, from 64x48 to {MAX_SIDE}x{MAX_SIDE}, got {self.width}x{self.height}"
             )
         if not 1 <= self.fps <= 60:
             raise UserError(f"fps must be a whole number from 1 to 60, got {self.fps}")
         if self.difficulty not in DIFFICULTIES:
-            raise UserError(
-                f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}"
-            )
+            raise UserError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {self.difficulty!r}")
         if not 1 <= self.min_action <= self.max_action:
             raise UserError("need 1 <= min_action <= max_action")
         if not 1 <= self.min_instances <= self.max_instances:
@@ -194,9 +200,7 @@ class SynthConfig:
             raise UserError("min_gap must be at least 1 second")
         shortest = self.min_action + 2 * self.min_gap
         if not shortest <= self.min_duration <= self.max_duration:
-            raise UserError(
-                f"durations must satisfy {shortest} <= min_duration <= max_duration seconds"
-            )
+            raise UserError(f"durations must satisfy {shortest} <= min_duration <= max_duration seconds")
         if not 2 <= self.num_nouns <= len(NOUNS):
             raise UserError(f"num_nouns must be from 2 to {len(NOUNS)}")
         if not 2 <= self.num_verbs <= len(VERBS):

@@ -123,8 +123,9 @@ def check_destination(out: Path, overwrite: bool) -> None:
             raise UserError(f"{out} is not empty and holds no synth.json: refusing to replace it")
 
 
-def render_video(plan: VideoPlan, difficulty: Difficulty, path: Path, crf: int, preset: str,
-                 threads: int = 0) -> tuple[dict, dict]:
+def render_video(
+    plan: VideoPlan, difficulty: Difficulty, path: Path, crf: int, preset: str, threads: int = 0
+) -> tuple[dict, dict]:
     """Renders and encodes one video to ``path``; for a test video returns its boxes
     ``{second: box | None}`` over the step's seconds and its distractors' boxes
     ``{second: [(Distractor, box | None)]}`` over every second (empty dicts for train)."""
@@ -132,13 +133,17 @@ def render_video(plan: VideoPlan, difficulty: Difficulty, path: Path, crf: int, 
     render_to_mp4(renderer, path, crf, preset, threads=threads)
     if plan.split != "test":
         return {}, {}
-    boxes = {second: renderer.box(second) for action in plan.actions
-             for second in range(action.start, action.end + 1)}
+    boxes = {
+        second: renderer.box(second)
+        for action in plan.actions
+        for second in range(action.start, action.end + 1)
+    }
     return boxes, {second: renderer.distractor_boxes(second) for second in range(plan.duration)}
 
 
-def _render_all(plans: list[VideoPlan], config: SynthConfig, work: Path, workers: int,
-                progress: Progress | None) -> tuple[dict, dict]:
+def _render_all(
+    plans: list[VideoPlan], config: SynthConfig, work: Path, workers: int, progress: Progress | None
+) -> tuple[dict, dict]:
     """Every video of ``plans`` into ``work/<split>/videos``; the test boxes by video."""
     total = sum(plan.num_frames for plan in plans)
     boxes, distractor_boxes, done = {}, {}, 0
@@ -155,8 +160,14 @@ def _render_all(plans: list[VideoPlan], config: SynthConfig, work: Path, workers
 
     def job(plan: VideoPlan) -> tuple:
         path = work / plan.split / "videos" / f"{plan.video_id}.mp4"
-        return (plan, config.difficulty_settings, path, config.crf, config.x264_preset,
-                threads_per_worker(workers))
+        return (
+            plan,
+            config.difficulty_settings,
+            path,
+            config.crf,
+            config.x264_preset,
+            threads_per_worker(workers),
+        )
 
     if workers <= 1:
         for plan in plans:
@@ -165,8 +176,7 @@ def _render_all(plans: list[VideoPlan], config: SynthConfig, work: Path, workers
     # fork: workers only run numpy, Pillow and PyAV, and start without re-importing stg
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                       initializer=ignore_interrupts)
+    pool = futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=ignore_interrupts)
     try:
         running = {pool.submit(render_video, *job(plan)): plan for plan in plans}
         for future in futures.as_completed(running):
@@ -201,16 +211,19 @@ def generate(
     started = time.perf_counter()
     try:
         count = (os.cpu_count() or 1) if workers is None else workers
-        boxes, distractor_boxes = _render_all(train + test, config, work,
-                                              max(1, min(count, len(train + test))), progress)
+        boxes, distractor_boxes = _render_all(
+            train + test, config, work, max(1, min(count, len(train + test))), progress
+        )
         seconds = time.perf_counter() - started
         for split, plans in (("train", train), ("test", test)):
             files.write_text(work / split / "captions.json", annotations.captions_json(plans))
             for plan in plans:
-                files.write_text(work / split / "captions" / f"{plan.video_id}.csv",
-                                   annotations.captions_csv(plan))
-        files.write_text(work / "train" / "corpus.txt",
-                           "\n".join(corpus(config, config.corpus_sentences)) + "\n")
+                files.write_text(
+                    work / split / "captions" / f"{plan.video_id}.csv", annotations.captions_csv(plan)
+                )
+        files.write_text(
+            work / "train" / "corpus.txt", "\n".join(corpus(config, config.corpus_sentences)) + "\n"
+        )
         extra_queries = config.difficulty_settings.extra_queries
         for name, text in annotations.ground_truth_files(
             test, boxes, config.annotation_size, extra_queries, config.seed, distractor_boxes
@@ -219,8 +232,9 @@ def generate(
         queries = _unique(action.query for plan in test for action in plan.actions)
         files.write_text(work / "test" / "queries.txt", "".join(q + "\n" for q in queries))
         summary_counts = _counts(train, test)
-        files.write_text(work / "synth.json", json.dumps(
-            _manifest(config, train, test, summary_counts), indent=1) + "\n")
+        files.write_text(
+            work / "synth.json", json.dumps(_manifest(config, train, test, summary_counts), indent=1) + "\n"
+        )
         preview_path = None
         if preview and test:
             contact_sheet(work, work / "preview.png")
@@ -274,9 +288,7 @@ def _counts(train: list[VideoPlan], test: list[VideoPlan]) -> dict:
         "video_seconds": sum(plan.duration for plan in plans),
         "frames": sum(plan.num_frames for plan in plans),
         "actions": sum(len(plan.actions) for plan in plans),
-        "narrated_actions": sum(
-            1 for plan in plans for c in plan.captions if c.kind == "narration"
-        ),
+        "narrated_actions": sum(1 for plan in plans for c in plan.captions if c.kind == "narration"),
         "followups": sum(1 for plan in plans for c in plan.captions if c.kind == "followup"),
         "captions": sum(len(plan.captions) for plan in plans),
         "boxes": sum(a.end - a.start + 1 for plan in test for a in plan.actions),

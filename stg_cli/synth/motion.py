@@ -150,29 +150,39 @@ class Camera:
 
     def view(self, t: float) -> tuple[float, float, float]:
         """``(pan_x, pan_y, zoom factor ≥ 1)`` at time ``t``."""
-        return (self.pan_x * self._wave(0, t), self.pan_y * self._wave(1, t),
-                1.0 + self.zoom * 0.5 * (1.0 + self._wave(2, t)))
+        return (
+            self.pan_x * self._wave(0, t),
+            self.pan_y * self._wave(1, t),
+            1.0 + self.zoom * 0.5 * (1.0 + self._wave(2, t)),
+        )
 
     def light(self, t: float, width: int) -> np.ndarray:
         """``[width]`` float32: the gain of each pixel column at time ``t``."""
         columns = (np.arange(width, dtype=np.float32) + 0.5) / width - 0.5
-        return (1.0 + self.gain * self._wave(3, t)
-                + 2.0 * self.gradient * self._wave(4, t) * columns).astype(np.float32)
+        return (1.0 + self.gain * self._wave(3, t) + 2.0 * self.gradient * self._wave(4, t) * columns).astype(
+            np.float32
+        )
 
 
 STILL_CAMERA = Camera(0.0, 0.0, 0.0, 0.0, 0.0, (1.0,) * 5, (0.0,) * 5)
 
 
-def plan_camera(rng: np.random.Generator, difficulty: Difficulty, width: int,
-                height: int) -> Camera:
+def plan_camera(rng: np.random.Generator, difficulty: Difficulty, width: int, height: int) -> Camera:
     """The video's camera: pan ``difficulty.pan`` of the frame size, zoom up to
     ``difficulty.zoom``, lighting ``difficulty.lighting``."""
     if not (difficulty.pan or difficulty.zoom or difficulty.lighting):
         return STILL_CAMERA
     periods = tuple(float(p) for p in rng.uniform(*CAMERA_PERIOD_SECONDS, size=5))
     phases = tuple(float(p) for p in rng.uniform(0, 2 * math.pi, size=5))
-    return Camera(difficulty.pan * width, difficulty.pan * height, difficulty.zoom,
-                  difficulty.lighting, difficulty.lighting, periods, phases)
+    return Camera(
+        difficulty.pan * width,
+        difficulty.pan * height,
+        difficulty.zoom,
+        difficulty.lighting,
+        difficulty.lighting,
+        periods,
+        phases,
+    )
 
 
 def plan_distractors(
@@ -255,49 +265,75 @@ def plan_idle(
     return motions
 
 
-def _slide(rng: np.random.Generator, t: float, duration: int, objects: list[SceneObject],
-           acted: list[tuple[int, float, float]], motions: list[IdleMotion]) -> Slide | None:
+def _slide(
+    rng: np.random.Generator,
+    t: float,
+    duration: int,
+    objects: list[SceneObject],
+    acted: list[tuple[int, float, float]],
+    motions: list[IdleMotion],
+) -> Slide | None:
     """An object that no action uses and nothing else slides meanwhile moves away and back;
     None when there is no such object."""
     end = min(float(duration), t + float(rng.uniform(*SLIDE_SECONDS)))
     sliding = {m.target for m in motions if isinstance(m, Slide) and m.start < end and t < m.end}
-    free = [i for i in range(len(objects)) if i not in sliding and all(
-        target != i or stop <= t or end <= begin for target, begin, stop in acted)]
+    free = [
+        i
+        for i in range(len(objects))
+        if i not in sliding and all(target != i or stop <= t or end <= begin for target, begin, stop in acted)
+    ]
     if not free:
         return None
     target = free[int(rng.integers(len(free)))]
     angle = rng.uniform(0, 2 * math.pi)
     reach = objects[target].size * rng.uniform(0.3, 0.6)
-    return Slide(round(t, 3), round(end, 3), target, reach * math.cos(angle),
-                 reach * math.sin(angle))
+    return Slide(round(t, 3), round(end, 3), target, reach * math.cos(angle), reach * math.sin(angle))
 
 
-def _flicker(rng: np.random.Generator, t: float, duration: int, width: int,
-             height: int) -> Flicker:
+def _flicker(rng: np.random.Generator, t: float, duration: int, width: int, height: int) -> Flicker:
     """A patch of 10-18 % of the frame's width and height flickering at 1.5-3 Hz."""
     end = min(float(duration), t + float(rng.uniform(*FLICKER_SECONDS)))
     w = int(width * rng.uniform(0.1, 0.18))
     h = int(height * rng.uniform(0.1, 0.18))
-    return Flicker(round(t, 3), round(end, 3), int(rng.integers(0, width - w)),
-                   int(rng.integers(0, height - h)), w, h, float(rng.uniform(1.5, 3.0)),
-                   float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0.25, 0.45)))
+    return Flicker(
+        round(t, 3),
+        round(end, 3),
+        int(rng.integers(0, width - w)),
+        int(rng.integers(0, height - h)),
+        w,
+        h,
+        float(rng.uniform(1.5, 3.0)),
+        float(rng.uniform(0, 2 * math.pi)),
+        float(rng.uniform(0.25, 0.45)),
+    )
 
 
-def _hand(rng: np.random.Generator, t: float, duration: int, width: int, height: int,
-          objects: list[SceneObject]) -> HandPass:
+def _hand(
+    rng: np.random.Generator, t: float, duration: int, width: int, height: int, objects: list[SceneObject]
+) -> HandPass:
     """A hand reaching from a random edge to a point near a random object, and back."""
     length = float(rng.uniform(*HAND_SECONDS))
-    size = int(round(max(o.size for o in objects) * rng.uniform(0.8, 1.0))) if objects else (
-        width // 5)
+    size = int(round(max(o.size for o in objects) * rng.uniform(0.8, 1.0))) if objects else (width // 5)
     edge = int(rng.integers(4))
     along = float(rng.uniform(0.15, 0.85))
-    x0, y0 = ((along * width, height + size / 2), (along * width, -size / 2),
-              (-size / 2, along * height), (width + size / 2, along * height))[edge]
+    x0, y0 = (
+        (along * width, height + size / 2),
+        (along * width, -size / 2),
+        (-size / 2, along * height),
+        (width + size / 2, along * height),
+    )[edge]
     if objects:
         obj = objects[int(rng.integers(len(objects)))]
         x1 = obj.x + obj.size / 2 + rng.uniform(-0.5, 0.5) * obj.size
         y1 = obj.y + obj.size / 2 + rng.uniform(-0.5, 0.5) * obj.size
     else:
         x1, y1 = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
-    return HandPass(round(t, 3), round(min(float(duration), t + length), 3), size, float(x0),
-                    float(y0), float(x1), float(y1))
+    return HandPass(
+        round(t, 3),
+        round(min(float(duration), t + length), 3),
+        size,
+        float(x0),
+        float(y0),
+        float(x1),
+        float(y1),
+    )

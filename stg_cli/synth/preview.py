@@ -59,16 +59,13 @@ def contact_sheet(out: Path, path: Path) -> Path:
             for other in distractors.get(video, {}).get(str(second), []):
                 if other["box"] is not None:
                     x1, y1, x2, y2 = other["box"]
-                    draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy],
-                                   outline=DISTRACTOR_COLOUR, width=1)
-                    draw.text((x1 * sx + 2, y2 * sy - 11), other["step"], fill=DISTRACTOR_COLOUR,
-                              font=font)
+                    draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=DISTRACTOR_COLOUR, width=1)
+                    draw.text((x1 * sx + 2, y2 * sy - 11), other["step"], fill=DISTRACTOR_COLOUR, font=font)
             entry = boxes[video].get(str(second))
             caption = f"{video} t={second}s background"
             if entry is not None:
                 x1, y1, x2, y2 = entry["box"]
-                draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=STEP_COLOUR,
-                               width=2)
+                draw.rectangle([x1 * sx, y1 * sy, x2 * sx, y2 * sy], outline=STEP_COLOUR, width=2)
                 caption = f"{video} t={second}s {entry['step']}"
             draw.rectangle([0, 0, image.width, 14], fill=(0, 0, 0))
             draw.text((3, 2), caption, fill=(255, 255, 255), font=font)

@@ -74,8 +74,7 @@ class VideoRenderer:
         pan = max(abs(plan.camera.pan_x), abs(plan.camera.pan_y))
         self.margin = int(math.ceil(self.amplitude + pan)) + 1 + int(self.resampled)
         self.phase = rng.uniform(0, 2 * math.pi, size=2)
-        table = _background(plan.background, plan.width + 2 * self.margin,
-                            plan.height + 2 * self.margin, rng)
+        table = _background(plan.background, plan.width + 2 * self.margin, plan.height + 2 * self.margin, rng)
         canvas = table.copy()
         for obj in plan.objects:
             sprite = noun_sprite(obj.noun, obj.size)
@@ -116,39 +115,55 @@ class VideoRenderer:
         dx, dy = self.jitter(index)
         if not self.resampled:
             x0, y0 = self.margin + dx, self.margin + dy
-            return _View(x0, y0, plan.width, plan.height, x0, y0, x0 + plan.width,
-                         y0 + plan.height)
+            return _View(x0, y0, plan.width, plan.height, x0, y0, x0 + plan.width, y0 + plan.height)
         pan_x, pan_y, zoom = plan.camera.view(index / plan.fps)
         width, height = plan.width / zoom, plan.height / zoom
         x0 = self.margin + dx + pan_x + (plan.width - width) / 2
         y0 = self.margin + dy + pan_y + (plan.height - height) / 2
         canvas_h, canvas_w = self.scenes[0].shape[:2]
-        return _View(x0, y0, width, height, math.floor(x0), math.floor(y0),
-                     min(canvas_w, math.ceil(x0 + width) + 1),
-                     min(canvas_h, math.ceil(y0 + height) + 1))
+        return _View(
+            x0,
+            y0,
+            width,
+            height,
+            math.floor(x0),
+            math.floor(y0),
+            min(canvas_w, math.ceil(x0 + width) + 1),
+            min(canvas_h, math.ceil(y0 + height) + 1),
+        )
 
     def _signature(self, verb: str, target: int, index: int, view: _View) -> _Placed:
         obj = self.plan.objects[target]
         sprites = self._signatures[(verb, obj.size)]
         sprite = sprites[(index * PHASES_PER_SECOND // self.plan.fps) % PHASES]
         half = obj.size // 2
-        return _Placed(sprite[..., :3], sprite[..., 3] > 0,
-                       obj.x - half + self.margin - view.rx0, obj.y - half + self.margin - view.ry0)
+        return _Placed(
+            sprite[..., :3],
+            sprite[..., 3] > 0,
+            obj.x - half + self.margin - view.rx0,
+            obj.y - half + self.margin - view.ry0,
+        )
 
-    def _acted(self, index: int, with_action: bool,
-               tracks: Collection[int] | None) -> list[tuple[str, int]]:
+    def _acted(self, index: int, with_action: bool, tracks: Collection[int] | None) -> list[tuple[str, int]]:
         """(verb, target) of every signature drawn at frame ``index``, in scene order."""
         acted = []
         action = self.action_at_frame(index) if with_action else None
         if action is not None:
             acted.append((action.verb, action.target))
-        acted += [(d.verb, d.target) for d in self.distractors_at_frame(index)
-                  if tracks is None or d.track in tracks]
+        acted += [
+            (d.verb, d.target)
+            for d in self.distractors_at_frame(index)
+            if tracks is None or d.track in tracks
+        ]
         return sorted(acted, key=lambda item: item[1])
 
-    def frame(self, index: int, with_action: bool = True,
-              distractor_tracks: Collection[int] | None = None,
-              with_idle: bool = True) -> np.ndarray:
+    def frame(
+        self,
+        index: int,
+        with_action: bool = True,
+        distractor_tracks: Collection[int] | None = None,
+        with_idle: bool = True,
+    ) -> np.ndarray:
         """Frame ``index`` (time ``index / fps``): ``[height, width, 3]`` uint8. The step's
         signature and the idle motion can be left out, and the distractor actions drawn only
         for ``distractor_tracks`` (None: all)."""
@@ -170,20 +185,26 @@ class VideoRenderer:
             if isinstance(motion, HandPass):
                 sprite = hand_sprite(motion.size)
                 cx, cy = motion.centre(t)
-                _paste(image, _Placed(sprite[..., :3], sprite[..., 3] > 0,
-                                      round(cx - motion.size / 2) + self.margin - view.rx0,
-                                      round(cy - motion.size / 2) + self.margin - view.ry0))
+                _paste(
+                    image,
+                    _Placed(
+                        sprite[..., :3],
+                        sprite[..., 3] > 0,
+                        round(cx - motion.size / 2) + self.margin - view.rx0,
+                        round(cy - motion.size / 2) + self.margin - view.ry0,
+                    ),
+                )
         if not self.resampled:
             return image
-        resized = np.asarray(Image.fromarray(image).resize(
-            (plan.width, plan.height), Image.BILINEAR, box=_box_in_region(view)))
+        resized = np.asarray(
+            Image.fromarray(image).resize((plan.width, plan.height), Image.BILINEAR, box=_box_in_region(view))
+        )
         # Gains in 1/128 steps: integer arithmetic halves the cost of a float multiply, and
         # 255 * 128 * gain stays inside uint16 for every gain below 2.
         light = np.round(plan.camera.light(t, plan.width) * 128).astype(np.uint16)
         return np.minimum((resized * light[None, :, None]) >> 7, 255).astype(np.uint8)
 
-    def _slide(self, image: np.ndarray, motion: Slide, t: float, index: int,
-               view: _View) -> None:
+    def _slide(self, image: np.ndarray, motion: Slide, t: float, index: int, view: _View) -> None:
         """Moves ``objects[motion.target]`` to its offset at ``t``: the table where it rests,
         the object (with its grain) at the offset."""
         obj = self.plan.objects[motion.target]
@@ -217,7 +238,8 @@ class VideoRenderer:
         if not self.resampled:
             return region
         reached = Image.fromarray(region.astype(np.float32), mode="F").resize(
-            (plan.width, plan.height), Image.BILINEAR, box=_box_in_region(view))
+            (plan.width, plan.height), Image.BILINEAR, box=_box_in_region(view)
+        )
         return np.asarray(reached) > 0
 
     def _acted_mask(self, verb: str, target: int, index: int) -> np.ndarray:
@@ -225,8 +247,12 @@ class VideoRenderer:
         obj = self.plan.objects[target]
         signature = self._signature(verb, target, index, view)
         sprite = noun_sprite(obj.noun, obj.size)
-        body = _Placed(sprite[..., :3], sprite[..., 3] > 0, obj.x + self.margin - view.rx0,
-                       obj.y + self.margin - view.ry0)
+        body = _Placed(
+            sprite[..., :3],
+            sprite[..., 3] > 0,
+            obj.x + self.margin - view.rx0,
+            obj.y + self.margin - view.ry0,
+        )
         return self._frame_mask([signature, body], view)
 
     def action_mask(self, index: int) -> np.ndarray:
@@ -245,8 +271,10 @@ class VideoRenderer:
         """Each distractor action at ``second`` (by track) with its box at the second's first
         frame (None when the camera does not see it)."""
         index = second * self.plan.fps
-        return [(d, _bounding_box(self._acted_mask(d.verb, d.target, index)))
-                for d in self.plan.distractors_at(second)]
+        return [
+            (d, _bounding_box(self._acted_mask(d.verb, d.target, index)))
+            for d in self.plan.distractors_at(second)
+        ]
 
 
 def _box_in_region(view: _View) -> tuple[float, float, float, float]:
@@ -323,7 +351,8 @@ def render_to_mp4(
     path = Path(path)
     with files.atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
         stream = container.add_stream(
-            "libx264", rate=plan.fps,
+            "libx264",
+            rate=plan.fps,
             options={"preset": preset, "crf": str(crf), "threads": str(threads)},
         )
         stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, "yuv420p"

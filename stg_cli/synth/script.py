@@ -156,8 +156,7 @@ class VideoPlan:
             "background": self.background,
             "objects": [asdict(obj) for obj in self.objects],
             "actions": [
-                {**asdict(action), "query": action.query, "label": action.label}
-                for action in self.actions
+                {**asdict(action), "query": action.query, "label": action.label} for action in self.actions
             ],
             "mentions": [asdict(mention) for mention in self.mentions],
             "captions": [asdict(caption) for caption in self.captions],
@@ -215,16 +214,27 @@ def plan_video(config: SynthConfig, split: str, index: int, taken: set[str]) -> 
         last = actions[-1].start
         gaps = [s for s in range(last) if all(not a.start <= s <= a.end for a in actions)]
         second = int(gaps[int(rng.integers(len(gaps)))])
-        mentions.append(Mention(0, verbs[int(rng.integers(len(verbs)))],
-                                nouns[int(rng.integers(len(nouns)))], second))
+        mentions.append(
+            Mention(0, verbs[int(rng.integers(len(verbs)))], nouns[int(rng.integers(len(nouns)))], second)
+        )
     actions, mentions = _number(actions, mentions)
-    captions = _narrate(config, rng, duration, actions, mentions, objects,
-                        video_rng(config.seed, split, index, purpose=3))
+    captions = _narrate(
+        config, rng, duration, actions, mentions, objects, video_rng(config.seed, split, index, purpose=3)
+    )
     motion_rng = video_rng(config.seed, split, index, purpose=5)
-    distractors = plan_distractors(motion_rng, difficulty.distractor_actions, duration, objects,
-                                   actions, verbs)
-    idle = plan_idle(motion_rng, difficulty.idle_motions, duration, config.width,
-                     config.height, objects, actions, distractors)
+    distractors = plan_distractors(
+        motion_rng, difficulty.distractor_actions, duration, objects, actions, verbs
+    )
+    idle = plan_idle(
+        motion_rng,
+        difficulty.idle_motions,
+        duration,
+        config.width,
+        config.height,
+        objects,
+        actions,
+        distractors,
+    )
     camera = plan_camera(motion_rng, difficulty, config.width, config.height)
     return VideoPlan(
         video_id=video_id(config.seed, split, index, taken),
@@ -250,8 +260,7 @@ def _number(actions: list[Action], mentions: list[Mention]) -> tuple[list[Action
     # seg.json numbers every step in time order, mentions included (ids are list positions
     # there); ground_seg.json keeps the ids of the shown actions only, so its ids skip.
     events = sorted(
-        [(a.start, 0, i) for i, a in enumerate(actions)]
-        + [(m.second, 1, i) for i, m in enumerate(mentions)]
+        [(a.start, 0, i) for i, a in enumerate(actions)] + [(m.second, 1, i) for i, m in enumerate(mentions)]
     )
     new_actions = list(actions)
     new_mentions = list(mentions)
@@ -281,8 +290,10 @@ def _place_objects(config: SynthConfig, rng: np.random.Generator, nouns: list[st
             y = int(rng.integers(y_lo, max(y_lo, y_hi) + 1))
             gap = 0.15 * size
             if all(
-                x + size + gap <= o.x or o.x + o.size + gap <= x
-                or y + size + gap <= o.y or o.y + o.size + gap <= y
+                x + size + gap <= o.x
+                or o.x + o.size + gap <= x
+                or y + size + gap <= o.y
+                or o.y + o.size + gap <= y
                 for o in objects
             ):
                 objects.append(SceneObject(nouns[int(noun_index)], size, x, y))
@@ -318,16 +329,21 @@ def _pick(rng: np.random.Generator, words: tuple[str, ...], other: float) -> str
     return words[0]
 
 
-def narration(rng: np.random.Generator, verb: str, noun: str, synonym: float,
-              drop_word: float, templates: tuple[str, ...] = NARRATION_TEMPLATES) -> str:
+def narration(
+    rng: np.random.Generator,
+    verb: str,
+    noun: str,
+    synonym: float,
+    drop_word: float,
+    templates: tuple[str, ...] = NARRATION_TEMPLATES,
+) -> str:
     """An ASR-like sentence about ``verb`` ``noun``: filler words around it, sometimes another
     word for the verb or noun, sometimes one non-key word dropped."""
     verb_entry = VERB_BY_NAME[verb]
     template = templates[int(rng.integers(len(templates)))]
     form = int(rng.integers(len(verb_entry.words))) if rng.random() < synonym else 0
     noun_word = _pick(rng, NOUN_BY_NAME[noun].words, synonym)
-    text = template.format(verb=verb_entry.words[form], gerund=verb_entry.gerunds[form],
-                           noun=noun_word)
+    text = template.format(verb=verb_entry.words[form], gerund=verb_entry.gerunds[form], noun=noun_word)
     words = text.split()
     if rng.random() < drop_word:
         key = set(verb_entry.words[form].split()) | set(verb_entry.gerunds[form].split())
@@ -344,35 +360,43 @@ def filler(rng: np.random.Generator, nouns: list[str]) -> str:
     return template.format(noun=nouns[int(rng.integers(len(nouns)))])
 
 
-def _timed(rng: np.random.Generator, text: str, start: float, duration: int,
-           jitter: float) -> tuple[float, float]:
+def _timed(
+    rng: np.random.Generator, text: str, start: float, duration: int, jitter: float
+) -> tuple[float, float]:
     length = max(1.0, len(text.split()) / WORDS_PER_SECOND + rng.uniform(-jitter, jitter))
     start = min(max(0.0, start), duration - 1.0)
     end = min(float(duration), start + length)
     return round(start, 2), round(end, 2)
 
 
-def _narrate(config: SynthConfig, rng: np.random.Generator, duration: int, actions: list,
-             mentions: list, objects: list, followup_rng: np.random.Generator) -> list[Caption]:
+def _narrate(
+    config: SynthConfig,
+    rng: np.random.Generator,
+    duration: int,
+    actions: list,
+    mentions: list,
+    objects: list,
+    followup_rng: np.random.Generator,
+) -> list[Caption]:
     d = config.difficulty_settings
     captions: list[Caption] = []
     for i, action in enumerate(actions):
         if rng.random() < d.unnarrated:
             continue
         text = narration(rng, action.verb, action.noun, d.synonym, d.drop_word)
-        start, end = _timed(rng, text, action.start + rng.uniform(-d.max_offset, d.max_offset),
-                            duration, d.duration_jitter)
+        start, end = _timed(
+            rng, text, action.start + rng.uniform(-d.max_offset, d.max_offset), duration, d.duration_jitter
+        )
         captions.append(Caption(start, end, text, "narration", i, round(start - action.start, 2)))
         length = action.end - action.start + 1
         if length >= FOLLOWUP_MIN_SECONDS and followup_rng.random() < FOLLOWUP_PROBABILITY:
-            text = narration(followup_rng, action.verb, action.noun, d.synonym, d.drop_word,
-                             FOLLOWUP_TEMPLATES)
+            text = narration(
+                followup_rng, action.verb, action.noun, d.synonym, d.drop_word, FOLLOWUP_TEMPLATES
+            )
             anchor = followup_rng.uniform(action.start + 2, action.end)
             shift = followup_rng.uniform(-d.max_offset / 2, d.max_offset / 2)
             start, end = _timed(followup_rng, text, anchor + shift, duration, d.duration_jitter)
-            captions.append(
-                Caption(start, end, text, "followup", i, round(start - action.start, 2))
-            )
+            captions.append(Caption(start, end, text, "followup", i, round(start - action.start, 2)))
     for mention in mentions:
         text = narration(rng, mention.verb, mention.noun, 0.0, 0.0, MENTION_TEMPLATES)
         start, end = _timed(rng, text, mention.second, duration, d.duration_jitter)

@@ -150,16 +150,23 @@ def noun_sprite(name: str, s: int) -> np.ndarray:
         for angle in range(0, 360, 72):
             a = math.radians(angle)
             top = m + s // 8
-            draw.line([c, top, c + s * 0.14 * math.cos(a), top + s * 0.14 * math.sin(a)],
-                      fill=(20, 140, 30), width=_width(s, 0.06))
+            draw.line(
+                [c, top, c + s * 0.14 * math.cos(a), top + s * 0.14 * math.sin(a)],
+                fill=(20, 140, 30),
+                width=_width(s, 0.06),
+            )
         draw.ellipse([s * 0.28, s * 0.3, s * 0.42, s * 0.44], fill=(255, 200, 200))
     elif name == "egg":
-        draw.ellipse([s * 0.18, m, s * 0.82, s - m], fill=(248, 244, 225), outline=_OUTLINE,
-                     width=w)
+        draw.ellipse([s * 0.18, m, s * 0.82, s - m], fill=(248, 244, 225), outline=_OUTLINE, width=w)
         draw.ellipse([s * 0.32, s * 0.2, s * 0.45, s * 0.36], fill=(255, 255, 255))
     elif name == "bread":
-        draw.rounded_rectangle([m, s * 0.15, s - m, s * 0.85], radius=s // 6, fill=(200, 150, 85),
-                               outline=(110, 60, 20), width=_width(s, 0.1))
+        draw.rounded_rectangle(
+            [m, s * 0.15, s - m, s * 0.85],
+            radius=s // 6,
+            fill=(200, 150, 85),
+            outline=(110, 60, 20),
+            width=_width(s, 0.1),
+        )
         for x in (0.3, 0.5, 0.7):
             for y in (0.4, 0.6):
                 draw.ellipse([s * x - 2, s * y - 2, s * x + 2, s * y + 2], fill=(245, 220, 170))
@@ -169,8 +176,9 @@ def noun_sprite(name: str, s: int) -> np.ndarray:
         for x, y, r in holes:
             draw.ellipse([s * (x - r), s * (y - r), s * (x + r), s * (y + r)], fill=(190, 130, 0))
     elif name == "carrot":
-        draw.polygon([(s * 0.2, m), (s * 0.45, s * 0.12), (s * 0.85, s - m)], fill=(255, 120, 0),
-                     outline=_OUTLINE)
+        draw.polygon(
+            [(s * 0.2, m), (s * 0.45, s * 0.12), (s * 0.85, s - m)], fill=(255, 120, 0), outline=_OUTLINE
+        )
         for t in (0.3, 0.45, 0.6, 0.75):
             x, y = s * (0.32 + 0.5 * t), s * (0.06 + 0.9 * t)
             draw.line([x - s * 0.1, y, x + s * 0.05, y - s * 0.05], fill=(150, 60, 0), width=w)
@@ -182,41 +190,58 @@ def noun_sprite(name: str, s: int) -> np.ndarray:
     elif name == "onion":
         draw.ellipse([m, m, s - m, s - m], fill=(135, 45, 140), outline=_OUTLINE, width=w)
         for r in (0.32, 0.22, 0.12):
-            draw.ellipse([s * (0.5 - r), s * (0.5 - r), s * (0.5 + r), s * (0.5 + r)],
-                         outline=(230, 190, 235), width=w)
+            draw.ellipse(
+                [s * (0.5 - r), s * (0.5 - r), s * (0.5 + r), s * (0.5 + r)], outline=(230, 190, 235), width=w
+            )
     elif name == "potato":
         draw.ellipse([m, s * 0.18, s - m, s * 0.82], fill=(125, 85, 45), outline=_OUTLINE, width=w)
         for x, y in ((0.3, 0.4), (0.55, 0.35), (0.7, 0.6), (0.4, 0.65), (0.6, 0.5)):
-            draw.ellipse([s * x - s * 0.04, s * y - s * 0.04, s * x + s * 0.04, s * y + s * 0.04],
-                         fill=(60, 35, 15))
+            draw.ellipse(
+                [s * x - s * 0.04, s * y - s * 0.04, s * x + s * 0.04, s * y + s * 0.04], fill=(60, 35, 15)
+            )
     elif name == "fish":
-        draw.polygon([(s * 0.72, s * 0.5), (s - m, s * 0.22), (s - m, s * 0.78)],
-                     fill=(60, 120, 175), outline=_OUTLINE)
-        draw.ellipse([m, s * 0.28, s * 0.8, s * 0.72], fill=(70, 135, 190), outline=_OUTLINE,
-                     width=w)
+        draw.polygon(
+            [(s * 0.72, s * 0.5), (s - m, s * 0.22), (s - m, s * 0.78)], fill=(60, 120, 175), outline=_OUTLINE
+        )
+        draw.ellipse([m, s * 0.28, s * 0.8, s * 0.72], fill=(70, 135, 190), outline=_OUTLINE, width=w)
         draw.ellipse([s * 0.16, s * 0.4, s * 0.26, s * 0.5], fill=(255, 255, 255), outline=_OUTLINE)
         draw.line([s * 0.3, s * 0.5, s * 0.65, s * 0.5], fill=(190, 220, 240), width=w)
     elif name == "meat":
-        draw.polygon([(s * 0.1, s * 0.3), (s * 0.45, m), (s * 0.9, s * 0.2), (s - m, s * 0.7),
-                      (s * 0.55, s - m), (s * 0.12, s * 0.8)], fill=(125, 15, 40), outline=_OUTLINE)
-        draw.line([s * 0.2, s * 0.4, s * 0.5, s * 0.55, s * 0.8, s * 0.4], fill=(250, 235, 235),
-                  width=w)
+        draw.polygon(
+            [
+                (s * 0.1, s * 0.3),
+                (s * 0.45, m),
+                (s * 0.9, s * 0.2),
+                (s - m, s * 0.7),
+                (s * 0.55, s - m),
+                (s * 0.12, s * 0.8),
+            ],
+            fill=(125, 15, 40),
+            outline=_OUTLINE,
+        )
+        draw.line([s * 0.2, s * 0.4, s * 0.5, s * 0.55, s * 0.8, s * 0.4], fill=(250, 235, 235), width=w)
         draw.line([s * 0.3, s * 0.7, s * 0.6, s * 0.75], fill=(250, 235, 235), width=w)
     elif name == "broccoli":
         draw.rectangle([s * 0.42, s * 0.5, s * 0.58, s - m], fill=(190, 230, 140), outline=_OUTLINE)
         for x, y in ((0.3, 0.35), (0.5, 0.25), (0.7, 0.35), (0.4, 0.5), (0.6, 0.5)):
             r = 0.17
-            draw.ellipse([s * (x - r), s * (y - r), s * (x + r), s * (y + r)], fill=(60, 175, 40),
-                         outline=(20, 80, 15), width=w)
+            draw.ellipse(
+                [s * (x - r), s * (y - r), s * (x + r), s * (y + r)],
+                fill=(60, 175, 40),
+                outline=(20, 80, 15),
+                width=w,
+            )
     elif name == "shrimp":
-        draw.arc([m, m, s - m, s - m], start=200, end=20, fill=(255, 135, 150),
-                 width=_width(s, 0.25))
+        draw.arc([m, m, s - m, s - m], start=200, end=20, fill=(255, 135, 150), width=_width(s, 0.25))
         for angle in (220, 260, 300, 340):
             a = math.radians(angle)
             r1, r2 = s * 0.22, s * 0.44
             c = s / 2
-            draw.line([c + r1 * math.cos(a), c + r1 * math.sin(a), c + r2 * math.cos(a),
-                       c + r2 * math.sin(a)], fill=(180, 60, 80), width=w)
+            draw.line(
+                [c + r1 * math.cos(a), c + r1 * math.sin(a), c + r2 * math.cos(a), c + r2 * math.sin(a)],
+                fill=(180, 60, 80),
+                width=w,
+            )
     else:
         raise KeyError(name)
     return _binary(image)
@@ -224,8 +249,10 @@ def noun_sprite(name: str, s: int) -> np.ndarray:
 
 def _arc_points(cx: float, cy: float, r: float, start: float, end: float, n: int = 24) -> list:
     return [
-        (cx + r * math.cos(math.radians(start + (end - start) * i / n)),
-         cy + r * math.sin(math.radians(start + (end - start) * i / n)))
+        (
+            cx + r * math.cos(math.radians(start + (end - start) * i / n)),
+            cy + r * math.sin(math.radians(start + (end - start) * i / n)),
+        )
         for i in range(n + 1)
     ]
 
@@ -241,29 +268,40 @@ def _draw_verb(draw: ImageDraw.ImageDraw, name: str, s: int, phase: int) -> None
     if name == "cut":
         # A knife across the object, moving up and down, with a red handle out of it.
         dy = s * 0.12 * math.sin(2 * math.pi * p)
-        blade = [(h * 0.3, c + s * 0.2 + dy), (size * 0.6, c - s * 0.38 + dy),
-                 (size * 0.72, c - s * 0.16 + dy), (h * 0.6, c + s * 0.45 + dy)]
+        blade = [
+            (h * 0.3, c + s * 0.2 + dy),
+            (size * 0.6, c - s * 0.38 + dy),
+            (size * 0.72, c - s * 0.16 + dy),
+            (h * 0.6, c + s * 0.45 + dy),
+        ]
         draw.polygon(blade, fill=(235, 235, 245), outline=_OUTLINE, width=_width(s, 0.04))
-        draw.line([size * 0.65, c - s * 0.25 + dy, size - 2, c - s * 0.62 + dy],
-                  fill=(230, 0, 0), width=_width(s, 0.16))
+        draw.line(
+            [size * 0.65, c - s * 0.25 + dy, size - 2, c - s * 0.62 + dy],
+            fill=(230, 0, 0),
+            width=_width(s, 0.16),
+        )
     elif name == "wash":
         # Bubbles circling the object.
         for i in range(8):
             a = 2 * math.pi * (i / 8 + p / 8)
             r = s * (0.13 + 0.05 * (i % 3))
             x, y = c + s * 0.72 * math.cos(a), c + s * 0.72 * math.sin(a)
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=(235, 250, 255), outline=(0, 120, 255),
-                         width=_width(s, 0.05))
+            draw.ellipse(
+                [x - r, y - r, x + r, y + r],
+                fill=(235, 250, 255),
+                outline=(0, 120, 255),
+                width=_width(s, 0.05),
+            )
     elif name == "fry":
         # Flames under and beside the object.
         for i in range(6):
             x = h * 0.2 + i * (size - h * 0.4) / 5
             tall = s * (0.45 + 0.2 * math.sin(2 * math.pi * (p + i / 3)))
             base = size - 2
-            draw.polygon([(x - s * 0.14, base), (x + s * 0.14, base), (x, base - tall)],
-                         fill=(255, 40, 0))
-            draw.polygon([(x - s * 0.07, base), (x + s * 0.07, base), (x, base - tall * 0.55)],
-                         fill=(255, 230, 0))
+            draw.polygon([(x - s * 0.14, base), (x + s * 0.14, base), (x, base - tall)], fill=(255, 40, 0))
+            draw.polygon(
+                [(x - s * 0.07, base), (x + s * 0.07, base), (x, base - tall * 0.55)], fill=(255, 230, 0)
+            )
     elif name == "season":
         # Salt and pepper grains falling over the object.
         for i in range(5):
@@ -272,27 +310,40 @@ def _draw_verb(draw: ImageDraw.ImageDraw, name: str, s: int, phase: int) -> None
                 y = s * 0.1 + (j * size / 4 + p * size / 4 + (i % 2) * s * 0.15) % (size * 0.8)
                 r = s * 0.1
                 color = (0, 0, 0) if (i + j) % 2 else (255, 255, 255)
-                draw.rectangle([x - r, y - r, x + r, y + r], fill=color,
-                               outline=(255, 0, 255), width=_width(s, 0.04))
+                draw.rectangle(
+                    [x - r, y - r, x + r, y + r], fill=color, outline=(255, 0, 255), width=_width(s, 0.04)
+                )
     elif name == "grab":
         # An orange glove holding the object from the right.
         dx = s * 0.06 * math.sin(2 * math.pi * p)
-        draw.ellipse([c + s * 0.3 + dx, c - s * 0.4, size - 2 + dx, c + s * 0.45],
-                     fill=(255, 160, 60), outline=_OUTLINE, width=_width(s, 0.04))
+        draw.ellipse(
+            [c + s * 0.3 + dx, c - s * 0.4, size - 2 + dx, c + s * 0.45],
+            fill=(255, 160, 60),
+            outline=_OUTLINE,
+            width=_width(s, 0.04),
+        )
         for k in range(4):
             y = c - s * 0.33 + k * s * 0.2
-            draw.rounded_rectangle([c - s * 0.05 + dx, y, c + s * 0.5 + dx, y + s * 0.13],
-                                   radius=s * 0.06, fill=(255, 160, 60), outline=_OUTLINE,
-                                   width=_width(s, 0.03))
+            draw.rounded_rectangle(
+                [c - s * 0.05 + dx, y, c + s * 0.5 + dx, y + s * 0.13],
+                radius=s * 0.06,
+                fill=(255, 160, 60),
+                outline=_OUTLINE,
+                width=_width(s, 0.03),
+            )
     elif name == "cover":
         # A turquoise lid coming down on the object.
         dy = s * 0.1 * (1 - p)
-        draw.chord([h * 0.35, c - s * 0.75 - dy, size - h * 0.35, c + s * 0.45 - dy], start=180,
-                   end=360, fill=(0, 205, 175), outline=_OUTLINE, width=_width(s, 0.05))
-        draw.rectangle([h * 0.25, c - s * 0.17 - dy, size - h * 0.25, c - s * 0.07 - dy],
-                       fill=(0, 90, 80))
-        draw.ellipse([c - s * 0.1, c - s * 0.9 - dy, c + s * 0.1, c - s * 0.7 - dy],
-                     fill=(20, 20, 20))
+        draw.chord(
+            [h * 0.35, c - s * 0.75 - dy, size - h * 0.35, c + s * 0.45 - dy],
+            start=180,
+            end=360,
+            fill=(0, 205, 175),
+            outline=_OUTLINE,
+            width=_width(s, 0.05),
+        )
+        draw.rectangle([h * 0.25, c - s * 0.17 - dy, size - h * 0.25, c - s * 0.07 - dy], fill=(0, 90, 80))
+        draw.ellipse([c - s * 0.1, c - s * 0.9 - dy, c + s * 0.1, c - s * 0.7 - dy], fill=(20, 20, 20))
     elif name == "stir":
         # A thick fuchsia spiral over the object, turning.
         points = []
@@ -324,8 +375,10 @@ def _draw_verb(draw: ImageDraw.ImageDraw, name: str, s: int, phase: int) -> None
         norm = math.hypot(ax, ay) or 1.0
         ax, ay = ax / norm, ay / norm
         tip = (x + ax * s * 0.35, y + ay * s * 0.35)
-        draw.polygon([tip, (x - ay * s * 0.28, y + ax * s * 0.28),
-                      (x + ay * s * 0.28, y - ax * s * 0.28)], fill=(150, 40, 255))
+        draw.polygon(
+            [tip, (x - ay * s * 0.28, y + ax * s * 0.28), (x + ay * s * 0.28, y - ax * s * 0.28)],
+            fill=(150, 40, 255),
+        )
     elif name == "peel":
         # Lime-green peel ribbons curling off the object.
         for k in range(3):
@@ -368,10 +421,14 @@ def hand_sprite(s: int) -> np.ndarray:
     draw.ellipse([s * 0.2, s * 0.4, s * 0.8, s * 0.98], fill=HAND_SKIN, outline=_OUTLINE, width=w)
     for k, top in enumerate((0.12, 0.04, 0.06, 0.16)):
         x = s * (0.24 + 0.14 * k)
-        draw.rounded_rectangle([x, s * top, x + s * 0.12, s * 0.6], radius=s * 0.06,
-                               fill=HAND_SKIN, outline=_OUTLINE, width=w)
-    draw.polygon([(s * 0.22, s * 0.62), (s * 0.02, s * 0.42), (s * 0.1, s * 0.36),
-                  (s * 0.32, s * 0.55)], fill=HAND_SKIN, outline=_OUTLINE)
+        draw.rounded_rectangle(
+            [x, s * top, x + s * 0.12, s * 0.6], radius=s * 0.06, fill=HAND_SKIN, outline=_OUTLINE, width=w
+        )
+    draw.polygon(
+        [(s * 0.22, s * 0.62), (s * 0.02, s * 0.42), (s * 0.1, s * 0.36), (s * 0.32, s * 0.55)],
+        fill=HAND_SKIN,
+        outline=_OUTLINE,
+    )
     return _binary(image)
 
 

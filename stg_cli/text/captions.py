@@ -84,9 +84,7 @@ MAX_SECONDS = 1e7
 _LETTER = re.compile(r"[^\W\d_]")
 
 
-def _clean(
-    raw_start: object, raw_end: object, raw_text: object, stats: CaptionStats
-) -> Caption | None:
+def _clean(raw_start: object, raw_end: object, raw_text: object, stats: CaptionStats) -> Caption | None:
     try:
         start, end = _seconds(raw_start), _seconds(raw_end)
     except (TypeError, ValueError):
@@ -146,9 +144,7 @@ def _from_columns(entry: object, stats: CaptionStats) -> list[Caption]:
     if not all(isinstance(column, list) for column in (starts, ends, texts)):
         raise ValueError("start, end and text must be lists")
     if not len(starts) == len(ends) == len(texts):
-        raise ValueError(
-            f"start, end, text lengths differ ({len(starts)}, {len(ends)}, {len(texts)})"
-        )
+        raise ValueError(f"start, end, text lengths differ ({len(starts)}, {len(ends)}, {len(texts)})")
     out = [_clean(s, e, t, stats) for s, e, t in zip(starts, ends, texts)]
     return [caption for caption in out if caption is not None]
 
@@ -289,9 +285,7 @@ def read_captions(path: str | os.PathLike, video_ids: Iterable[str] | None = Non
     if not path.exists():
         raise UserError(f"captions not found: {path}")
     if path.is_dir():
-        files = sorted(
-            p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CAPTION_SUFFIXES
-        )
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in CAPTION_SUFFIXES)
         if not files:
             raise UserError(f"no caption files ({', '.join(CAPTION_SUFFIXES)}) in {path}")
         if wanted is not None:

@@ -30,8 +30,17 @@ if TYPE_CHECKING:
     from stg_cli.train.losses import LossConfig
 
 #: the model settings a run chooses (the dims and grid come from the feature store)
-MODEL_OPTIONS = ("dim", "frames_u", "frames_t", "select", "attention", "gated", "cross_logits",
-                 "cross_temperature", "center_video")
+MODEL_OPTIONS = (
+    "dim",
+    "frames_u",
+    "frames_t",
+    "select",
+    "attention",
+    "gated",
+    "cross_logits",
+    "cross_temperature",
+    "center_video",
+)
 
 
 @dataclass
@@ -152,8 +161,9 @@ def read_settings_file(path: Path | str) -> tuple[dict, dict]:
             raise UserError(f"{path}: {table} must be a table")
         unknown = sorted(set(values) - set(known))
         if unknown:
-            raise UserError(f"{path}: unknown [{table}] key(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}")
+            raise UserError(
+                f"{path}: unknown [{table}] key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
         tables[table] = dict(values)
     return tables["train"], tables["model"]
 

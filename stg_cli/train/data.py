@@ -14,8 +14,8 @@ contiguous equal parts by rank, so the union of the processes' batches is the on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -57,7 +57,9 @@ class Batch:
         return self.global_feats.shape[0]
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(**{name: getattr(self, name).to(device, non_blocking=True) for name in self.__dataclass_fields__})
+        return Batch(
+            **{name: getattr(self, name).to(device, non_blocking=True) for name in self.__dataclass_fields__}
+        )
 
     def model_inputs(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
@@ -141,9 +143,15 @@ class ClipDataset:
     def _check(self, video) -> None:
         grid = np.asarray(video.grid_feats).shape
         glob = np.asarray(video.global_feats).shape
-        if len(glob) != 2 or glob[1] != self.visual_dim or len(grid) != 3 or grid[1:] != (
-            self.cells,
-            self.visual_dim,
+        if (
+            len(glob) != 2
+            or glob[1] != self.visual_dim
+            or len(grid) != 3
+            or grid[1:]
+            != (
+                self.cells,
+                self.visual_dim,
+            )
         ):
             raise UserError(
                 f"video {video.video_id} in the feature store has global {glob} and grid {grid} "

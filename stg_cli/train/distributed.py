@@ -11,7 +11,6 @@ import torch.distributed as dist
 from stg_cli.devices import resolve_device
 
 
-
 @dataclass(frozen=True)
 class DistInfo:
     """This process's place in the job (rank 0 of 1 without torchrun)."""

@@ -29,10 +29,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stg_cli import files
 from stg_cli.errors import UserError
+from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import ModelCard, save_export, store_config_dict, write_model_card
 from stg_cli.models.grounding import GroundingModel
-from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.config import TrainConfig
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
@@ -153,8 +153,17 @@ def train(
     info = init_distributed(device)
     finished = False
     try:
-        result = _train(features, Path(out), model_options or {}, config or TrainConfig(),
-                        resume, info, on_event, stop_after, ops)
+        result = _train(
+            features,
+            Path(out),
+            model_options or {},
+            config or TrainConfig(),
+            resume,
+            info,
+            on_event,
+            stop_after,
+            ops,
+        )
         finished = True
         return result
     finally:
@@ -240,16 +249,18 @@ def initial_export(
     return save_export(model, Path(out), store_config_dict(store.config), _text_encoder_dir(store))
 
 
-def _evaluate(model: GroundingModel, dataset: ClipDataset, store, split, folder: Path,
-              device: torch.device) -> dict:
+def _evaluate(
+    model: GroundingModel, dataset: ClipDataset, store, split, folder: Path, device: torch.device
+) -> dict:
     """Scores of the model as it is now on ``split`` (:func:`stg_cli.runs.evaluation.
     evaluate_export`), through an export with its threshold calibrated, in ``folder``."""
     from stg_cli.runs.evaluation import evaluate_export
 
     snapshot = copy.deepcopy(model).eval()
     snapshot.detection_threshold.fill_(calibrate_threshold(snapshot, dataset))
-    export = save_export(snapshot, folder / "export", store_config_dict(store.config),
-                         _text_encoder_dir(store))
+    export = save_export(
+        snapshot, folder / "export", store_config_dict(store.config), _text_encoder_dir(store)
+    )
     return evaluate_export(export, split, folder, device=str(device))
 
 
@@ -292,8 +303,7 @@ def _model_config(store, model_options: dict) -> ModelConfig:
         raise UserError(str(error)) from error
     if tuple(model_config.grid) != tuple(store.config.grid):
         raise UserError(
-            f"the model grid {model_config.grid} differs from the feature store's "
-            f"{tuple(store.config.grid)}"
+            f"the model grid {model_config.grid} differs from the feature store's {tuple(store.config.grid)}"
         )
     return model_config
 
@@ -379,19 +389,32 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         if split is not None:
             eval_priors = _eval_priors(split, out, model_config)
             _emit(info, on_event, "eval_priors", eval_priors)
-        files.write_json(out / "config.json", {
-            "model": model_config.to_dict(),
-            "train": config.to_dict(),
-            "store": store_config,
+        files.write_json(
+            out / "config.json",
+            {
+                "model": model_config.to_dict(),
+                "train": config.to_dict(),
+                "store": store_config,
+                "samples": len(dataset),
+                "world_size": info.world_size,
+                "total_steps": total,
+            },
+        )
+    _emit(
+        info,
+        on_event,
+        "start",
+        {
             "samples": len(dataset),
-            "world_size": info.world_size,
             "total_steps": total,
-        })
-    _emit(info, on_event, "start", {
-        "samples": len(dataset), "total_steps": total, "start_step": start_step,
-        "steps_per_epoch": order.steps_per_epoch, "world_size": info.world_size,
-        "device": str(info.device), "amp": amp, "model": model_config.to_dict(),
-    })
+            "start_step": start_step,
+            "steps_per_epoch": order.steps_per_epoch,
+            "world_size": info.world_size,
+            "device": str(info.device),
+            "amp": amp,
+            "model": model_config.to_dict(),
+        },
+    )
 
     def checkpoint_state(step: int) -> dict:
         return {
@@ -400,8 +423,13 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": _capture_rng(info.device),
-            "data": {"step": step, "num_samples": len(dataset), "global_batch": config.batch_size,
-                     "seed": config.seed, "epoch": order.epoch_of(step)},
+            "data": {
+                "step": step,
+                "num_samples": len(dataset),
+                "global_batch": config.batch_size,
+                "seed": config.seed,
+                "epoch": order.epoch_of(step),
+            },
             "model_config": model_config.to_dict(),
             "train_config": config.to_dict(),
             "store": store_config,
@@ -462,9 +490,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             tick = time.perf_counter()
             ids = order.ids(step, info.rank, info.world_size)
             batch = dataset.batch(ids).to(info.device)
-            autocast = (
-                torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-            )
+            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
             with autocast:
                 output = trained(
                     **batch.model_inputs(),
@@ -476,15 +502,21 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             lg, lg_backward = (zero, zero)
             if loss_config.uses_global:
                 lg, lg_backward = global_loss(
-                    output.video_global.float(), output.sentence_global.float(), loss_config,
-                    info.world_size, info.rank,
+                    output.video_global.float(),
+                    output.sentence_global.float(),
+                    loss_config,
+                    info.world_size,
+                    info.rank,
                 )
             ll = local_loss(output.local_similarity, loss_config) if loss_config.uses_local else zero
-            flags = torch.stack([
-                lg.detach().float(), ll.detach().float(),
-                torch.tensor(0.0 if bool(torch.isfinite(lg + ll)) else 1.0, device=info.device),
-                torch.tensor(1.0 if stop.requested else 0.0, device=info.device),
-            ])
+            flags = torch.stack(
+                [
+                    lg.detach().float(),
+                    ll.detach().float(),
+                    torch.tensor(0.0 if bool(torch.isfinite(lg + ll)) else 1.0, device=info.device),
+                    torch.tensor(1.0 if stop.requested else 0.0, device=info.device),
+                ]
+            )
             reduced = all_reduce_mean(torch.nan_to_num(flags, nan=0.0, posinf=0.0, neginf=0.0), info)
             if reduced[2] > 0:
                 _stop_nonfinite(step + 1, "loss", lg, ll, loss_config, last_checkpoint)
@@ -496,7 +528,9 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             if config.grad_clip > 0:
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             else:
-                grad_norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters() if p.grad is not None))
+                grad_norm = torch.sqrt(
+                    sum((p.grad.float() ** 2).sum() for p in model.parameters() if p.grad is not None)
+                )
             if not torch.isfinite(grad_norm):
                 _stop_nonfinite(step + 1, "gradient norm", lg, ll, loss_config, last_checkpoint)
             lr = optimizer.param_groups[0]["lr"]
@@ -511,11 +545,15 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             current = config.batch_size / max(seconds, 1e-9)
             rate = current if rate is None else 0.9 * rate + 0.1 * current
             log = StepLog(
-                step=step, total_steps=total, epoch=step / order.steps_per_epoch,
+                step=step,
+                total_steps=total,
+                epoch=step / order.steps_per_epoch,
                 loss=loss_value,
                 loss_global=float(reduced[0]) if loss_config.uses_global else None,
                 loss_local=float(reduced[1]) if loss_config.uses_local else None,
-                lr=lr, grad_norm=float(grad_norm), clips_per_s=rate,
+                lr=lr,
+                grad_norm=float(grad_norm),
+                clips_per_s=rate,
                 elapsed_s=time.perf_counter() - begin,
                 eta_s=(total - step) * config.batch_size / max(rate, 1e-9),
             )
@@ -532,16 +570,31 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     export = None
     if info.is_main:
         export = save_export(model, out / "export", store_config, _text_encoder_dir(store))
-        write_model_card(export, ModelCard(
-            steps=step, total_steps=total, samples=len(dataset), first_loss=first_loss,
-            final_loss=last_loss, train=config.to_dict(), evaluation=evaluations[-1] if evaluations else None,
-            eval_split=str(config.eval_split) if config.eval_split is not None else None,
-            priors=eval_priors,
-        ))
+        write_model_card(
+            export,
+            ModelCard(
+                steps=step,
+                total_steps=total,
+                samples=len(dataset),
+                first_loss=first_loss,
+                final_loss=last_loss,
+                train=config.to_dict(),
+                evaluation=evaluations[-1] if evaluations else None,
+                eval_split=str(config.eval_split) if config.eval_split is not None else None,
+                priors=eval_priors,
+            ),
+        )
     elapsed = time.perf_counter() - begin
     result = TrainResult(
-        run_dir=out, steps=step, total_steps=total, final_loss=last_loss, first_loss=first_loss,
-        checkpoint=checkpoint, export=export, samples=len(dataset), world_size=info.world_size,
+        run_dir=out,
+        steps=step,
+        total_steps=total,
+        final_loss=last_loss,
+        first_loss=first_loss,
+        checkpoint=checkpoint,
+        export=export,
+        samples=len(dataset),
+        world_size=info.world_size,
         elapsed_s=elapsed,
         clips_per_s=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
         interrupted=interrupted,
@@ -577,7 +630,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if step == 0:
         path.unlink()
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = [
+        line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
+    ]
     files.write_text(path, "".join(line + "\n" for line in kept))
 
 

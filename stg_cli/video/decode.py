@@ -114,16 +114,14 @@ def _open(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r", **_OPEN_OPTIONS)
     except av.FFmpegError as error:
         raise VideoError(
-            f"{path}: not a readable video: truncated, corrupt or another kind of file "
-            f"({_reason(error)})"
+            f"{path}: not a readable video: truncated, corrupt or another kind of file ({_reason(error)})"
         ) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise VideoError(f"{path}: not a readable video ({_short(error)})") from None
     except (TypeError, AttributeError) as error:
         # a PyAV whose API moved on (an argument or attribute removed): say which PyAV it was
         raise VideoError(
-            f"{path}: cannot open it with PyAV {av.__version__} "
-            f"({type(error).__name__}: {_short(error)})"
+            f"{path}: cannot open it with PyAV {av.__version__} ({type(error).__name__}: {_short(error)})"
         ) from None
 
 
@@ -138,9 +136,7 @@ def _rotation(first: av.VideoFrame | None) -> int:
     return degrees % 360 if degrees % 90 == 0 else 0
 
 
-def _stream_info(
-    container: av.container.InputContainer, stream, first: av.VideoFrame | None
-) -> VideoInfo:
+def _stream_info(container: av.container.InputContainer, stream, first: av.VideoFrame | None) -> VideoInfo:
     rotation = _rotation(first)
     width = stream.codec_context.width or (first.width if first is not None else 0)
     height = stream.codec_context.height or (first.height if first is not None else 0)

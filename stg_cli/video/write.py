@@ -41,9 +41,7 @@ def write_video(
     encoder, pix_fmt = CODECS[codec]
     time_base = Fraction(1, 90000) if times is not None else None
     options = (
-        {"movflags": "faststart"}
-        if faststart and path.suffix.lower() in (".mp4", ".mov", ".m4v")
-        else {}
+        {"movflags": "faststart"} if faststart and path.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
     )
     with av.open(str(path), mode="w", options=options) as container:
         rate = Fraction(fps).limit_denominator(1001)

@@ -48,8 +48,9 @@ def draw_grounding(
         counter["done"] += 1
         step("overlay", counter["done"], max(total, counter["done"]))
 
-    render_overlay(grounding, display_frames(video_path, fps), out / f"{name}.overlay.mp4",
-                   on_frame=on_frame, fps=fps)
+    render_overlay(
+        grounding, display_frames(video_path, fps), out / f"{name}.overlay.mp4", on_frame=on_frame, fps=fps
+    )
     files["overlay"] = f"{name}.overlay.mp4"
     return files, []
 

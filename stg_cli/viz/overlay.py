@@ -76,9 +76,7 @@ def blend_heatmap(
     return np.asarray(Image.composite(colors.convert("RGB"), Image.fromarray(frame), opacity))
 
 
-def timeline_strip(
-    grounding: VideoGrounding, width: int, height: int, colors: np.ndarray
-) -> np.ndarray:
+def timeline_strip(grounding: VideoGrounding, width: int, height: int, colors: np.ndarray) -> np.ndarray:
     """The label of every frame along the video, one column per pixel. → uint8 [height, width, 3]."""
     strip = np.empty((height, width, 3), dtype=np.uint8)
     strip[:] = BACKGROUND_COLOR

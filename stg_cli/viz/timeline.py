@@ -51,9 +51,7 @@ def plot_timeline(
 
     height = 1.6 + 0.28 * count + (0.9 if ground_truth else 0.6)
     figure = Figure(figsize=(11, height), dpi=dpi)
-    top, bottom = figure.subplots(
-        2, 1, sharex=True, height_ratios=[max(count, 2), 2 if ground_truth else 1]
-    )
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[max(count, 2), 2 if ground_truth else 1])
     image = np.full((count, max(times.size, 1)), np.nan, dtype=np.float32)
     if times.size and queries:
         image[:, :] = similarity.T
@@ -85,9 +83,7 @@ def plot_timeline(
     tracks = [("predicted", [(s.query, s.start, s.end) for s in grounding.detection.segments])]
     if ground_truth:
         index = {query: position for position, query in enumerate(queries)}
-        tracks.append(
-            ("ground truth", [(index.get(s.label, -1), s.start, s.end) for s in ground_truth])
-        )
+        tracks.append(("ground truth", [(index.get(s.label, -1), s.start, s.end) for s in ground_truth]))
     for row, (_, segments) in enumerate(tracks):
         bottom.broken_barh([(0.0, span_end)], (row - 0.4, 0.8), facecolors=(0.85, 0.85, 0.85))
         for query, start, end in segments:

@@ -98,13 +98,23 @@ def clip_dirs(tmp_path_factory) -> tuple[Path, Path, object]:
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
         text_config=dict(
-            vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=16, eos_token_id=eot,
-            bos_token_id=sot, pad_token_id=eot,
+            vocab_size=len(vocab),
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            eos_token_id=eot,
+            bos_token_id=sot,
+            pad_token_id=eot,
         ),
         vision_config=dict(
-            hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
-            image_size=64, patch_size=16,
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=16,
         ),
         projection_dim=48,
     )
@@ -120,7 +130,7 @@ def clip_dirs(tmp_path_factory) -> tuple[Path, Path, object]:
     openai.mkdir()
     torch.save(to_openai(model.state_dict()), openai / "ViT-B-32.pt")
     with gzip.open(openai / "bpe_simple_vocab_16e6.txt.gz", "wt") as f:
-        f.write("\"bpe_simple_vocab_16e6.txt#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges))
+        f.write('"bpe_simple_vocab_16e6.txt#version: 0.2\n' + "\n".join(f"{a} {b}" for a, b in merges))
     return hf, openai, model
 
 
@@ -266,5 +276,6 @@ def test_vision_only_hugging_face_folder(clip_dirs, tmp_path):
     vision.save_pretrained(tmp_path)
     backbone = load_visual("clip-vit-b32", tmp_path)
     frames = _frames(2)
-    torch.testing.assert_close(backbone.encode(frames)[1], _reference_image(model, frames)[:, 1:],
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        backbone.encode(frames)[1], _reference_image(model, frames)[:, 1:], rtol=1e-4, atol=1e-4
+    )

@@ -60,8 +60,10 @@ def _frames(size: int) -> torch.Tensor:
     photo = np.asarray(Image.fromarray(_photo()).resize((size, size), Image.BILINEAR))
     noise = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
     ramp = np.linspace(0, 255, size, dtype=np.float32)
-    gradient = np.stack([ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1),
-                         255 - ramp[None, :].repeat(size, 0)], axis=-1).astype(np.uint8)
+    gradient = np.stack(
+        [ramp[None, :].repeat(size, 0), ramp[:, None].repeat(size, 1), 255 - ramp[None, :].repeat(size, 0)],
+        axis=-1,
+    ).astype(np.uint8)
     halves = np.zeros((size, size, 3), dtype=np.uint8)
     halves[:, : size // 2, 0] = 230
     halves[:, size // 2 :, 2] = 200
@@ -115,9 +117,7 @@ def test_lite2_matches_the_reference_package():
 
 def test_alternative_settings_give_the_same_features(lite0):
     frames = _frames(224)[:2]
-    plain = load_effnet_visual(
-        "effnet-lite0", lite0.source, channels_last=False, inference_mode=False
-    )
+    plain = load_effnet_visual("effnet-lite0", lite0.source, channels_last=False, inference_mode=False)
     for ours, theirs in zip(lite0.encode(frames), plain.encode(frames)):
         torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
@@ -137,7 +137,13 @@ def test_lite2_layout_without_weights():
     assert [s.channels_out for s in stages] == [16, 24, 48, 88, 120, 208, 352]
     assert len(network.blocks) == 21 and network.head.in_channels == 352
     assert [s.channels_out for s in scaled_stages(VARIANTS["effnet-lite0"])] == [
-        16, 24, 40, 80, 112, 192, 320,
+        16,
+        24,
+        40,
+        80,
+        112,
+        192,
+        320,
     ]
 
 
@@ -199,17 +205,27 @@ def test_stg_extract_with_effnet(tmp_path):
     rng = np.random.default_rng(0)
     captions = {}
     for name in ("one", "two"):
-        write_video(videos / f"{name}.mp4",
-                    (rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(30)), fps=10)
-        captions[name] = {
-            "start": [0.0, 1.0], "end": [1.0, 2.5], "text": ["cut the bread", "toast it"]
-        }
+        write_video(
+            videos / f"{name}.mp4",
+            (rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(30)),
+            fps=10,
+        )
+        captions[name] = {"start": [0.0, 1.0], "end": [1.0, 2.5], "text": ["cut the bread", "toast it"]}
     (tmp_path / "captions.json").write_text(json.dumps(captions))
     out = tmp_path / "features"
-    result = CliRunner().invoke(app, [
-        "extract", str(videos), "--captions", str(tmp_path / "captions.json"), "--out", str(out),
-        "--backbone", "effnet-lite0",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "extract",
+            str(videos),
+            "--captions",
+            str(tmp_path / "captions.json"),
+            "--out",
+            str(out),
+            "--backbone",
+            "effnet-lite0",
+        ],
+    )
     assert result.exit_code == 0, result.output
     store = FeatureStore.open(out)
     assert store.config.backbone == "effnet-lite0" and store.config.grid == (7, 7)
@@ -229,10 +245,21 @@ def test_stg_extract_with_a_bad_weights_file_is_a_user_error(tmp_path):
     (tmp_path / "captions.json").write_text(json.dumps(captions))
     bad = tmp_path / "bad.pth"
     bad.write_text("hello")
-    result = CliRunner().invoke(app, [
-        "extract", str(tmp_path / "videos"), "--captions", str(tmp_path / "captions.json"),
-        "--out", str(tmp_path / "f"), "--backbone", "effnet-lite0", "--weights", str(bad),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "extract",
+            str(tmp_path / "videos"),
+            "--captions",
+            str(tmp_path / "captions.json"),
+            "--out",
+            str(tmp_path / "f"),
+            "--backbone",
+            "effnet-lite0",
+            "--weights",
+            str(bad),
+        ],
+    )
     assert isinstance(result.exception, UserError), result.output
     assert "bad.pth is not a torch state dict" in str(result.exception)
 
@@ -248,8 +275,17 @@ def test_stg_demo_passes_the_backbone_and_text_on(tmp_path, monkeypatch):
         raise UserError("stop here")
 
     monkeypatch.setattr(stg_cli.demo, "run_demo", run_demo)
-    result = CliRunner().invoke(app, [
-        "demo", "--out", str(tmp_path), "--backbone", "effnet-lite0", "--text", "minilm",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--backbone",
+            "effnet-lite0",
+            "--text",
+            "minilm",
+        ],
+    )
     assert isinstance(result.exception, UserError)
     assert seen == {"backbone": "effnet-lite0", "text": "minilm", "name": "quick"}

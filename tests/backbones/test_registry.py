@@ -15,7 +15,11 @@ from stg_cli.errors import UserError
 
 def test_names():
     assert VISUAL_BACKBONES == (
-        "tiny", "clip-vit-b32", "s3d-milnce", "effnet-lite0", "effnet-lite2",
+        "tiny",
+        "clip-vit-b32",
+        "s3d-milnce",
+        "effnet-lite0",
+        "effnet-lite2",
     )
     assert TEXT_ENCODERS[:3] == ("word2vec", "minilm", "clip")
 

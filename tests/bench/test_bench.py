@@ -15,7 +15,13 @@ from stg_cli.errors import UserError
 def test_all_expands_to_every_benchmark():
     assert bench.resolve_names(None) == bench.resolve_names(["all"])
     assert set(bench.resolve_names(["all"])) == {
-        "sinkhorn", "xattn", "rollout", "score", "ground", "train", "extract"
+        "sinkhorn",
+        "xattn",
+        "rollout",
+        "score",
+        "ground",
+        "train",
+        "extract",
     }
 
 

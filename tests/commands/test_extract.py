@@ -43,9 +43,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     csv_dir = root / "csv"
     csv_dir.mkdir()
     for name in ("one", "two", "three"):
-        (csv_dir / f"{name}.csv").write_text(
-            "start,end,text\n0,1.5,cut the bread\n2,3.5,toast it\n"
-        )
+        (csv_dir / f"{name}.csv").write_text("start,end,text\n0,1.5,cut the bread\n2,3.5,toast it\n")
     return {
         "root": root,
         "videos": root / "videos",
@@ -167,9 +165,7 @@ def test_ctrl_c_keeps_finished_videos(tmp_path: Path, workers: str) -> None:
     )
     deadline = time.monotonic() + 100
     while (
-        time.monotonic() < deadline
-        and not (out / "videos").is_dir()
-        or not any((out / "videos").iterdir())
+        time.monotonic() < deadline and not (out / "videos").is_dir() or not any((out / "videos").iterdir())
     ):
         time.sleep(0.05)
         assert process.poll() is None and time.monotonic() < deadline

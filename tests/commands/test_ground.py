@@ -14,11 +14,9 @@ import av
 import pytest
 from typer.testing import CliRunner
 
+from helpers.grounding import make_export, make_video
 from stg_cli.cli import app
 from stg_cli.errors import UserError
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ground"))
-from ground_helpers import make_export, make_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +30,31 @@ def setup(tmp_path_factory):
 
 def test_ground_writes_everything_and_prints_a_summary(setup, tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [
-        "ground", str(setup / "videos"), "--queries", str(setup / "q.txt"),
-        "--checkpoint", str(setup / "run"), "--out", str(out), "--viz", "--tau", "-1",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(setup / "videos"),
+            "--queries",
+            str(setup / "q.txt"),
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(out),
+            "--viz",
+            "--tau",
+            "-1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "segments per query" in result.output and "crack the egg" in result.output
-    for name in ("clip.json", "clip.heatmaps.npz", "clip.overlay.mp4", "clip.timeline.png", "predictions.json"):
+    for name in (
+        "clip.json",
+        "clip.heatmaps.npz",
+        "clip.overlay.mp4",
+        "clip.timeline.png",
+        "predictions.json",
+    ):
         assert (out / name).is_file(), name
     with av.open(str(out / "clip.overlay.mp4")) as container:  # the source's 10 fps, not 1 fps
         stream = container.streams.video[0]
@@ -47,10 +63,24 @@ def test_ground_writes_everything_and_prints_a_summary(setup, tmp_path):
 
 
 def test_inline_queries_need_no_query_file(setup, tmp_path):
-    result = CliRunner().invoke(app, [
-        "ground", str(setup / "videos" / "clip.mp4"), "--query", "cut tomato", "--query", "stir",
-        "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "out"), "--json", "--tau", "-1",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(setup / "videos" / "clip.mp4"),
+            "--query",
+            "cut tomato",
+            "--query",
+            "stir",
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+            "--tau",
+            "-1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)["queries"]) == {"cut tomato", "stir"}
     saved = json.loads((tmp_path / "out" / "clip.json").read_text())
@@ -59,11 +89,25 @@ def test_inline_queries_need_no_query_file(setup, tmp_path):
 
 def test_exports_for_activitynet_and_ava(setup, tmp_path):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [
-        "ground", str(setup / "videos" / "clip.mp4"), "--queries", str(setup / "q.txt"),
-        "--checkpoint", str(setup / "run"), "--out", str(out), "--tau", "-1",
-        "--export", "activitynet", "--export", "ava",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(setup / "videos" / "clip.mp4"),
+            "--queries",
+            str(setup / "q.txt"),
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(out),
+            "--tau",
+            "-1",
+            "--export",
+            "activitynet",
+            "--export",
+            "ava",
+        ],
+    )
     assert result.exit_code == 0, result.output
     prediction = json.loads((out / "clip.json").read_text())
     detections = json.loads((out / "activitynet.json").read_text())
@@ -83,10 +127,21 @@ def test_exports_for_activitynet_and_ava(setup, tmp_path):
 
 
 def test_unknown_export_format_is_refused_before_grounding(setup, tmp_path):
-    result = CliRunner().invoke(app, [
-        "ground", str(setup / "videos"), "--queries", str(setup / "q.txt"),
-        "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "out"), "--export", "coco",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(setup / "videos"),
+            "--queries",
+            str(setup / "q.txt"),
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(tmp_path / "out"),
+            "--export",
+            "coco",
+        ],
+    )
     assert isinstance(result.exception, UserError) and "--export" in str(result.exception)
     assert not (tmp_path / "out").exists()
 
@@ -94,11 +149,23 @@ def test_unknown_export_format_is_refused_before_grounding(setup, tmp_path):
 def test_json_and_failed_video_exit_code(setup, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)
-    result = CliRunner().invoke(app, [
-        "ground", str(bad), str(setup / "videos" / "clip.mp4"), "--queries", str(setup / "q.txt"),
-        "--checkpoint", str(setup / "run" / "export"), "--out", str(tmp_path / "out"), "--json",
-        "--heatmap", "rollout",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(bad),
+            str(setup / "videos" / "clip.mp4"),
+            "--queries",
+            str(setup / "q.txt"),
+            "--checkpoint",
+            str(setup / "run" / "export"),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+            "--heatmap",
+            "rollout",
+        ],
+    )
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert summary["grounded"] == 1 and summary["failed"] == 1
@@ -109,10 +176,23 @@ def test_json_and_failed_video_exit_code(setup, tmp_path):
 def test_workers_ground_the_good_videos_and_report_the_bad(setup, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 100)
-    result = CliRunner().invoke(app, [
-        "ground", str(bad), str(setup / "videos" / "clip.mp4"), "--queries", str(setup / "q.txt"),
-        "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "out"), "--json", "--workers", "2",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(bad),
+            str(setup / "videos" / "clip.mp4"),
+            "--queries",
+            str(setup / "q.txt"),
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+            "--workers",
+            "2",
+        ],
+    )
     assert result.exit_code == 1, result.output
     summary = json.loads(result.stdout)
     assert summary["grounded"] == 1 and summary["failed"] == 1
@@ -136,9 +216,28 @@ def test_ctrl_c_with_workers_keeps_finished_videos(setup, tmp_path, moment):
         make_video(tmp_path / "videos" / f"{name}.mp4", seconds=20)
     out = tmp_path / "out"
     process = subprocess.Popen(
-        [sys.executable, "-m", "stg_cli", "ground", str(tmp_path / "videos"), "--queries", str(setup / "q.txt"),
-         "--checkpoint", str(setup / "run"), "--out", str(out), "--fps", "10", "--viz", "--workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "stg_cli",
+            "ground",
+            str(tmp_path / "videos"),
+            "--queries",
+            str(setup / "q.txt"),
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(out),
+            "--fps",
+            "10",
+            "--viz",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
     def ready() -> bool:
@@ -183,9 +282,22 @@ def test_empty_query_file_is_one_red_line(setup, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("# nothing\n\n")
     result = subprocess.run(
-        [sys.executable, "-m", "stg_cli", "ground", str(setup / "videos"), "--queries", str(empty),
-         "--checkpoint", str(setup / "run"), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "stg_cli",
+            "ground",
+            str(setup / "videos"),
+            "--queries",
+            str(empty),
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "no queries" in result.stderr and "Traceback" not in result.stderr
@@ -214,15 +326,34 @@ def test_bad_arguments_are_user_errors(setup, tmp_path, extra, fragment):
 
 def test_trimmed_grounds_the_ground_truth_segments(setup, tmp_path):
     truth = tmp_path / "ground_seg.json"
-    truth.write_text(json.dumps({"clip": [
-        {"segment": [1, 2], "id": 0, "sentence": "pour milk"},
-        {"segment": [3, 3], "id": 1, "sentence": "whisk"},
-    ]}))
+    truth.write_text(
+        json.dumps(
+            {
+                "clip": [
+                    {"segment": [1, 2], "id": 0, "sentence": "pour milk"},
+                    {"segment": [3, 3], "id": 1, "sentence": "whisk"},
+                ]
+            }
+        )
+    )
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, [
-        "ground", str(setup / "videos"), "--queries", str(setup / "q.txt"), "--checkpoint",
-        str(setup / "run"), "--out", str(out), "--gt", str(truth), "--trimmed", "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ground",
+            str(setup / "videos"),
+            "--queries",
+            str(setup / "q.txt"),
+            "--checkpoint",
+            str(setup / "run"),
+            "--out",
+            str(out),
+            "--gt",
+            str(truth),
+            "--trimmed",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     prediction = json.loads((out / "clip.json").read_text())
     segments = [(s["label"], s["start"], s["end"]) for s in prediction["segments"]]

@@ -15,9 +15,7 @@ from stg_cli.cli import app, main
 from stg_cli.errors import UserError
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"the released annotation files are not at {DATA}"
-)
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"the released annotation files are not at {DATA}")
 
 
 @pytest.fixture
@@ -56,9 +54,16 @@ def dataset(tmp_path: Path) -> tuple[Path, Path]:
         {"label": "cut", "start": 1, "end": 2, "score": 0.9},
         {"label": "stir", "start": 4, "end": 4, "score": 0.8},
     ]
-    prediction = {"video": "v1", "width": 100, "height": 100, "fps": 1.0,
-                  "queries": ["cut", "stir"], "segments": segments, "frames": frames,
-                  "heatmaps": None}
+    prediction = {
+        "video": "v1",
+        "width": 100,
+        "height": 100,
+        "fps": 1.0,
+        "queries": ["cut", "stir"],
+        "segments": segments,
+        "frames": frames,
+        "heatmaps": None,
+    }
     (predictions / "v1.json").write_text(json.dumps(prediction))
     (predictions / "extra.json").write_text(json.dumps({**prediction, "video": "extra"}))
     return annotations, predictions
@@ -85,8 +90,14 @@ def test_json_and_per_video_csv(dataset, tmp_path):
     annotations, predictions = dataset
     rows = tmp_path / "out" / "per_video.csv"
     result = invoke(
-        str(predictions / "v1.json"), "--gt", str(annotations), "--dataset", "groundingyoutube",
-        "--json", "--per-video", str(rows),
+        str(predictions / "v1.json"),
+        "--gt",
+        str(annotations),
+        "--dataset",
+        "groundingyoutube",
+        "--json",
+        "--per-video",
+        str(rows),
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -103,9 +114,17 @@ def test_json_and_per_video_csv(dataset, tmp_path):
 def test_per_class_tables_and_options(dataset):
     annotations, predictions = dataset
     result = invoke(
-        str(predictions), "--gt", str(annotations / "GoundingYouTubeBox.json"),
-        "--gt", str(annotations / "ground_seg.json"), "--dataset", "synth", "--per-class",
-        "--tolerance", "30", "--require-label",
+        str(predictions),
+        "--gt",
+        str(annotations / "GoundingYouTubeBox.json"),
+        "--gt",
+        str(annotations / "ground_seg.json"),
+        "--dataset",
+        "synth",
+        "--per-class",
+        "--tolerance",
+        "30",
+        "--require-label",
     )
     assert result.exit_code == 0, result.output
     assert "per class" in result.stdout and "spatial AP" in result.stdout
@@ -119,14 +138,34 @@ def test_mining_youtube_table(tmp_path):
     (tmp_path / "seg.json").write_text(
         json.dumps({"m": [{"segment": [1, 3], "id": 0, "sentence": "crack_egg"}]})
     )
-    np.savez(tmp_path / "m.heatmaps.npz", times=np.arange(5.0), queries=np.array(["crack egg"]),
-             similarity=np.array([[0.1], [0.9], [0.9], [0.9], [0.1]]))
-    (tmp_path / "m.json").write_text(json.dumps(
-        {"video": "m", "width": 64, "height": 48, "segments": [], "frames": [],
-         "heatmaps": "m.heatmaps.npz"}
-    ))
-    result = invoke(str(tmp_path / "m.json"), "--gt", str(tmp_path / "seg.json"),
-                    "--dataset", "miningyoutube", "--json", "--tau", "0.5")
+    np.savez(
+        tmp_path / "m.heatmaps.npz",
+        times=np.arange(5.0),
+        queries=np.array(["crack egg"]),
+        similarity=np.array([[0.1], [0.9], [0.9], [0.9], [0.1]]),
+    )
+    (tmp_path / "m.json").write_text(
+        json.dumps(
+            {
+                "video": "m",
+                "width": 64,
+                "height": 48,
+                "segments": [],
+                "frames": [],
+                "heatmaps": "m.heatmaps.npz",
+            }
+        )
+    )
+    result = invoke(
+        str(tmp_path / "m.json"),
+        "--gt",
+        str(tmp_path / "seg.json"),
+        "--dataset",
+        "miningyoutube",
+        "--json",
+        "--tau",
+        "0.5",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     # Ground truth owns t1, t2 (half-open [1, 3)); the alignment labels t1..t3: IoU 2/3, IoD 2/3.
@@ -137,7 +176,7 @@ def test_mining_youtube_table(tmp_path):
 
 def prior_rows(output: str) -> dict[str, list[str]]:
     """The priors table's rows: name → cells."""
-    table = output[output.index("model-free priors"):]
+    table = output[output.index("model-free priors") :]
     rows = {}
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip("│ ").split("│")]
@@ -157,9 +196,11 @@ def test_centre_and_random_priors_are_beside_the_scores_without_videos(dataset):
     # its box [25, 25, 74, 74] has IoU 0.16 with stir.
     assert rows["centre"] == ["0.00", "33.33", "0.00", "0.00", "3"]
     assert "note: the motion and centred-energy priors read the videos: pass --videos DIR" in (
-        " ".join(result.stdout.split()))
-    report = json.loads(invoke(str(predictions), "--gt", str(annotations), "--dataset",
-                               "groundingyoutube", "--json").stdout)
+        " ".join(result.stdout.split())
+    )
+    report = json.loads(
+        invoke(str(predictions), "--gt", str(annotations), "--dataset", "groundingyoutube", "--json").stdout
+    )
     assert list(report["priors"]["scores"]) == ["centre", "random"]
     assert report["priors"]["scores"]["centre"]["pointing_game"] == 0.0
     assert report["notes"][0].startswith("the motion and centred-energy priors read the videos")
@@ -187,17 +228,26 @@ def test_videos_add_the_motion_priors_and_a_note_when_a_prior_is_close(dataset, 
     videos = tmp_path / "videos"
     write_motion_video(videos / "v1.mp4")
     (videos / "unrelated.mp4").write_bytes(b"never read: not annotated")
-    args = [str(predictions), "--gt", str(annotations), "--dataset", "groundingyoutube",
-            "--videos", str(videos)]
+    args = [
+        str(predictions),
+        "--gt",
+        str(annotations),
+        "--dataset",
+        "groundingyoutube",
+        "--videos",
+        str(videos),
+    ]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     rows = prior_rows(result.stdout)
     assert list(rows) == ["predictions", "centre", "random, seed 0", "motion", "centred energy"]
     # The motion cell's centre (20.9, 20.9), then (63.8, 63.8): inside the box every second.
     assert rows["motion"][0] == "100.00"
-    first_note = " ".join(result.stdout[result.stdout.index("note:"):].split())
-    assert first_note.startswith("note: model-free priors point within 5 points of the model's "
-                                 "pointing game (66.7) or above it: motion 100.0")
+    first_note = " ".join(result.stdout[result.stdout.index("note:") :].split())
+    assert first_note.startswith(
+        "note: model-free priors point within 5 points of the model's "
+        "pointing game (66.7) or above it: motion 100.0"
+    )
     report = json.loads(invoke(*args, "--json").stdout)
     priors = report["priors"]
     assert list(priors["scores"]) == ["centre", "random", "motion", "centred_energy"]
@@ -211,8 +261,16 @@ def test_an_unreadable_video_is_left_out_of_the_motion_priors_and_named(dataset,
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "v1.mp4").write_bytes(b"not a video")
-    result = invoke(str(predictions), "--gt", str(annotations), "--dataset", "groundingyoutube",
-                    "--videos", str(videos), "--json")
+    result = invoke(
+        str(predictions),
+        "--gt",
+        str(annotations),
+        "--dataset",
+        "groundingyoutube",
+        "--videos",
+        str(videos),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     priors = json.loads(result.stdout)["priors"]
     assert list(priors["scores"]) == ["centre", "random"]
@@ -239,11 +297,21 @@ def test_user_errors(dataset, args, fragment):
 def test_bad_prediction_is_one_red_line_and_exit_2(dataset, tmp_path, monkeypatch, capsys):
     annotations, _ = dataset
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"video": "v1", "width": 10, "height": 10, "segments": [],
-                               "frames": [{"t": 0, "label": "cut", "score": "high"}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "video": "v1",
+                "width": 10,
+                "height": 10,
+                "segments": [],
+                "frames": [{"t": 0, "label": "cut", "score": "high"}],
+            }
+        )
+    )
     monkeypatch.setenv("STG_DEBUG", "0")
-    monkeypatch.setattr(sys, "argv", ["stg", "score", str(bad), "--gt", str(annotations),
-                                      "--dataset", "groundingyoutube"])
+    monkeypatch.setattr(
+        sys, "argv", ["stg", "score", str(bad), "--gt", str(annotations), "--dataset", "groundingyoutube"]
+    )
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
@@ -260,8 +328,9 @@ def test_real_grounding_youtube_oracle_from_the_command_line(tmp_path):
 
     truth = load_ground_truth([DATA / "groundingyoutube"], "groundingyoutube")
     path = save_predictions(baseline_predictions(truth, "oracle"), tmp_path / "oracle.json")
-    result = invoke(str(path), "--gt", str(DATA / "groundingyoutube"),
-                    "--dataset", "groundingyoutube", "--json")
+    result = invoke(
+        str(path), "--gt", str(DATA / "groundingyoutube"), "--dataset", "groundingyoutube", "--json"
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics["iou_point"] == pytest.approx(100.0)

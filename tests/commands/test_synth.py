@@ -56,8 +56,12 @@ def test_options_build_the_config():
         parse_size("640by480")
     v1 = build_config(None, None, None, 0, False, False, None, None, "medium", 0)
     assert v1.difficulty_settings.distractor_actions == 0 and v1.difficulty_settings.pan == 0
-    assert build_config(None, None, None, 0, False, False, None, None, "easy", 2)\
-        .difficulty_settings.distractor_actions == 2
+    assert (
+        build_config(
+            None, None, None, 0, False, False, None, None, "easy", 2
+        ).difficulty_settings.distractor_actions
+        == 2
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,23 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers.stores import make_store, write_store
 from stg_cli.cli import app, main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_fakes import make_store, write_store  # noqa: E402
-
-SMALL = ["--dim", "16", "--frames-u", "8", "--frames-t", "4", "--batch-size", "8",
-         "--local-chunk", "4", "--log-every", "1"]
+SMALL = [
+    "--dim",
+    "16",
+    "--frames-u",
+    "8",
+    "--frames-t",
+    "4",
+    "--batch-size",
+    "8",
+    "--local-chunk",
+    "4",
+    "--log-every",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +52,9 @@ def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
 
 def test_train_json_and_resume(feats, tmp_path):
     run = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "3", *SMALL, "--json"])
+    result = CliRunner().invoke(
+        app, ["train", str(feats), "--out", str(run), "--steps", "3", *SMALL, "--json"]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["steps"] == 3 and summary["samples"] == 24 and summary["world_size"] == 1
@@ -64,9 +76,19 @@ def test_a_settings_file_sets_the_run_and_options_override_it(feats, tmp_path):
         "[model]\ndim = 16\nframes_u = 8\nframes_t = 4\ncross_logits = 'dot'\n"
     )
     run = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "train", str(feats), "--out", str(run), "--config", str(settings), "--lr", "0.002",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(feats),
+            "--out",
+            str(run),
+            "--config",
+            str(settings),
+            "--lr",
+            "0.002",
+        ],
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["steps"] == 2 and config["train"]["lr"] == 0.002
@@ -76,7 +98,10 @@ def test_a_settings_file_sets_the_run_and_options_override_it(feats, tmp_path):
 
 def test_resume_on_other_features_is_one_red_line(feats, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
-    assert CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "2", *SMALL]).exit_code == 0
+    assert (
+        CliRunner().invoke(app, ["train", str(feats), "--out", str(run), "--steps", "2", *SMALL]).exit_code
+        == 0
+    )
     other = write_store(tmp_path / "other", make_store(visual_dim=16))
     code, err = run_main(monkeypatch, capsys, other.root, "--out", run, "--resume")
     assert code == 2 and "Traceback" not in err
@@ -101,16 +126,36 @@ def test_bad_options_are_user_errors(feats, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="torchrun not installed"
+)
 def test_torchrun_two_processes(feats, tmp_path):
     run = tmp_path / "run"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "stg_cli", "train", str(feats),
-         "--out", str(run), "--steps", "3", *SMALL, "--device", "cpu", "--json"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "stg_cli",
+            "train",
+            str(feats),
+            "--out",
+            str(run),
+            "--steps",
+            "3",
+            *SMALL,
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
@@ -126,16 +171,36 @@ def test_eval_scores_a_labelled_split_at_checkpoints_and_the_end(tmp_path):
     from stg_cli.synth.config import SynthConfig
 
     bench = tmp_path / "synth"
-    generate(bench, SynthConfig.quick(train_videos=4, test_videos=2, min_duration=20,
-                                      max_duration=24))
-    extract([bench / "train" / "videos"], bench / "train" / "captions.json", tmp_path / "feats",
-            ExtractOptions())
+    generate(bench, SynthConfig.quick(train_videos=4, test_videos=2, min_duration=20, max_duration=24))
+    extract(
+        [bench / "train" / "videos"], bench / "train" / "captions.json", tmp_path / "feats", ExtractOptions()
+    )
     run = tmp_path / "run"
-    result = CliRunner().invoke(app, [
-        "train", str(tmp_path / "feats"), "--out", str(run), "--steps", "4",
-        "--checkpoint-every", "2", "--eval", str(bench / "test"), "--dim", "16",
-        "--frames-u", "8", "--frames-t", "4", "--batch-size", "8", "--local-chunk", "4",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(tmp_path / "feats"),
+            "--out",
+            str(run),
+            "--steps",
+            "4",
+            "--checkpoint-every",
+            "2",
+            "--eval",
+            str(bench / "test"),
+            "--dim",
+            "16",
+            "--frames-u",
+            "8",
+            "--frames-t",
+            "4",
+            "--batch-size",
+            "8",
+            "--local-chunk",
+            "4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "eval at step 4: temporal IoU" in result.output
     assert "model-free priors on the eval split (pointing, true timing): centre" in result.output
@@ -144,8 +209,15 @@ def test_eval_scores_a_labelled_split_at_checkpoints_and_the_end(tmp_path):
     rows = [json.loads(line) for line in (run / "eval.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [2, 4]
     for row in rows:
-        for key in ("temporal_iou", "iou_point", "map_mean", "pointing_game", "pointing_true_timing",
-                    "pointing_wrong_query", "pointing_distractor_query"):
+        for key in (
+            "temporal_iou",
+            "iou_point",
+            "map_mean",
+            "pointing_game",
+            "pointing_true_timing",
+            "pointing_wrong_query",
+            "pointing_distractor_query",
+        ):
             assert 0.0 <= row[key] <= 100.0, (key, row)
         assert row["failed"] == 0 and np.isfinite(row["tau"])
     assert (run / "eval" / "true-timing" / "predictions.json").is_file()
@@ -158,9 +230,19 @@ def test_eval_scores_a_labelled_split_at_checkpoints_and_the_end(tmp_path):
 
 
 def test_eval_of_a_folder_that_is_no_split_is_a_user_error(feats, tmp_path):
-    result = CliRunner().invoke(app, [
-        "train", str(feats), "--out", str(tmp_path / "run"), "--steps", "2", *SMALL,
-        "--eval", str(tmp_path),
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(feats),
+            "--out",
+            str(tmp_path / "run"),
+            "--steps",
+            "2",
+            *SMALL,
+            "--eval",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code != 0
     assert "not a labelled split" in str(result.exception)

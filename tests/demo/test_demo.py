@@ -20,8 +20,7 @@ from stg_cli.video import probe
 # distractors is measured, not asserted (benchmarks/RESULTS.md).
 SMALL = DemoPreset(
     name="small",
-    synth=SynthConfig.quick(train_videos=16, test_videos=4, min_duration=30, max_duration=40,
-                            distractors=0),
+    synth=SynthConfig.quick(train_videos=16, test_videos=4, min_duration=30, max_duration=40, distractors=0),
     model_options={"dim": 64, "frames_u": 8, "frames_t": 4},
     steps=120,
     batch_size=32,
@@ -33,7 +32,8 @@ SMALL = DemoPreset(
 def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
     stages: dict[str, tuple[int, int]] = {}
     report = run_demo(
-        tmp_path / "demo", SMALL,
+        tmp_path / "demo",
+        SMALL,
         on_stage=lambda stage, done, total, detail: stages.update({stage: (done, total)}),
     )
 
@@ -42,15 +42,24 @@ def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
     assert report.train_steps == SMALL.steps and report.final_loss < report.first_loss
     assert report.failed_videos == []
 
-    names = ["trained", "untrained", "uniform", "trained_true_timing", "trained_wrong_query",
-             "trained_distractor_query", "untrained_true_timing", "centre", "random", "motion",
-             "centred_energy"]
+    names = [
+        "trained",
+        "untrained",
+        "uniform",
+        "trained_true_timing",
+        "trained_wrong_query",
+        "trained_distractor_query",
+        "untrained_true_timing",
+        "centre",
+        "random",
+        "motion",
+        "centred_energy",
+    ]
     assert [row.name for row in report.rows] == names
     for row in report.rows:
         for key, value in row.metrics.items():
             assert value is None or 0.0 <= value <= 100.0, (row.name, key, value)
-    trained, untrained, centre = (report.row(name).metrics
-                                  for name in ("trained", "untrained", "centre"))
+    trained, untrained, centre = (report.row(name).metrics for name in ("trained", "untrained", "centre"))
     assert trained["temporal_iou"] > untrained["temporal_iou"]
     assert centre["temporal_iou"] is None and centre["map@0.1"] > 0
     for name in ("trained_wrong_query", "motion", "centred_energy"):
@@ -99,18 +108,29 @@ def test_table_shows_every_row_and_a_dash_for_missing_metrics(tmp_path):
     from stg_cli.demo import TEMPORAL_METRIC, DemoReport, DemoRow
 
     metrics = {key: 12.5 for key in [*SCORE_COLUMNS, TEMPORAL_METRIC]}
-    rows = [DemoRow("trained", dict(metrics)), DemoRow("untrained", {**metrics, "map@0.1": 3.25}),
-            DemoRow("trained_true_timing", {**metrics, "temporal_iou": None}),
-            DemoRow("centre", {**metrics, "temporal_iou": None})]
-    report = DemoReport(out=tmp_path, preset="quick", rows=rows, stage_seconds={"train": 1.0},
-                        overlay=tmp_path / "v.overlay.mp4", timeline=None, train_steps=3,
-                        final_loss=1.0, first_loss=2.0, test_videos=2,
-                        notes=["model-free priors point within 5 points"])
+    rows = [
+        DemoRow("trained", dict(metrics)),
+        DemoRow("untrained", {**metrics, "map@0.1": 3.25}),
+        DemoRow("trained_true_timing", {**metrics, "temporal_iou": None}),
+        DemoRow("centre", {**metrics, "temporal_iou": None}),
+    ]
+    report = DemoReport(
+        out=tmp_path,
+        preset="quick",
+        rows=rows,
+        stage_seconds={"train": 1.0},
+        overlay=tmp_path / "v.overlay.mp4",
+        timeline=None,
+        train_steps=3,
+        final_loss=1.0,
+        first_loss=2.0,
+        test_videos=2,
+        notes=["model-free priors point within 5 points"],
+    )
     console = Console(record=True, width=100)
     render(report, console)
     text = console.export_text()
-    expected = ("untrained", "3.25", "given true timing", "12.50", "v.overlay.mp4",
-                "loss 2.00 → 1.00")
+    expected = ("untrained", "3.25", "given true timing", "12.50", "v.overlay.mp4", "loss 2.00 → 1.00")
     for fragment in expected:
         assert fragment in text
     lines = text.splitlines()

@@ -73,12 +73,8 @@ def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path
     )
     assert {f["video"] for f in report["failures"]} == {"truncated", "notavideo"}
     assert all("\n" not in f["reason"] and f["reason"] for f in report["failures"])
-    assert report["skipped_no_captions"] == ["silent"] and report["ignored_files"][0].endswith(
-        "readme.txt"
-    )
-    assert report["captions_without_video"] == 1 and report["frames"] == sum(
-        4 + i for i in range(5)
-    )
+    assert report["skipped_no_captions"] == ["silent"] and report["ignored_files"][0].endswith("readme.txt")
+    assert report["captions_without_video"] == 1 and report["frames"] == sum(4 + i for i in range(5))
     assert len(seen) == 8
 
     store = FeatureStore.open(tmp_path / "feats")
@@ -96,9 +92,7 @@ def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path
     np.testing.assert_allclose(video.sentence, features.sentence.numpy(), rtol=2e-3, atol=2e-3)
     assert store.visual_backbone().fingerprint == store.config.visual_fingerprint
 
-    again = extract(
-        [dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(**OPTIONS)
-    )
+    again = extract([dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(**OPTIONS))
     assert again.count("stored") == 5 and again.count("done") == 0 and again.count("failed") == 2
     assert "reused" in again.text_encoder
     with pytest.raises(UserError, match=r"another configuration \(fps"):
@@ -113,12 +107,12 @@ def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path
 @pytest.mark.parametrize("fps", [0.0, -1.0, float("nan")])
 def test_a_non_positive_fps_is_refused_not_replaced(dataset: dict[str, Path], tmp_path: Path, fps) -> None:
     with pytest.raises(UserError, match="--fps must be a positive number"):
-        extract([dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(fps=fps, **OPTIONS))
+        extract(
+            [dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(fps=fps, **OPTIONS)
+        )
 
 
-def test_shards_cover_every_video_once(
-    dataset: dict[str, Path], tmp_path: Path, monkeypatch
-) -> None:
+def test_shards_cover_every_video_once(dataset: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD]
     done: list[str] = []
     for index in range(3):
@@ -143,15 +137,11 @@ def test_shards_cover_every_video_once(
 
 
 def test_workers_give_identical_features(dataset: dict[str, Path], tmp_path: Path) -> None:
-    videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:3]] + [
-        dataset["videos"] / "notavideo.mp4"
-    ]
+    videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:3]] + [dataset["videos"] / "notavideo.mp4"]
     stores = {}
     for workers in (0, 1, 2):
         out = tmp_path / f"w{workers}"
-        summary = extract(
-            videos, dataset["captions"], out, ExtractOptions(workers=workers, **OPTIONS)
-        )
+        summary = extract(videos, dataset["captions"], out, ExtractOptions(workers=workers, **OPTIONS))
         assert summary.count("done") == 3 and summary.count("failed") == 1
         stores[workers] = FeatureStore.open(out)
     for name in GOOD[:3]:
@@ -221,16 +211,12 @@ def _dying_decode(path, *args, **kwargs):
     return decode_to_file(path, *args, **kwargs)
 
 
-def test_a_dead_worker_fails_one_video(
-    dataset: dict[str, Path], tmp_path: Path, monkeypatch
-) -> None:
+def test_a_dead_worker_fails_one_video(dataset: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     import stg_cli.features.extract as extract_module
 
     monkeypatch.setattr(extract_module, "decode_to_file", _dying_decode)
     videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD[:4]]
-    summary = extract(
-        videos, dataset["captions"], tmp_path / "f", ExtractOptions(workers=1, **OPTIONS)
-    )
+    summary = extract(videos, dataset["captions"], tmp_path / "f", ExtractOptions(workers=1, **OPTIONS))
     assert [r.video_id for r in summary.failed] == ["bravo"] and "died" in summary.failed[0].reason
     assert FeatureStore.open(tmp_path / "f").video_ids == ["alpha", "charlie", "delta"]
     assert not any((tmp_path / "f" / "tmp").iterdir())  # no decoded-frame files left behind
@@ -244,8 +230,9 @@ def test_scratch_of_killed_extractions_is_removed_and_live_ones_kept(tmp_path: P
 
     from stg_cli.features.extract import _remove_orphaned_scratch
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     host = socket.gethostname()
     names = {
         "dead": f".frames-{host}-{gone.stdout.strip()}-k9x2",

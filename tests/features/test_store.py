@@ -25,9 +25,7 @@ CONFIG = StoreConfig(
 )
 
 
-def arrays(
-    frames: int = 6, captions: int = 2, words: int = 3, seed: int = 0
-) -> dict[str, np.ndarray]:
+def arrays(frames: int = 6, captions: int = 2, words: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     mask = np.zeros((captions, words), dtype=bool)
     mask[:, :2] = True
@@ -35,9 +33,7 @@ def arrays(
         "frame_times": np.arange(frames, dtype=np.float32),
         "global": rng.normal(size=(frames, 4)).astype(np.float32),
         "grid": rng.normal(size=(frames, 6, 4)).astype(np.float32),
-        "caption_times": np.array(
-            [[i, i + 1.5] for i in range(captions)], dtype=np.float32
-        ).reshape(-1, 2),
+        "caption_times": np.array([[i, i + 1.5] for i in range(captions)], dtype=np.float32).reshape(-1, 2),
         "sentence": rng.normal(size=(captions, 5)).astype(np.float32),
         "words": rng.normal(size=(captions, words, 5)).astype(np.float32),
         "word_mask": mask,
@@ -62,10 +58,7 @@ def test_round_trip_with_memory_mapped_fp16(tmp_path: Path) -> None:
 
     store = FeatureStore.open(tmp_path / "feats")
     assert store.video_ids == ["two", "vid/one?"]
-    assert (
-        store.config.grid == (2, 3)
-        and store.config.fingerprint == CONFIG.with_fingerprint().fingerprint
-    )
+    assert store.config.grid == (2, 3) and store.config.fingerprint == CONFIG.with_fingerprint().fingerprint
     video = store.load("vid/one?")
     assert isinstance(video.grid_feats, np.memmap) and video.grid_feats.dtype == np.float16
     assert not video.grid_feats.flags.writeable

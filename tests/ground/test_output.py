@@ -25,9 +25,17 @@ def _grounding(video_id: str = "vid-1") -> VideoGrounding:
     found = iter(locate(cells[foreground], 640, 480))
     locations = [next(found) if flag else None for flag in foreground]
     return VideoGrounding(
-        video_id=video_id, width=640, height=480, fps=1.0, duration=8.0,
-        queries=["crack egg", "pour milk"], times=times, similarity=similarity,
-        detection=detection, cells=cells, locations=locations,
+        video_id=video_id,
+        width=640,
+        height=480,
+        fps=1.0,
+        duration=8.0,
+        queries=["crack egg", "pour milk"],
+        times=times,
+        similarity=similarity,
+        detection=detection,
+        cells=cells,
+        locations=locations,
     )
 
 
@@ -35,15 +43,31 @@ def test_video_files_follow_the_format(tmp_path):
     grounding = _grounding()
     write_prediction(grounding, tmp_path)
     prediction = json.loads((tmp_path / "vid-1.json").read_text())
-    assert set(prediction) == {"video", "width", "height", "fps", "duration", "queries",
-                               "segments", "frames", "heatmaps"}
+    assert set(prediction) == {
+        "video",
+        "width",
+        "height",
+        "fps",
+        "duration",
+        "queries",
+        "segments",
+        "frames",
+        "heatmaps",
+    }
     assert prediction["segments"] == [
         {"label": "crack egg", "start": 2.0, "end": 4.0, "score": pytest.approx(0.9)},
         {"label": "pour milk", "start": 6.0, "end": 7.0, "score": pytest.approx(0.7)},
     ]
     assert [frame["label"] for frame in prediction["frames"]] == [
-        "background", "background", "crack egg", "crack egg", "crack egg", "background",
-        "pour milk", "pour milk"]
+        "background",
+        "background",
+        "crack egg",
+        "crack egg",
+        "crack egg",
+        "background",
+        "pour milk",
+        "pour milk",
+    ]
     for frame in prediction["frames"]:
         if frame["label"] == "background":
             assert frame["point"] is None and frame["box"] is None

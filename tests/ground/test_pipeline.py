@@ -7,13 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from helpers.grounding import make_export, make_video
 from stg_cli.errors import UserError
-from stg_cli.ground.pipeline import GroundSettings, Grounder
-from stg_cli.runs.grounding import GroundingInterrupted, ground_videos
+from stg_cli.ground.pipeline import Grounder, GroundSettings
 from stg_cli.ground.queries import QuerySet
+from stg_cli.runs.grounding import GroundingInterrupted, ground_videos
 from stg_cli.video_files import find_videos
-
-from ground_helpers import make_export, make_video
 
 
 def _queries(*queries: str) -> QuerySet:
@@ -154,7 +153,12 @@ def test_workers_give_the_same_predictions_and_skip_bad_files(export_dir, tmp_pa
     for workers in (0, 2):
         progress: list[tuple[int, str]] = []
         results, timings = ground_videos(
-            grounder, videos, queries, settings, tmp_path / f"w{workers}", workers=workers,
+            grounder,
+            videos,
+            queries,
+            settings,
+            tmp_path / f"w{workers}",
+            workers=workers,
             on_video=lambda done, total, video_id: progress.append((done, video_id)),
         )
         assert [r.video_id for r in results] == ["a", "bad", "b", "c"]
@@ -190,8 +194,14 @@ def test_ctrl_c_keeps_the_finished_videos_in_predictions_json(export_dir, tmp_pa
             raise KeyboardInterrupt
 
     with pytest.raises(GroundingInterrupted) as stopped:
-        ground_videos(Grounder(export_dir), videos, _queries("pour milk"), GroundSettings(tau=-1.0),
-                      tmp_path / "out", on_video=on_video)
+        ground_videos(
+            Grounder(export_dir),
+            videos,
+            _queries("pour milk"),
+            GroundSettings(tau=-1.0),
+            tmp_path / "out",
+            on_video=on_video,
+        )
     assert [r.video_id for r in stopped.value.results] == ["a", "b"] and stopped.value.total == 3
     assert stopped.value.timings.seconds["features"] > 0
     assert list(json.loads((tmp_path / "out" / "predictions.json").read_text())) == ["a", "b"]
@@ -206,8 +216,9 @@ def test_negative_workers_is_a_user_error(export_dir, small_video, tmp_path):
 
 
 @pytest.mark.parametrize("heatmap", ["global", "paper"])
-def test_centred_models_ignore_what_stays_the_same_all_video(export_dir, small_video, tmp_path,
-                                                             monkeypatch, heatmap):
+def test_centred_models_ignore_what_stays_the_same_all_video(
+    export_dir, small_video, tmp_path, monkeypatch, heatmap
+):
     """A constant added to every frame's features (a video-wide tint) changes nothing."""
     import torch
 

@@ -37,8 +37,11 @@ def test_missing_file_is_a_user_error(tmp_path):
 
 def test_vid2step_pools_drop_background(tmp_path):
     path = tmp_path / "vid2step.json"
-    path.write_text(json.dumps({"v1": ["crack eggs", "background", "pour eggs", "crack eggs"],
-                                "v2": ["fold it", "background"]}))
+    path.write_text(
+        json.dumps(
+            {"v1": ["crack eggs", "background", "pour eggs", "crack eggs"], "v2": ["fold it", "background"]}
+        )
+    )
     queries = load_queries(path)
     assert queries.for_video("v1") == ["crack eggs", "pour eggs"]
     assert queries.for_video("v2") == ["fold it"]

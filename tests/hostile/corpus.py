@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import json
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ground"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from ground_helpers import make_export, make_video  # noqa: E402
-from train_fakes import make_store, write_store  # noqa: E402
+from helpers.grounding import make_export, make_video
+from helpers.stores import make_store, write_store
 
 SECRET = "secret-token-7f3a"
 DEEP_JSON = "[" * 200_000 + "]" * 200_000
@@ -85,8 +82,17 @@ def _copy_export(base: Base, folder: Path) -> Path:
 
 
 def _ground(base: Base, export: Path, folder: Path, *extra: str) -> list[str]:
-    return ["ground", str(base.video), "--queries", str(base.queries), "--checkpoint", str(export),
-            "--out", str(folder / "out"), *extra]
+    return [
+        "ground",
+        str(base.video),
+        "--queries",
+        str(base.queries),
+        "--checkpoint",
+        str(export),
+        "--out",
+        str(folder / "out"),
+        *extra,
+    ]
 
 
 def _edit_model_config(base: Base, folder: Path, **model: object) -> list[str]:
@@ -140,13 +146,30 @@ def _nested_config(base: Base, folder: Path) -> list[str]:
 def _escape_in_video_name(base: Base, folder: Path) -> list[str]:
     bad = folder / "bad\x1b[2J\x1b[31mred.mp4"
     bad.write_bytes(b"\x00" * 64)
-    return ["ground", str(bad), str(base.video), "--queries", str(base.queries), "--checkpoint",
-            str(base.export), "--out", str(folder / "out")]
+    return [
+        "ground",
+        str(bad),
+        str(base.video),
+        "--queries",
+        str(base.queries),
+        "--checkpoint",
+        str(base.export),
+        "--out",
+        str(folder / "out"),
+    ]
 
 
 def _markup_in_path(base: Base, folder: Path) -> list[str]:
-    return ["ground", str(base.video), "--queries", str(folder / "q[bold red]x[/]:x:.txt"),
-            "--checkpoint", str(base.export), "--out", str(folder / "out")]
+    return [
+        "ground",
+        str(base.video),
+        "--queries",
+        str(folder / "q[bold red]x[/]:x:.txt"),
+        "--checkpoint",
+        str(base.export),
+        "--out",
+        str(folder / "out"),
+    ]
 
 
 def _outputs_are_symlinks(base: Base, folder: Path) -> list[str]:
@@ -178,8 +201,24 @@ def _run_config_symlink(base: Base, folder: Path) -> list[str]:
     run.mkdir()
     for name in ("config.json", "summary.json", "metrics.jsonl"):
         (run / name).symlink_to(outside)
-    return ["train", str(base.store), "--out", str(run), "--steps", "2", "--batch-size", "2",
-            "--dim", "32", "--frames-u", "8", "--frames-t", "4", "--device", "cpu"]
+    return [
+        "train",
+        str(base.store),
+        "--out",
+        str(run),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--dim",
+        "32",
+        "--frames-u",
+        "8",
+        "--frames-t",
+        "4",
+        "--device",
+        "cpu",
+    ]
 
 
 def _outside_untouched(folder: Path) -> None:
@@ -214,12 +253,23 @@ def _hostile_captions(base: Base, folder: Path) -> list[str]:
         (videos / f"{name}.mp4").write_bytes(base.video.read_bytes())
     captions = folder / "captions"
     captions.mkdir()
-    (captions / "clip.json").write_text(json.dumps(
-        {"start": [0.0, 1e300], "end": [2.0, 1e301], "text": ["crack the egg", "pour milk"]}
-    ))
+    (captions / "clip.json").write_text(
+        json.dumps({"start": [0.0, 1e300], "end": [2.0, 1e301], "text": ["crack the egg", "pour milk"]})
+    )
     (captions / "other.csv").write_text("start,end,text\n0,2," + "x" * 200_000 + "\n")
-    return ["extract", str(videos), "--captions", str(captions), "--out", str(folder / "store"),
-            "--backbone", "tiny", "--fps", "1", "--json"]
+    return [
+        "extract",
+        str(videos),
+        "--captions",
+        str(captions),
+        "--out",
+        str(folder / "store"),
+        "--backbone",
+        "tiny",
+        "--fps",
+        "1",
+        "--json",
+    ]
 
 
 def _clip_stored(folder: Path) -> None:
@@ -227,40 +277,137 @@ def _clip_stored(folder: Path) -> None:
 
 
 CASES = [
-    Case("text-vectors-outside-export", "an export's text_encoder.json names a file outside it",
-         _text_vectors_outside, 2, r"text_encoder\.json.*outside", _secret_not_printed),
-    Case("model-dim-huge", "config.json dim 2,000,000 allocated 9 GB before failing",
-         lambda base, folder: _edit_model_config(base, folder, dim=2_000_000), 2, r"\bdim\b"),
-    Case("model-dim-fraction", "config.json dim 12.5 reached the catch-all",
-         lambda base, folder: _edit_model_config(base, folder, dim=12.5), 2, r"\bdim\b"),
-    Case("safetensors-header-tampered", "a tampered safetensors header reached the catch-all",
-         _tampered_safetensors, 2, r"model\.safetensors"),
-    Case("state-dict-key-missing", "the state-dict error was cut before its detail",
-         _missing_weight, 2, r"Missing key"),
-    Case("config-nested-too-deeply", "deeply nested JSON was reported without naming the file",
-         _nested_config, 2, r"config\.json"),
-    Case("escape-codes-in-video-name", "a video named with ANSI escapes printed raw ESC bytes",
-         _escape_in_video_name, 1, r"bad\\x1b\[2J"),
-    Case("markup-in-error-message", "rich markup swallowed [...] and turned :x: into an emoji",
-         _markup_in_path, 2, r"q\[bold red\]x\[/\]:x:\.txt"),
-    Case("outputs-are-symlinks", "stg wrote through symlinks and made 0600 files",
-         _outputs_are_symlinks, 0, r"segments per query", _outputs_replaced_and_readable),
-    Case("run-files-are-symlinks", "stg train --out RUN overwrote a symlinked config.json's target",
-         _run_config_symlink, 0, r"steps", _outside_untouched),
-    Case("synth-size-huge", "stg synth --size 100000x100000 died with MemoryError",
-         lambda base, folder: ["synth", str(folder / "synth"), "--size", "100000x100000"], 2,
-         r"size must be even, from 64x48 to 3840x3840"),
-    Case("extract-fps-zero", "stg extract --fps 0 silently used 1.0",
-         lambda base, folder: ["extract", str(base.video), "--captions", str(folder),
-                               "--out", str(folder / "store"), "--fps", "0"], 2, r"--fps"),
-    Case("train-checkpoint-every-zero", "--checkpoint-every 0 trained, then saved nothing",
-         lambda base, folder: ["train", str(base.store), "--out", str(folder / "run"),
-                               "--checkpoint-every", "0"], 2, r"--checkpoint-every"),
-    Case("bench-out-exists", "stg bench --out overwrote an existing file",
-         _bench_out_exists, 2, r"--overwrite", _report_untouched),
-    Case("pickle-allocates", "a 33-byte pickle built a 300 MB object before the refusal",
-         _allocating_pickle, 2, r"refusing to unpickle builtins\.bytes"),
-    Case("captions-huge-times-and-fields", "1e300 caption times became inf; a 200k-character "
-         "CSV field aborted the whole extract", _hostile_captions, 0,
-         r'"bad_time": 1[\s\S]*other\.csv: field larger than field limit', _clip_stored),
+    Case(
+        "text-vectors-outside-export",
+        "an export's text_encoder.json names a file outside it",
+        _text_vectors_outside,
+        2,
+        r"text_encoder\.json.*outside",
+        _secret_not_printed,
+    ),
+    Case(
+        "model-dim-huge",
+        "config.json dim 2,000,000 allocated 9 GB before failing",
+        lambda base, folder: _edit_model_config(base, folder, dim=2_000_000),
+        2,
+        r"\bdim\b",
+    ),
+    Case(
+        "model-dim-fraction",
+        "config.json dim 12.5 reached the catch-all",
+        lambda base, folder: _edit_model_config(base, folder, dim=12.5),
+        2,
+        r"\bdim\b",
+    ),
+    Case(
+        "safetensors-header-tampered",
+        "a tampered safetensors header reached the catch-all",
+        _tampered_safetensors,
+        2,
+        r"model\.safetensors",
+    ),
+    Case(
+        "state-dict-key-missing",
+        "the state-dict error was cut before its detail",
+        _missing_weight,
+        2,
+        r"Missing key",
+    ),
+    Case(
+        "config-nested-too-deeply",
+        "deeply nested JSON was reported without naming the file",
+        _nested_config,
+        2,
+        r"config\.json",
+    ),
+    Case(
+        "escape-codes-in-video-name",
+        "a video named with ANSI escapes printed raw ESC bytes",
+        _escape_in_video_name,
+        1,
+        r"bad\\x1b\[2J",
+    ),
+    Case(
+        "markup-in-error-message",
+        "rich markup swallowed [...] and turned :x: into an emoji",
+        _markup_in_path,
+        2,
+        r"q\[bold red\]x\[/\]:x:\.txt",
+    ),
+    Case(
+        "outputs-are-symlinks",
+        "stg wrote through symlinks and made 0600 files",
+        _outputs_are_symlinks,
+        0,
+        r"segments per query",
+        _outputs_replaced_and_readable,
+    ),
+    Case(
+        "run-files-are-symlinks",
+        "stg train --out RUN overwrote a symlinked config.json's target",
+        _run_config_symlink,
+        0,
+        r"steps",
+        _outside_untouched,
+    ),
+    Case(
+        "synth-size-huge",
+        "stg synth --size 100000x100000 died with MemoryError",
+        lambda base, folder: ["synth", str(folder / "synth"), "--size", "100000x100000"],
+        2,
+        r"size must be even, from 64x48 to 3840x3840",
+    ),
+    Case(
+        "extract-fps-zero",
+        "stg extract --fps 0 silently used 1.0",
+        lambda base, folder: [
+            "extract",
+            str(base.video),
+            "--captions",
+            str(folder),
+            "--out",
+            str(folder / "store"),
+            "--fps",
+            "0",
+        ],
+        2,
+        r"--fps",
+    ),
+    Case(
+        "train-checkpoint-every-zero",
+        "--checkpoint-every 0 trained, then saved nothing",
+        lambda base, folder: [
+            "train",
+            str(base.store),
+            "--out",
+            str(folder / "run"),
+            "--checkpoint-every",
+            "0",
+        ],
+        2,
+        r"--checkpoint-every",
+    ),
+    Case(
+        "bench-out-exists",
+        "stg bench --out overwrote an existing file",
+        _bench_out_exists,
+        2,
+        r"--overwrite",
+        _report_untouched,
+    ),
+    Case(
+        "pickle-allocates",
+        "a 33-byte pickle built a 300 MB object before the refusal",
+        _allocating_pickle,
+        2,
+        r"refusing to unpickle builtins\.bytes",
+    ),
+    Case(
+        "captions-huge-times-and-fields",
+        "1e300 caption times became inf; a 200k-character CSV field aborted the whole extract",
+        _hostile_captions,
+        0,
+        r'"bad_time": 1[\s\S]*other\.csv: field larger than field limit',
+        _clip_stored,
+    ),
 ]

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus import CASES, SECRET, build_base  # noqa: E402
+from hostile.corpus import CASES, SECRET, build_base
 
 CATCH_ALL = "STG_DEBUG=1 shows the traceback"
 

@@ -109,11 +109,25 @@ def test_frame_labels_half_open_and_inclusive():
     times = np.arange(8)
     # Half-open: a owns 1, 2; the zero-length z owns nothing; b owns 5.
     assert ground_truth_frame_labels(times, segments) == [
-        "background", "a", "a", "background", "background", "b", "background", "background"
+        "background",
+        "a",
+        "a",
+        "background",
+        "background",
+        "b",
+        "background",
+        "background",
     ]
     # Inclusive: a owns 1..3 (it starts first, so it wins second 3 over z), b owns 5, 6.
     assert ground_truth_frame_labels(times, segments, "inclusive") == [
-        "background", "a", "a", "a", "background", "b", "b", "background"
+        "background",
+        "a",
+        "a",
+        "a",
+        "background",
+        "b",
+        "b",
+        "background",
     ]
 
 

@@ -23,9 +23,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GROUNDING = DATA / "groundingyoutube"
 YOUCOOK = DATA / "youcook2-interactions"
 
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"the released annotation files are not at {DATA}"
-)
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"the released annotation files are not at {DATA}")
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,10 @@ FPS, SECONDS = 10, 6
 
 def cell_slice(cell: tuple[int, int], margin: int = 0) -> tuple[slice, slice]:
     row, column = cell
-    return (slice(row * CELL + margin, (row + 1) * CELL - margin),
-            slice(column * CELL + margin, (column + 1) * CELL - margin))
+    return (
+        slice(row * CELL + margin, (row + 1) * CELL - margin),
+        slice(column * CELL + margin, (column + 1) * CELL - margin),
+    )
 
 
 def write_cells_video(path: Path) -> Path:
@@ -51,13 +53,19 @@ def write_cells_video(path: Path) -> Path:
 
 def truth(videos: dict[str, list[int]], size=(640, 480), box=(0.0, 0.0, 639.0, 479.0)) -> GroundTruth:
     """One step "cut" over the given annotated seconds of each video, ``box`` at each."""
-    boxes = {video: [FrameBox(second, box, "cut") for second in seconds]
-             for video, seconds in videos.items()}
-    segments = {video: [Segment(video, min(seconds), max(seconds), "cut", 0)]
-                for video, seconds in videos.items()}
+    boxes = {video: [FrameBox(second, box, "cut") for second in seconds] for video, seconds in videos.items()}
+    segments = {
+        video: [Segment(video, min(seconds), max(seconds), "cut", 0)] for video, seconds in videos.items()
+    }
     sizes = {video: size for video in videos}
-    return GroundTruth(boxes, segments, sizes, {video: ["cut"] for video in videos},
-                       find_defects(boxes, segments, sizes, "frames"), "frames")
+    return GroundTruth(
+        boxes,
+        segments,
+        sizes,
+        {video: ["cut"] for video in videos},
+        find_defects(boxes, segments, sizes, "frames"),
+        "frames",
+    )
 
 
 def centre_of(cell: tuple[int, int], width: int = 640, height: int = 480) -> tuple[float, float]:
@@ -106,14 +114,16 @@ def test_video_priors_point_at_the_cell_centres_in_the_annotation_frame(cells_vi
         assert (prediction.width, prediction.height) == (640, 480)
         assert prediction.labels[1] == "cut" and prediction.labels[2] == "background"
         np.testing.assert_allclose(prediction.points[[1, 4, 5]], [centre_of(cell)] * 3)
-        np.testing.assert_allclose(prediction.boxes[[1, 4, 5]],
-                                   boxes_around(np.array([centre_of(cell)] * 3), 640, 480))
+        np.testing.assert_allclose(
+            prediction.boxes[[1, 4, 5]], boxes_around(np.array([centre_of(cell)] * 3), 640, 480)
+        )
         assert np.isnan(prediction.points[2]).all()
 
 
 def test_box_is_the_centre_box_size_around_the_point_and_inside_the_frame():
-    boxes = boxes_around(np.array([[319.5, 239.5], [0, 0], [639, 479], [600, 10], [np.nan, np.nan]]),
-                         640, 480)
+    boxes = boxes_around(
+        np.array([[319.5, 239.5], [0, 0], [639, 479], [600, 10], [np.nan, np.nan]]), 640, 480
+    )
     np.testing.assert_allclose(boxes[0], [160, 120, 479, 359])  # the centre prior's box
     np.testing.assert_allclose(boxes[1], [0, 0, 319, 239])
     np.testing.assert_allclose(boxes[2], [320, 240, 639, 479])
@@ -156,11 +166,14 @@ def test_score_priors_skips_and_reports_missing_and_unreadable_videos(cells_vide
     broken.write_bytes(b"not a video at all")
     # The moving cell's box in the annotation frame: motion points in it, energy does not.
     rows, columns = cell_slice(MOVING)
-    box = (columns.start / 112 * 640, rows.start / 112 * 480,
-           columns.stop / 112 * 640 - 1, rows.stop / 112 * 480 - 1)
+    box = (
+        columns.start / 112 * 640,
+        rows.start / 112 * 480,
+        columns.stop / 112 * 640 - 1,
+        rows.stop / 112 * 480 - 1,
+    )
     ground_truth = truth({"cells": [1, 2, 4], "broken": [1, 2], "absent": [1]}, box=box)
-    priors = score_priors(ground_truth, "synth",
-                          {"cells": cells_video, "broken": broken}, seed=0)
+    priors = score_priors(ground_truth, "synth", {"cells": cells_video, "broken": broken}, seed=0)
     assert list(priors.scores) == list(PRIORS)
     assert set(priors.skipped) == {"broken", "absent"}
     assert priors.skipped["absent"] == "no video file"

@@ -91,12 +91,15 @@ def test_zero_length_segments():
     assert segment_iou([5, 5], [0, 9], convention="frames") == pytest.approx(1 / 10)
 
 
-@pytest.mark.parametrize("call", [
-    lambda: box_iou([0, 0, 1, 1], [0, 0, 1, 1], convention="inclusive"),
-    lambda: box_area([0, 0, 1, 1], convention="inclusive"),
-    lambda: rescale_box([0, 0, 1, 1], (1, 1), (2, 2), convention="inclusive"),
-    lambda: segment_iou([0, 1], [0, 1], convention="inclusive"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: box_iou([0, 0, 1, 1], [0, 0, 1, 1], convention="inclusive"),
+        lambda: box_area([0, 0, 1, 1], convention="inclusive"),
+        lambda: rescale_box([0, 0, 1, 1], (1, 1), (2, 2), convention="inclusive"),
+        lambda: segment_iou([0, 1], [0, 1], convention="inclusive"),
+    ],
+)
 def test_bad_convention_names_it(call):
     with pytest.raises(ValueError, match="convention.*'inclusive'"):
         call()

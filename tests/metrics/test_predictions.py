@@ -21,8 +21,7 @@ def prediction(video="v1", **changes):
         "queries": ["cut onion"],
         "segments": [{"label": "cut onion", "start": 1.0, "end": 2.0, "score": 0.8}],
         "frames": [
-            {"t": 2.0, "label": "cut onion", "score": 0.7, "point": [10, 20],
-             "box": [0, 0, 19, 39]},
+            {"t": 2.0, "label": "cut onion", "score": 0.7, "point": [10, 20], "box": [0, 0, 19, 39]},
             {"t": 0.0, "label": "background", "score": 0.1, "point": None, "box": None},
             {"t": 1.0, "label": "cut onion", "score": 0.9, "point": [5, 6], "box": None},
         ],
@@ -39,9 +38,7 @@ def write(path, value):
 
 def test_single_combined_and_folder_layouts_agree(tmp_path):
     single = load_predictions(write(tmp_path / "one.json", prediction()))
-    combined = load_predictions(
-        write(tmp_path / "all.json", {"v1": prediction(), "v2": prediction("v2")})
-    )
+    combined = load_predictions(write(tmp_path / "all.json", {"v1": prediction(), "v2": prediction("v2")}))
     folder = tmp_path / "folder"
     folder.mkdir()
     write(folder / "v1.json", prediction())
@@ -170,9 +167,7 @@ def test_rescaling_follows_the_pixel_convention(tmp_path):
 
 
 def test_frame_for_a_second_is_the_nearest_within_half_a_period():
-    value = prediction(frames=[
-        {"t": t, "label": "a", "score": 1} for t in (0.0, 0.4, 2.0, 2.6)
-    ])
+    value = prediction(frames=[{"t": t, "label": "a", "score": 1} for t in (0.0, 0.4, 2.0, 2.6)])
     loaded = parse_prediction(value, Path("p.json"), "prediction")
     # 0 → t=0.0; 1 → nearest 0.4 is 0.6 away (> 0.5): none; 2 → 2.0; 3 → 2.6 (0.4 away).
     assert loaded.frame_indices(np.array([0, 1, 2, 3, 5])).tolist() == [0, -1, 2, 3, -1]

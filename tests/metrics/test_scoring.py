@@ -21,9 +21,7 @@ from stg_cli.metrics.tubes import LabeledTube, TubeDetection, video_map
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GROUNDING = DATA / "groundingyoutube"
 YOUCOOK = DATA / "youcook2-interactions"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"the released annotation files are not at {DATA}"
-)
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"the released annotation files are not at {DATA}")
 
 PERCENT_METRICS = (
     "iou_point",
@@ -99,9 +97,7 @@ def test_hand_computed_grounding_youtube_case():
     # 400 + 400 + 400 + 400 − 400 = 1200 → IoU 1/3, a hit up to θ = 0.3. The stir segment
     # [3, 4] has a box only at 4 (3 has none): {4: [50..69]} = the ground truth → IoU 1.
     # mAP: 100, 100, 100, (0 + 100) / 2, (0 + 100) / 2 → mean 80.
-    assert [metrics[f"map@{t}"] for t in (0.1, 0.2, 0.3, 0.4, 0.5)] == pytest.approx(
-        [100, 100, 100, 50, 50]
-    )
+    assert [metrics[f"map@{t}"] for t in (0.1, 0.2, 0.3, 0.4, 0.5)] == pytest.approx([100, 100, 100, 50, 50])
     assert metrics["map_mean"] == pytest.approx(80.0)
     assert report.counts["rescaled_videos"] == 1
     assert report.per_class["spatial_ap"] == pytest.approx({"cut": 50.0, "stir": 100.0})
@@ -143,8 +139,15 @@ def mining_prediction(tmp_path, similarity, queries=("crack egg", "stir egg")):
         similarity=np.asarray(similarity, dtype=np.float32),
         queries=np.array(queries),
     )
-    value = {"video": "m", "width": 64, "height": 48, "segments": [], "frames": [],
-             "heatmaps": "m.heatmaps.npz", "queries": list(queries)}
+    value = {
+        "video": "m",
+        "width": 64,
+        "height": 48,
+        "segments": [],
+        "frames": [],
+        "heatmaps": "m.heatmaps.npz",
+        "queries": list(queries),
+    }
     (tmp_path / "m.json").write_text(json.dumps(value))
     return load_predictions(tmp_path / "m.json")
 
@@ -281,9 +284,11 @@ def test_invariant_to_video_order_and_json_key_order(tmp_path, case, shuffler):
         return value
 
     path = tmp_path / "shuffled.json"
-    path.write_text(json.dumps(shuffled_keys(
-        {video: prediction_to_dict(prediction) for video, prediction in reordered.items()}
-    )))
+    path.write_text(
+        json.dumps(
+            shuffled_keys({video: prediction_to_dict(prediction) for video, prediction in reordered.items()})
+        )
+    )
     for candidate in (reordered, load_predictions(path)):
         got = score(candidate, shuffled_truth, "groundingyoutube")
         assert got.metrics == pytest.approx(expected.metrics)
@@ -417,10 +422,17 @@ def test_real_mining_youtube_oracle_similarity(tmp_path):
         queries = sorted({s.label for s in segments})
         labels = ground_truth_frame_labels(times, segments)
         similarity = np.array([[float(label == q) for q in queries] for label in labels])
-        np.savez(tmp_path / f"{video}.heatmaps.npz", times=times, similarity=similarity,
-                 queries=np.array(queries))
-        value = {"video": video, "width": 640, "height": 480, "segments": [], "frames": [],
-                 "heatmaps": f"{video}.heatmaps.npz"}
+        np.savez(
+            tmp_path / f"{video}.heatmaps.npz", times=times, similarity=similarity, queries=np.array(queries)
+        )
+        value = {
+            "video": video,
+            "width": 640,
+            "height": 480,
+            "segments": [],
+            "frames": [],
+            "heatmaps": f"{video}.heatmaps.npz",
+        }
         (tmp_path / f"{video}.json").write_text(json.dumps(value))
     report = score(load_predictions(tmp_path), truth, "miningyoutube")
     assert len(report.missing) == 230
@@ -439,9 +451,7 @@ def test_cached_video_map_equals_tubes_video_map(seed, method):
     def random_tube():
         first = int(generator.integers(0, 6))
         return {
-            second: tuple(
-                float(v) for v in (*generator.integers(0, 10, 2), *generator.integers(10, 20, 2))
-            )
+            second: tuple(float(v) for v in (*generator.integers(0, 10, 2), *generator.integers(10, 20, 2)))
             for second in range(first, first + int(generator.integers(1, 5)))
         }
 

@@ -46,12 +46,19 @@ def test_tube_iou_degenerate_boxes():
 
 def test_ground_truth_tubes_split_on_gaps_and_steps():
     frames = {
-        1: (GT_BOX, "cut"), 2: (GT_BOX, "cut"), 3: (GT_BOX, "stir"),
-        5: (GT_BOX, "stir"), 6: (GT_BOX, "stir"), 7: (GT_BOX, "cut"),
+        1: (GT_BOX, "cut"),
+        2: (GT_BOX, "cut"),
+        3: (GT_BOX, "stir"),
+        5: (GT_BOX, "stir"),
+        6: (GT_BOX, "stir"),
+        7: (GT_BOX, "cut"),
     }
     tubes = ground_truth_tubes("v", frames)
     assert [(t.label, sorted(t.boxes)) for t in tubes] == [
-        ("cut", [1, 2]), ("stir", [3]), ("stir", [5, 6]), ("cut", [7]),
+        ("cut", [1, 2]),
+        ("stir", [3]),
+        ("stir", [5, 6]),
+        ("cut", [7]),
     ]
     assert all(t.video == "v" for t in tubes)
     assert ground_truth_tubes("v", {}) == []

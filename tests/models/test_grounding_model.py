@@ -49,8 +49,13 @@ def test_config_round_trip_and_validation():
         ModelConfig(visual_dim=3, text_dim=4, frames_u=4, frames_t=8)
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict({"visual_dim": 3, "text_dim": 4, "bogus": 1})
-    for field, value in (("dim", 2_000_000), ("dim", 12.5), ("visual_dim", True), ("frames_u", 0),
-                         ("text_dim", "300")):
+    for field, value in (
+        ("dim", 2_000_000),
+        ("dim", 12.5),
+        ("visual_dim", True),
+        ("frames_u", 0),
+        ("text_dim", "300"),
+    ):
         with pytest.raises(ValueError, match=f"{field} must be a whole number from 1 to"):
             ModelConfig(**{"visual_dim": 3, "text_dim": 4, field: value})
     for grid in ((7, 7.5), (7,), (65, 7), (0, 7)):
@@ -99,21 +104,21 @@ def test_selection_has_no_gradient_and_respects_frame_mask():
 
 
 def test_local_similarity_entry_matches_single_pair():
-    """Entry [k, l] of the chunk matrix is video k attended with sentence l alone."""
+    """Entry [k, j] of the chunk matrix is video k attended with sentence j alone."""
     model = make_model()
     batch = make_batch()
     out = model(**batch, local_chunk=4)
     sel = out.selection
     cells = GRID[0] * GRID[1]
-    k, l = 1, 3
+    k, j = 1, 3
     grid = batch["grid_feats"][k, sel.indices[k]]
     regions = model.region_tokens(grid).reshape(1, -1, D)
     region_mask = sel.mask[k][:, None].expand(-1, cells).reshape(1, -1)
-    words = model.word_tokens(batch["words"][l : l + 1])
-    single = model.local_stack(regions, words, region_mask, batch["word_mask"][l : l + 1])
+    words = model.word_tokens(batch["words"][j : j + 1])
+    single = model.local_stack(regions, words, region_mask, batch["word_mask"][j : j + 1])
     v = torch.nn.functional.normalize(model.pool(single.video, region_mask), dim=-1)
-    s = torch.nn.functional.normalize(model.pool(single.words, batch["word_mask"][l : l + 1]), dim=-1)
-    torch.testing.assert_close(out.local_similarity[0][k, l], (v * s).sum(), rtol=1e-4, atol=1e-5)
+    s = torch.nn.functional.normalize(model.pool(single.words, batch["word_mask"][j : j + 1]), dim=-1)
+    torch.testing.assert_close(out.local_similarity[0][k, j], (v * s).sum(), rtol=1e-4, atol=1e-5)
 
 
 def test_fully_masked_words_give_finite_outputs():
@@ -230,8 +235,9 @@ def test_activation_map_shares_add_up_to_the_frame_cosine():
     cells = model.frame_proj(model.frame_norm(grid))
     norm = model.frame_proj(model.frame_norm(grid.mean(1))).norm(dim=-1, keepdim=True)
     expected = (cells @ query) / norm
-    torch.testing.assert_close(shares - shares.mean(1, keepdim=True),
-                               expected - expected.mean(1, keepdim=True), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        shares - shares.mean(1, keepdim=True), expected - expected.mean(1, keepdim=True), rtol=1e-4, atol=1e-5
+    )
     torch.testing.assert_close(expected.mean(1), frame @ query, rtol=1e-4, atol=1e-5)
     # the cell that holds what the query matches gets the most mass
     target = torch.zeros(6, DV)

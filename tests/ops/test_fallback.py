@@ -92,9 +92,7 @@ def test_disabled_native_outputs_are_the_reference(fallback_run):
     frame_mask = torch.ones(2, 4, dtype=torch.bool)
     expected = {
         "sinkhorn": reference.sinkhorn(inputs["P"], inputs["word_mask"], frame_mask, 0.5, 5),
-        "xattn": reference.xattn(
-            inputs["q"], inputs["k"], inputs["v"], inputs["key_mask"], 0.5, True
-        ),
+        "xattn": reference.xattn(inputs["q"], inputs["k"], inputs["v"], inputs["key_mask"], 0.5, True),
         "rollout": reference.rollout(inputs["layers"], torch.arange(4)),
         "rollout_paper": reference.rollout_paper(
             inputs["ca2"], inputs["sa"], inputs["ca1"], inputs["word_mask"]
@@ -112,13 +110,9 @@ def test_disabled_native_outputs_match_native(fallback_run):
     inputs, outputs = saved["inputs"], saved["outputs"]
     native = {
         "sinkhorn": sinkhorn(inputs["P"], inputs["word_mask"], eps=0.5, iters=5),
-        "xattn": xattn(
-            inputs["q"], inputs["k"], inputs["v"], inputs["key_mask"], return_probs=True
-        ),
+        "xattn": xattn(inputs["q"], inputs["k"], inputs["v"], inputs["key_mask"], return_probs=True),
         "rollout": rollout(inputs["layers"]),
-        "rollout_paper": rollout_paper(
-            inputs["ca2"], inputs["sa"], inputs["ca1"], inputs["word_mask"]
-        ),
+        "rollout_paper": rollout_paper(inputs["ca2"], inputs["sa"], inputs["ca1"], inputs["word_mask"]),
     }
     for name, value in native.items():
         torch.testing.assert_close(outputs[name], value, atol=1e-12, rtol=1e-12, msg=name)

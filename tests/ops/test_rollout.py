@@ -161,9 +161,7 @@ def test_paper_hand_computed_example(device):
     ca2 = [[0.2, 0.8, 5.0], [0.6, 0.4, 5.0]]
     sa = [[0.5, 0.5, 5.0], [0.1, 0.9, 5.0], [5.0, 5.0, 5.0]]
     ca1 = [[0.3, 0.7], [0.9, 0.1], [5.0, 5.0]]
-    ca2, sa, ca1 = (
-        torch.tensor([t, t], dtype=torch.float64, device=device) for t in (ca2, sa, ca1)
-    )
+    ca2, sa, ca1 = (torch.tensor([t, t], dtype=torch.float64, device=device) for t in (ca2, sa, ca1))
     word_mask = torch.tensor([[True, True, False], [True, False, False]], device=device)
     heat = rollout_paper(ca2, sa, ca1, word_mask)
     # mean CA2 = [.4, .6] → through SA = [.26, .74] → heat = [.744, .256];

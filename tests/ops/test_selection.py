@@ -76,9 +76,7 @@ def test_global_mode_ranks_by_sentence_similarity(device, generator):
     sentence_sim = torch.zeros(3, 10, device=device)
     sentence_sim[:, 7] = sentence_sim[:, 1] = 1.0  # frame 7 is padding in samples 1 and 2
     sentence_sim[1, 4] = sentence_sim[2, 2] = 1.0
-    selection = select_frames(
-        P, word_mask, frame_mask, 2, "global", sentence_frame_sim=sentence_sim
-    )
+    selection = select_frames(P, word_mask, frame_mask, 2, "global", sentence_frame_sim=sentence_sim)
     assert selection.indices.tolist() == [[1, 7], [1, 4], [1, 2]]
 
 
@@ -136,9 +134,7 @@ def test_other_modes_report_zero_iterations(device, generator, mode):
             "sentence_frame_sim",
             id="sentence_frame_sim-shape",
         ),
-        pytest.param(
-            {"mode": "none", "boundary": torch.tensor([1, 3])}, "boundary", id="boundary-shape"
-        ),
+        pytest.param({"mode": "none", "boundary": torch.tensor([1, 3])}, "boundary", id="boundary-shape"),
     ],
 )
 def test_bad_arguments_raise_value_error(overrides, name):

@@ -192,9 +192,7 @@ def test_gradient_matches_reference(device, generator, tol):
     "implementation",
     [
         pytest.param(lambda P, w, f, iters: sinkhorn(P, w, f, eps=0.5, iters=iters), id="public"),
-        pytest.param(
-            lambda P, w, f, iters: reference.sinkhorn(P, w, f, 0.5, iters), id="reference"
-        ),
+        pytest.param(lambda P, w, f, iters: reference.sinkhorn(P, w, f, 0.5, iters), id="reference"),
     ],
 )
 @pytest.mark.parametrize("output", ["log_plan", "plan"])
@@ -556,14 +554,10 @@ def test_native_op_rejects_bad_arguments(overrides, name):
         pytest.param(torch.zeros(2, 3, 4), torch.tensor([1]), "n_iter", id="n_iter-shape"),
         pytest.param(torch.zeros(2, 3, 4), torch.tensor([1, 1]).int(), "n_iter", id="n_iter-int32"),
         pytest.param(torch.zeros(2, 3, 4), torch.tensor([1, -1]), "n_iter", id="n_iter-negative"),
-        pytest.param(
-            torch.zeros(2, 3, 4), torch.tensor([MAX_ITERS + 1, 1]), "n_iter", id="n_iter-too-large"
-        ),
+        pytest.param(torch.zeros(2, 3, 4), torch.tensor([MAX_ITERS + 1, 1]), "n_iter", id="n_iter-too-large"),
     ],
 )
 def test_native_backward_rejects_bad_arguments(grad, n_iter, name):
     """torch.ops.stg.sinkhorn_backward raises a RuntimeError naming the argument."""
     with pytest.raises(RuntimeError, match=rf"\b{name}\b"):
-        torch.ops.stg.sinkhorn_backward(
-            grad, torch.zeros(2, 3, 4), _masks(2, 3), _masks(2, 4), 0.5, n_iter
-        )
+        torch.ops.stg.sinkhorn_backward(grad, torch.zeros(2, 3, 4), _masks(2, 3), _masks(2, 4), 0.5, n_iter)

@@ -162,9 +162,7 @@ def test_gradient_matches_reference(device, generator, return_probs):
 @pytest.mark.parametrize(
     "implementation",
     [
-        pytest.param(
-            lambda q, k, v, m, p: xattn(q, k, v, m, scale=0.5, return_probs=p), id="public"
-        ),
+        pytest.param(lambda q, k, v, m, p: xattn(q, k, v, m, scale=0.5, return_probs=p), id="public"),
         pytest.param(lambda q, k, v, m, p: reference.xattn(q, k, v, m, 0.5, p), id="reference"),
     ],
 )

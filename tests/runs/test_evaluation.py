@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ground"))
-from ground_helpers import make_video  # noqa: E402
-
-from stg_cli.errors import UserError  # noqa: E402
-from stg_cli.runs.evaluation import (  # noqa: E402
+from helpers.grounding import make_video
+from stg_cli.errors import UserError
+from stg_cli.runs.evaluation import (
     LabelledSplit,
     distractor_labels,
     distractor_query_truth,
@@ -21,10 +18,12 @@ from stg_cli.runs.evaluation import (  # noqa: E402
     split_priors,
     wrong_query_truth,
 )
-from stg_cli.viz import TruthSegment  # noqa: E402
+from stg_cli.viz import TruthSegment
 
 CRACK, POUR, WHISK, CUT = (
-    "crack the egg into the bowl", "pour milk into the pan", "whisk the eggs with a fork",
+    "crack the egg into the bowl",
+    "pour milk into the pan",
+    "whisk the eggs with a fork",
     "cut the onion on the board",
 )
 BOX = [100, 100, 299, 299]
@@ -53,23 +52,39 @@ def test_distractor_query_splits_segments_into_runs_of_one_distractor():
     distractors = {
         # 5 has none, 6-7 another run of the same distractor; 9 lists the segment's own step,
         # 10-11 change distractor; 8 is outside every segment.
-        "v": {3: "stir pot", 4: "stir pot", 6: "stir pot", 7: "stir pot", 8: "peel egg",
-              9: "stir pot", 10: "peel egg", 11: "fry egg"},
+        "v": {
+            3: "stir pot",
+            4: "stir pot",
+            6: "stir pot",
+            7: "stir pot",
+            8: "peel egg",
+            9: "stir pot",
+            10: "peel egg",
+            11: "fry egg",
+        },
         "quiet": {},
     }
     assert distractor_query_truth(truth, distractors) == {
-        "v": segments(("stir pot", 3, 4), ("stir pot", 6, 7), ("peel egg", 10, 10),
-                      ("fry egg", 11, 11)),
+        "v": segments(("stir pot", 3, 4), ("stir pot", 6, 7), ("peel egg", 10, 10), ("fry egg", 11, 11)),
     }
 
 
 def test_distractor_labels_are_the_first_listed_step_of_each_second(tmp_path):
     path = tmp_path / "distractors.json"
-    path.write_text(json.dumps({"v": {
-        "0": [{"step": "stir pot", "box": [0, 0, 9, 9]}, {"step": "peel egg", "box": [1, 1, 5, 5]}],
-        "1": [],
-        "2": [{"step": "peel egg", "box": [0, 0, 9, 9]}],
-    }}))
+    path.write_text(
+        json.dumps(
+            {
+                "v": {
+                    "0": [
+                        {"step": "stir pot", "box": [0, 0, 9, 9]},
+                        {"step": "peel egg", "box": [1, 1, 5, 5]},
+                    ],
+                    "1": [],
+                    "2": [{"step": "peel egg", "box": [0, 0, 9, 9]}],
+                }
+            }
+        )
+    )
     assert distractor_labels(path) == {"v": {0: "stir pot", 2: "peel egg"}}
     path.write_text(json.dumps({"v": {"0": [{"box": [0, 0, 9, 9]}]}}))
     with pytest.raises(UserError, match="no 'step'"):
@@ -92,15 +107,21 @@ def write_split(root: Path, with_videos: bool = True) -> LabelledSplit:
     files = {
         "GoundingYouTubeBox.json": boxes,
         "ground_seg.json": {
-            "v1": [{"segment": [1, 2], "id": 0, "sentence": CRACK},
-                   {"segment": [3, 4], "id": 1, "sentence": POUR}],
+            "v1": [
+                {"segment": [1, 2], "id": 0, "sentence": CRACK},
+                {"segment": [3, 4], "id": 1, "sentence": POUR},
+            ],
             "v2": [{"segment": [1, 4], "id": 0, "sentence": WHISK}],
         },
         "vid2step.json": {"v1": [CRACK, POUR, "background"], "v2": [WHISK, "background"]},
         "id2wh_new.json": {"v1": [640, 480], "v2": [640, 480]},
         "distractors.json": {
-            "v1": {"1": [{"step": CUT, "box": BOX}], "2": [{"step": CUT, "box": BOX}],
-                   "3": [{"step": WHISK, "box": BOX}], "4": []},
+            "v1": {
+                "1": [{"step": CUT, "box": BOX}],
+                "2": [{"step": CUT, "box": BOX}],
+                "3": [{"step": WHISK, "box": BOX}],
+                "4": [],
+            },
             "v2": {str(s): [{"step": CUT, "box": BOX}] for s in range(1, 5)},
         },
     }
@@ -117,10 +138,20 @@ def test_score_control_counts_the_seconds_of_its_segments_against_the_true_boxes
     split = write_split(tmp_path / "split", with_videos=False)
     inside, outside = [200.0, 200.0], [10.0, 10.0]
     predictions = tmp_path / "predictions.json"
-    predictions.write_text(json.dumps({"v1": {
-        "video": "v1", "width": 640, "height": 480, "segments": [], "heatmaps": None,
-        "frames": [frame(1, inside), frame(2, inside), frame(3, outside), frame(4, None)],
-    }}))
+    predictions.write_text(
+        json.dumps(
+            {
+                "v1": {
+                    "video": "v1",
+                    "width": 640,
+                    "height": 480,
+                    "segments": [],
+                    "heatmaps": None,
+                    "frames": [frame(1, inside), frame(2, inside), frame(3, outside), frame(4, None)],
+                }
+            }
+        )
+    )
     # The labels of the control (not the boxes' steps) do not matter: no label is required.
     control = {"v1": segments(("other", 1, 3))}
     assert score_control(predictions, split, control) == pytest.approx(200 / 3)
@@ -141,8 +172,10 @@ def test_evaluate_export_grounds_the_wrong_queries_and_scores_them(export_dir, t
 
     def labels(folder: str) -> dict[str, dict[float, str]]:
         combined = json.loads((out / folder / "predictions.json").read_text())
-        return {video: {f["t"]: f["label"] for f in value["frames"] if f["t"] in (1, 2, 3, 4)}
-                for video, value in combined.items()}
+        return {
+            video: {f["t"]: f["label"] for f in value["frames"] if f["t"] in (1, 2, 3, 4)}
+            for video, value in combined.items()
+        }
 
     # v2 has one step: no other step to ask for.
     assert labels("wrong-query") == {"v1": {1.0: POUR, 2.0: POUR, 3.0: CRACK, 4.0: CRACK}}
@@ -151,9 +184,13 @@ def test_evaluate_export_grounds_the_wrong_queries_and_scores_them(export_dir, t
         "v2": {1.0: CUT, 2.0: CUT, 3.0: CUT, 4.0: CUT},
     }
     # Each control is the pointing game of its own predictions on its seconds.
-    assert metrics["pointing_wrong_query"] == pytest.approx(score_control(
-        out / "wrong-query" / "predictions.json", split, wrong_query_truth(
-            {"v1": segments((CRACK, 1, 2), (POUR, 3, 4))})))
+    assert metrics["pointing_wrong_query"] == pytest.approx(
+        score_control(
+            out / "wrong-query" / "predictions.json",
+            split,
+            wrong_query_truth({"v1": segments((CRACK, 1, 2), (POUR, 3, 4))}),
+        )
+    )
 
 
 def test_split_priors_read_the_split_videos(tmp_path):

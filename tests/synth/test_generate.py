@@ -274,8 +274,8 @@ def test_narration_offsets_stay_in_the_documented_range(bench):
                 assert -limit - 0.01 <= caption["offset"] <= limit + 0.01
                 assert caption["start"] == pytest.approx(action["start"] + caption["offset"])
                 assert action["noun"] in caption["text"] or any(
-                    word in caption["text"] for word in ("loaf", "cheddar", "salmon", "steak",
-                                                         "beef", "florets", "prawns", "es", "s")
+                    word in caption["text"]
+                    for word in ("loaf", "cheddar", "salmon", "steak", "beef", "florets", "prawns", "es", "s")
                 )
                 narrated += 1
     assert narrated > 0
@@ -299,9 +299,7 @@ def test_refined_segment_ids_skip_mentioned_steps():
     boxes = {}
     for plan in test:
         renderer = VideoRenderer(plan, config.difficulty_settings)
-        boxes[plan.video_id] = {
-            s: renderer.box(s) for a in plan.actions for s in range(a.start, a.end + 1)
-        }
+        boxes[plan.video_id] = {s: renderer.box(s) for a in plan.actions for s in range(a.start, a.end + 1)}
     texts = ground_truth_files(test, boxes, (640, 480), 3, config.seed)
     ground_seg = json.loads(texts["ground_seg.json"])
     seg = json.loads(texts["seg.json"])
@@ -383,18 +381,30 @@ def test_an_oracle_prediction_scores_perfectly(bench, tmp_path):
         for second in range(plan.duration):
             action = plan.action_at(second)
             if action is None:
-                frames.append({"t": float(second), "label": "background", "score": 0.0,
-                               "point": None, "box": None})
+                frames.append(
+                    {"t": float(second), "label": "background", "score": 0.0, "point": None, "box": None}
+                )
                 continue
             x1, y1, x2, y2 = renderer.box(second)
-            frames.append({"t": float(second), "label": action.query, "score": 1.0,
-                           "point": [(x1 + x2) / 2, (y1 + y2) / 2], "box": [x1, y1, x2, y2]})
+            frames.append(
+                {
+                    "t": float(second),
+                    "label": action.query,
+                    "score": 1.0,
+                    "point": [(x1 + x2) / 2, (y1 + y2) / 2],
+                    "box": [x1, y1, x2, y2],
+                }
+            )
         predictions[plan.video_id] = {
-            "video": plan.video_id, "width": plan.width, "height": plan.height, "fps": 1.0,
+            "video": plan.video_id,
+            "width": plan.width,
+            "height": plan.height,
+            "fps": 1.0,
             "duration": float(plan.duration),
             "queries": [q for q in pools[plan.video_id] if q != "background"],
-            "segments": [{"label": a.query, "start": a.start, "end": a.end, "score": 1.0}
-                         for a in plan.actions],
+            "segments": [
+                {"label": a.query, "start": a.start, "end": a.end, "score": 1.0} for a in plan.actions
+            ],
             "frames": frames,
         }
     path = tmp_path / "predictions.json"
@@ -406,8 +416,7 @@ def test_an_oracle_prediction_scores_perfectly(bench, tmp_path):
 
 
 def test_followups_stay_inside_their_action_give_or_take_half_the_offset():
-    config = replace(TINY, train_videos=8, test_videos=0, min_duration=40, max_duration=60,
-                     max_action=12)
+    config = replace(TINY, train_videos=8, test_videos=0, min_duration=40, max_duration=60, max_action=12)
     train, _ = plan_all(config)
     half = config.difficulty_settings.max_offset / 2
     followups = 0

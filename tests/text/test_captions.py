@@ -25,9 +25,7 @@ def test_howto100m_json(tmp_path: Path) -> None:
         Caption(5.0, 7.5, "crack the egg"),
     ]
     assert result.captions["vidB"] == [Caption(1.0, 2.0, "pour milk")]
-    assert (
-        result.stats.kept == 3 and result.stats.skipped["empty"] == 1 and result.stats.videos == 2
-    )
+    assert result.stats.kept == 3 and result.stats.skipped["empty"] == 1 and result.stats.videos == 2
     assert set(load_captions(tmp_path / "caps.json", video_ids=["vidB"])) == {"vidB"}
 
 
@@ -58,9 +56,7 @@ def test_a_huge_csv_field_is_a_bad_file_of_its_folder_and_huge_times_are_bad_tim
 def test_csv_directory_and_single_file(tmp_path: Path) -> None:
     folder = tmp_path / "caps"
     folder.mkdir()
-    (folder / "v1.csv").write_text(
-        "start,end,text\n0,2.5,Cut the onion\n3,1,backwards time\n4,x,bad\n6,8,\n"
-    )
+    (folder / "v1.csv").write_text("start,end,text\n0,2.5,Cut the onion\n3,1,backwards time\n4,x,bad\n6,8,\n")
     (folder / "v2.csv").write_text('start,end,text\n1.0,2.0,"slice, dice"\n')
     (folder / "notes.txt").write_text("ignored")
     result = read_captions(folder)
@@ -187,18 +183,18 @@ def test_directory_reads_only_requested_videos(tmp_path: Path) -> None:
 
 # YouTube's automatic captions as downloaded (.vtt): each cue shows the previous line and the new
 # words, separated by 10 ms cues that only hold the finished line; a line of one space fills the
-# empty row of a cue.
+# empty row of a cue (written <SPACE> here, so that no line of this file ends in white space).
 YOUTUBE_VTT = """WEBVTT
 Kind: captions
 Language: en
 
 00:00:00.199 --> 00:00:02.869 align:start position:0%
- 
+<SPACE>
 hey<00:00:00.520><c> guys</c><00:00:00.880><c> today</c>
 
 00:00:02.869 --> 00:00:02.879 align:start position:0%
 hey guys today
- 
+<SPACE>
 
 00:00:02.879 --> 00:00:05.510 align:start position:0%
 hey guys today
@@ -206,12 +202,12 @@ we're<00:00:03.399><c> making</c><00:00:03.800><c> bread</c>
 
 00:00:05.510 --> 00:00:05.520 align:start position:0%
 we're making bread
- 
+<SPACE>
 
 00:00:05.520 --> 00:00:08.000 align:start position:0%
 we're making bread
 first<00:00:06.000><c> the</c><00:00:06.500><c> flour</c>
-"""
+""".replace("<SPACE>", " ")
 
 YOUTUBE_CAPTIONS = [
     Caption(0.199, 2.869, "hey guys today"),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from train_fakes import FakeStore, make_store
+
+from helpers.stores import FakeStore, make_store
 
 
 @pytest.fixture

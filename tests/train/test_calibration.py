@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.stores import make_store
 from stg_cli.models import GroundingModel, ModelConfig
 from stg_cli.models.export import load_export
 from stg_cli.train import TrainConfig, initial_export, train
 from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.data import ClipDataset
-
-from train_fakes import make_store
 
 
 def _brute_force(model: GroundingModel, dataset: ClipDataset, chunk: int) -> float:
@@ -40,20 +39,25 @@ def _brute_force(model: GroundingModel, dataset: ClipDataset, chunk: int) -> flo
 def test_threshold_is_the_midpoint_of_positive_and_negative_cosines():
     store = make_store(videos=3, captions=4)
     torch.manual_seed(0)
-    model = GroundingModel(ModelConfig(visual_dim=12, text_dim=8, dim=16, grid=(2, 2),
-                                       frames_u=6, frames_t=3))
+    model = GroundingModel(
+        ModelConfig(visual_dim=12, text_dim=8, dim=16, grid=(2, 2), frames_u=6, frames_t=3)
+    )
     dataset = ClipDataset(store, frames_u=6)
     assert len(dataset) == 12
     assert calibrate_threshold(model, dataset, chunk=5) == pytest.approx(
-        _brute_force(model, dataset, chunk=5), abs=1e-6)
+        _brute_force(model, dataset, chunk=5), abs=1e-6
+    )
 
 
 def test_a_trained_run_ships_its_threshold(tmp_path):
     store = make_store(videos=4)
     model_options = {"dim": 16, "frames_u": 6, "frames_t": 3}
-    train(store, tmp_path / "run", model_options,
-          TrainConfig(steps=30, batch_size=8, local_chunk=4, lr=3e-3, log_every=10,
-                      checkpoint_every=100))
+    train(
+        store,
+        tmp_path / "run",
+        model_options,
+        TrainConfig(steps=30, batch_size=8, local_chunk=4, lr=3e-3, log_every=10, checkpoint_every=100),
+    )
     model = load_export(tmp_path / "run").model
     tau = model.calibrated_threshold
     untrained = load_export(

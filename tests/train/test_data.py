@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.stores import make_store
 from stg_cli.errors import UserError
 from stg_cli.train.data import BatchOrder, ClipDataset
-
-from train_fakes import make_store
 
 
 def test_dataset_collates_padded_batches(store):
@@ -63,10 +62,12 @@ def test_centred_batches_subtract_each_videos_means(store):
     grid_mean = np.asarray(video.grid_feats, dtype=np.float64).mean(0)
     a, b = plain.batch([5]), centred.batch([5])
     real = b.frame_mask[0].numpy()
-    np.testing.assert_allclose(b.global_feats[0, real].numpy(),
-                               a.global_feats[0, real].numpy() - global_mean, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(b.grid_feats[0, real].numpy(),
-                               a.grid_feats[0, real].numpy() - grid_mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        b.global_feats[0, real].numpy(), a.global_feats[0, real].numpy() - global_mean, rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        b.grid_feats[0, real].numpy(), a.grid_feats[0, real].numpy() - grid_mean, rtol=1e-5, atol=1e-5
+    )
     assert (b.global_feats[0, ~real] == 0).all()
     # the input statistics are those of the centred features
     from stg_cli.train.data import feature_stats

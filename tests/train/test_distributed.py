@@ -9,22 +9,23 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from helpers.stores import make_store
 from stg_cli.train import TrainConfig, load_checkpoint, train
-from train_fakes import make_store
 
 MODEL = {"dim": 16, "frames_u": 8, "frames_t": 4}
 
 
 def settings(loss: str, steps: int = 6) -> TrainConfig:
-    return TrainConfig(
-        steps=steps, batch_size=8, lr=3e-3, local_chunk=4, loss=loss, checkpoint_every=100
-    )
+    return TrainConfig(steps=steps, batch_size=8, lr=3e-3, local_chunk=4, loss=loss, checkpoint_every=100)
 
 
 def _worker(rank: int, world_size: int, port: int, out: str, loss: str, steps: int = 6) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-        WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
     train(make_store(), out, MODEL, settings(loss, steps), device="cpu")

@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
+from helpers.stores import make_store
 from stg_cli.errors import UserError
+from stg_cli.models.checkpoint import CheckpointManager
 from stg_cli.models.export import load_export
 from stg_cli.train import (
     TrainConfig,
@@ -18,8 +20,6 @@ from stg_cli.train import (
     lr_factor,
     train,
 )
-from stg_cli.models.checkpoint import CheckpointManager
-from train_fakes import make_store
 
 MODEL = {"dim": 16, "frames_u": 8, "frames_t": 4}
 
@@ -60,11 +60,14 @@ def test_a_tampered_export_config_is_refused_before_allocating(tmp_path, change)
         load_export(export)
 
 
-@pytest.mark.parametrize("weights", [
-    b"\xff" * 8 + b"{}",  # a header length past the file
-    (20).to_bytes(8, "little") + b'{"w": not json!!!!}',
-    b"",
-])
+@pytest.mark.parametrize(
+    "weights",
+    [
+        b"\xff" * 8 + b"{}",  # a header length past the file
+        (20).to_bytes(8, "little") + b'{"w": not json!!!!}',
+        b"",
+    ],
+)
 def test_tampered_export_weights_are_one_line(tmp_path, weights):
     export = initial_export(make_store(videos=3), tmp_path / "untrained", MODEL, config(steps=1))
     (export / "model.safetensors").write_bytes(weights)
@@ -77,8 +80,13 @@ def test_tampered_export_weights_are_one_line(tmp_path, weights):
 def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     store = make_store(videos=6)
     events = []
-    result = train(store, tmp_path / "run", MODEL, config(steps=40, checkpoint_every=10),
-                   on_event=lambda kind, payload: events.append(kind))
+    result = train(
+        store,
+        tmp_path / "run",
+        MODEL,
+        config(steps=40, checkpoint_every=10),
+        on_event=lambda kind, payload: events.append(kind),
+    )
     run = tmp_path / "run"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["step"] == 1 and rows[-1]["step"] == 40
@@ -115,7 +123,9 @@ def test_resume_equals_straight_run(tmp_path, select):
     halves = load_checkpoint(tmp_path / "halves" / "checkpoints" / "step-00000006.pt")
     for name, value in straight["model"].items():
         torch.testing.assert_close(halves["model"][name], value, rtol=1e-5, atol=1e-6)
-    steps = [json.loads(l)["step"] for l in (tmp_path / "halves" / "metrics.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(line)["step"] for line in (tmp_path / "halves" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert steps == sorted(set(steps)) and steps[-1] == 6
     assert halves["scheduler"]["last_epoch"] == straight["scheduler"]["last_epoch"] == 6
     torch.testing.assert_close(
@@ -150,7 +160,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
 @pytest.mark.parametrize("loss", ["global", "local"])
 def test_single_loss_modes_train(tmp_path, loss):
     result = train(make_store(), tmp_path / "run", MODEL, config(steps=4, loss=loss))
-    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     other = "loss_local" if loss == "global" else "loss_global"
     assert rows[-1][other] is None and math.isfinite(rows[-1]["loss"])
     assert result.steps == 4

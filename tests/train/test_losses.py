@@ -15,10 +15,10 @@ def reference_nce(x, temperature, margin):
     logits = x / temperature
     count = x.shape[0]
     total = 0.0
-    for l in range(count):
-        pos = math.exp(logits[l, l] - margin)
-        col = sum(math.exp(logits[k, l]) for k in range(count) if k != l)
-        row = sum(math.exp(logits[l, k]) for k in range(count) if k != l)
+    for i in range(count):
+        pos = math.exp(logits[i, i] - margin)
+        col = sum(math.exp(logits[k, i]) for k in range(count) if k != i)
+        row = sum(math.exp(logits[i, k]) for k in range(count) if k != i)
         total += math.log(pos / (pos + col)) + math.log(pos / (pos + row))
     return -total / count
 

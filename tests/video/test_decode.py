@@ -168,9 +168,7 @@ def _audio_only(path: Path) -> Path:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("aac", rate=16000)
         for index in range(10):
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
-            )
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
             frame.sample_rate, frame.pts = 16000, index * 1024
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -234,17 +232,13 @@ def test_audio_outlasting_the_picture_is_not_truncation(tmp_path: Path) -> None:
         for packet in video.encode():
             container.mux(packet)
         for index in range(48000 * 20 // 960):  # 20 s of silence
-            frame = av.AudioFrame.from_ndarray(
-                np.zeros((1, 960), np.float32), format="flt", layout="mono"
-            )
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 960), np.float32), format="flt", layout="mono")
             frame.sample_rate, frame.pts = 48000, index * 960
             for packet in audio.encode(frame):
                 container.mux(packet)
         for packet in audio.encode():
             container.mux(packet)
-    assert probe(path).duration == pytest.approx(
-        20.0, abs=0.1
-    )  # the container's: picture ends at 1.5 s
+    assert probe(path).duration == pytest.approx(20.0, abs=0.1)  # the container's: picture ends at 1.5 s
     decoded = decode_frames(path, fps=1.0, size=None)
     assert indices(decoded.frames[:, 0]) == [0, 30]
 
@@ -270,9 +264,7 @@ def test_metadata_in_another_encoding_does_not_stop_decoding(tmp_path: Path) -> 
     assert indices(decode_frames(path, fps=1.0, size=None).frames[:, 0]) == [0, 30]
 
 
-def test_pyav_api_mismatch_is_a_video_error(
-    monkeypatch: pytest.MonkeyPatch, media: dict[str, Path]
-) -> None:
+def test_pyav_api_mismatch_is_a_video_error(monkeypatch: pytest.MonkeyPatch, media: dict[str, Path]) -> None:
     """A PyAV whose av.open no longer takes an argument stg passes: one line naming the PyAV."""
 
     def moved_on(*args, **kwargs):

@@ -11,7 +11,7 @@ from stg_cli.ground.output import VideoGrounding
 from stg_cli.ground.spatial import locate
 from stg_cli.ground.temporal import detect
 from stg_cli.viz import TruthSegment, blend_heatmap, colormap_lut, plot_timeline, render_overlay
-from stg_cli.viz.overlay import timeline_strip, query_colors
+from stg_cli.viz.overlay import query_colors, timeline_strip
 
 
 def _grounding(width=160, height=120, frames=6) -> VideoGrounding:
@@ -25,9 +25,17 @@ def _grounding(width=160, height=120, frames=6) -> VideoGrounding:
     cells[foreground, 1, 5] = 1.0  # top right
     found = iter(locate(cells[foreground], width, height))
     return VideoGrounding(
-        video_id="clip", width=width, height=height, fps=1.0, duration=float(frames),
-        queries=["crack egg", "pour milk"], times=times, similarity=similarity,
-        detection=detection, cells=cells, locations=[next(found) if f else None for f in foreground],
+        video_id="clip",
+        width=width,
+        height=height,
+        fps=1.0,
+        duration=float(frames),
+        queries=["crack egg", "pour milk"],
+        times=times,
+        similarity=similarity,
+        detection=detection,
+        cells=cells,
+        locations=[next(found) if f else None for f in foreground],
     )
 
 

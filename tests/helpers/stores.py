@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class FakeStoreConfig:
     backbone: str = "tiny"
@@ -83,17 +84,21 @@ def make_store(
             mask.append(m)
         result.append(
             FakeVideo(
-                video_id=f"vid{v}", width=64, height=48, duration=float(seconds),
-                frame_times=times, global_feats=global_feats.astype(np.float16),
+                video_id=f"vid{v}",
+                width=64,
+                height=48,
+                duration=float(seconds),
+                frame_times=times,
+                global_feats=global_feats.astype(np.float16),
                 grid_feats=grid.astype(np.float16),
                 caption_times=np.asarray(caption_times, dtype=np.float32),
                 texts=[f"caption {c}" for c in range(captions)],
                 sentence=np.asarray(sentence, dtype=np.float32),
-                words=np.asarray(words, dtype=np.float32), word_mask=np.asarray(mask),
+                words=np.asarray(words, dtype=np.float32),
+                word_mask=np.asarray(mask),
             )
         )
     return FakeStore(result, cfg)
-
 
 
 def write_store(root, fake: FakeStore):
@@ -104,16 +109,26 @@ def write_store(root, fake: FakeStore):
 
     cfg = fake.config
     config = StoreConfig(
-        backbone=cfg.backbone, weights=None, text=cfg.text, grid=cfg.grid,
-        visual_dim=cfg.visual_dim, text_dim=cfg.text_dim, fps=cfg.fps, input_size=cfg.input_size,
+        backbone=cfg.backbone,
+        weights=None,
+        text=cfg.text,
+        grid=cfg.grid,
+        visual_dim=cfg.visual_dim,
+        text_dim=cfg.text_dim,
+        fps=cfg.fps,
+        input_size=cfg.input_size,
     )
     writer = StoreWriter(Path(root), config)
     for video_id in fake.video_ids:
         video = fake.load(video_id)
         arrays = {
-            "frame_times": video.frame_times, "global": video.global_feats,
-            "grid": video.grid_feats, "caption_times": video.caption_times,
-            "sentence": video.sentence, "words": video.words, "word_mask": video.word_mask,
+            "frame_times": video.frame_times,
+            "global": video.global_feats,
+            "grid": video.grid_feats,
+            "caption_times": video.caption_times,
+            "sentence": video.sentence,
+            "words": video.words,
+            "word_mask": video.word_mask,
         }
         info = {"width": video.width, "height": video.height, "duration": video.duration}
         writer.write(video_id, arrays, video.texts, info)

@@ -36,7 +36,6 @@ import shutil
 import socket
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ from stg_cli.errors import UserError, error_text
 from stg_cli.features.encode import encode_frames, encode_video
 from stg_cli.features.store import StoreConfig, StoreWriter
 from stg_cli.files import safe_name
-from stg_cli.processes import ignore_interrupts, stop, threads_per_worker
+from stg_cli.processes import ignore_interrupts, run_in_pool, threads_per_worker
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, iter_clips
 from stg_cli.video_files import VIDEO_SUFFIXES, list_folder
@@ -507,77 +506,55 @@ def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, 
             max_workers=workers, mp_context=context, initializer=ignore_interrupts
         )
 
-    pool = new_pool()
     # decoded frames go through files here; a dot name never clashes with a video's temp folder
     _remove_orphaned_scratch(out / "tmp")
     scratch = Path(
         tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=out / "tmp")
     )
-    pending: list[tuple[str, float, futures.Future, bool]] = []
-    queue = deque(todo)
-    # videos that were being decoded when a worker died: redone one at a time, so that the
-    # video that kills its worker is the only one to fail
-    suspects: deque[str] = deque()
+    started: dict[str, float] = {}
 
     def frames_file(video_id: str) -> Path:
         return scratch / f"{safe_name(video_id)}.frames"
 
+    def submit(pool: futures.ProcessPoolExecutor, video_id: str) -> futures.Future:
+        started[video_id] = time.perf_counter()
+        return pool.submit(
+            decode_to_file,
+            str(found[video_id]),
+            fps,
+            tuple(spec.input_size),
+            spec.clip_len,
+            clip_fps,
+            threads,
+            str(frames_file(video_id)),
+        )
+
+    def on_result(video_id: str, job: futures.Future) -> None:
+        t0 = started[video_id]
+        path = frames_file(video_id)
+        try:
+            info, times, shape = job.result()
+        except (VideoError, ValueError, RuntimeError, OSError) as error:
+            path.unlink(missing_ok=True)
+            finish(video_id, "failed", error_text(error), t0=t0)
+            return
+        try:
+            frames = np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
+            global_feats, grid_feats = encode_frames(backbone, frames, options.batch_size)
+            del frames
+            path.unlink(missing_ok=True)
+            if on_frames is not None:
+                on_frames(len(times))
+            store(video_id, info, times, global_feats, grid_feats, t0)
+        except (ValueError, RuntimeError, OSError) as error:
+            finish(video_id, "failed", error_text(error), t0=t0)
+
+    def on_lost(video_id: str) -> None:
+        frames_file(video_id).unlink(missing_ok=True)
+        finish(video_id, "failed", "the decoding process died (out of memory?)", t0=started[video_id])
+
     try:
-        while queue or suspects or pending:
-            capacity = 1 if suspects else workers + 1
-            while len(pending) < capacity and (suspects or queue):
-                source = suspects if suspects else queue
-                video_id = source.popleft()
-                try:
-                    job = pool.submit(
-                        decode_to_file,
-                        str(found[video_id]),
-                        fps,
-                        tuple(spec.input_size),
-                        spec.clip_len,
-                        clip_fps,
-                        threads,
-                        str(frames_file(video_id)),
-                    )
-                except futures.process.BrokenProcessPool:  # seen below through a pending job
-                    source.appendleft(video_id)
-                    break
-                pending.append((video_id, time.perf_counter(), job, source is suspects))
-            if not pending:  # defensive: a broken pool with nothing in flight
-                stop(pool)
-                pool = new_pool()
-                continue
-            video_id, t0, job, isolated = pending.pop(0)
-            try:
-                info, times, shape = job.result()
-            except futures.process.BrokenProcessPool:
-                frames_file(video_id).unlink(missing_ok=True)
-                if isolated:
-                    finish(video_id, "failed", "the decoding process died (out of memory?)", t0=t0)
-                else:
-                    suspects.extend([video_id] + [vid for vid, *_ in pending])
-                stop(pool)
-                pool = new_pool()
-                pending = []
-                continue
-            except (VideoError, ValueError, RuntimeError, OSError) as error:
-                frames_file(video_id).unlink(missing_ok=True)
-                finish(video_id, "failed", error_text(error), t0=t0)
-                continue
-            try:
-                path = frames_file(video_id)
-                frames = np.memmap(path, dtype=np.uint8, mode="r", shape=shape)
-                global_feats, grid_feats = encode_frames(backbone, frames, options.batch_size)
-                del frames
-                path.unlink(missing_ok=True)
-                if on_frames is not None:
-                    on_frames(len(times))
-                store(video_id, info, times, global_feats, grid_feats, t0)
-            except (ValueError, RuntimeError, OSError) as error:
-                finish(video_id, "failed", error_text(error), t0=t0)
-    except BaseException:
-        stop(pool)
-        raise
+        # decoding runs ahead of encoding by at most one video per worker and one more
+        run_in_pool(todo, submit, new_pool, on_result, on_lost, ahead=workers + 1, in_order=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    pool.shutdown(wait=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from stg_cli.ground.pipeline import (
 )
 from stg_cli.ground.queries import QuerySet
 from stg_cli.metrics.annotations import load_ground_seg
-from stg_cli.processes import ignore_interrupts, interrupts_ignored, stop, threads_per_worker
+from stg_cli.processes import ignore_interrupts, run_in_pool, threads_per_worker
 from stg_cli.video_files import VideoInput
 from stg_cli.viz import TruthSegment
 from stg_cli.viz.draw import draw_grounding
@@ -276,59 +275,21 @@ def _ground_in_workers(
             initargs=(threads_per_worker(workers),),
         )
 
-    queue: deque[_Job] = deque(jobs)
-    suspects: deque[_Job] = deque()
-    pending: dict[futures.Future, tuple[_Job, bool]] = {}
-    pool = new_pool()
-    try:
-        while queue or suspects or pending:
-            capacity = 1 if suspects else workers
-            while len(pending) < capacity and (suspects or queue):
-                alone = bool(suspects)
-                source = suspects if alone else queue
-                job = source.popleft()
-                try:
-                    with interrupts_ignored():
-                        future = pool.submit(_ground_in_worker, model, job, settings, out)
-                except futures.process.BrokenProcessPool:  # a worker died: seen below in pending
-                    source.appendleft(job)
-                    break
-                pending[future] = (job, alone)
-            if not pending:  # the pool broke with nothing in flight (an idle worker was killed)
-                stop(pool)
-                pool = new_pool()
-                continue
-            ready, _ = futures.wait(pending, return_when=futures.FIRST_COMPLETED)
-            lost: list[tuple[_Job, bool]] = []
-            for future in ready:
-                job, alone = pending.pop(future)
-                try:
-                    result, seconds = future.result()
-                except futures.process.BrokenProcessPool:
-                    lost.append((job, alone))
-                    continue
-                finish(job.index, result, seconds)
-            if lost:
-                lost.extend(pending.values())
-                pending.clear()
-                stop(pool)
-                pool = new_pool()
-                for job, alone in lost:
-                    if alone:
-                        message = "the grounding process died (out of memory?)"
-                        finish(job.index, _failed(job.video, message), Timings())
-                    else:
-                        suspects.append(job)
-    except KeyboardInterrupt:
-        for future, (job, _) in pending.items():  # done while the interrupt came in: kept
-            if future.done() and not future.cancelled() and future.exception() is None:
-                finish(job.index, *future.result())
-        stop(pool)
-        raise
-    except BaseException:
-        stop(pool)
-        raise
-    pool.shutdown(wait=True)
+    def on_result(job: _Job, future: futures.Future) -> None:
+        finish(job.index, *future.result())
+
+    def on_lost(job: _Job) -> None:
+        finish(job.index, _failed(job.video, "the grounding process died (out of memory?)"), Timings())
+
+    run_in_pool(
+        jobs,
+        lambda pool, job: pool.submit(_ground_in_worker, model, job, settings, out),
+        new_pool,
+        on_result,
+        on_lost,
+        ahead=workers,
+        keep_done_on_interrupt=True,
+    )
 
 
 def query_counts(results: Sequence[VideoResult]) -> dict[str, dict]:

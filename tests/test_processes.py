@@ -1,0 +1,80 @@
+"""stg_cli.processes.run_in_pool: a pool that survives its workers' deaths."""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import multiprocessing
+import os
+
+import pytest
+
+from stg_cli.processes import ignore_interrupts, run_in_pool
+
+KILLER = 3  # the job that kills its worker
+FAILING = 5  # the job that raises
+
+
+def _work(number: int) -> int:
+    if number == KILLER:
+        os._exit(1)
+    if number == FAILING:
+        raise ValueError(f"job {number} failed")
+    return number * 2
+
+
+def _new_pool() -> futures.ProcessPoolExecutor:
+    context = multiprocessing.get_context("fork")
+    return futures.ProcessPoolExecutor(max_workers=2, mp_context=context, initializer=ignore_interrupts)
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_only_the_job_that_kills_its_worker_is_lost(in_order):
+    results, errors, lost = {}, {}, []
+
+    def on_result(job: int, future: futures.Future) -> None:
+        try:
+            results[job] = future.result()
+        except ValueError as error:
+            errors[job] = str(error)
+
+    run_in_pool(
+        range(8),
+        lambda pool, job: pool.submit(_work, job),
+        _new_pool,
+        on_result,
+        lost.append,
+        ahead=3,
+        in_order=in_order,
+    )
+    assert lost == [KILLER]
+    assert errors == {FAILING: f"job {FAILING} failed"}
+    assert results == {job: job * 2 for job in range(8) if job not in (KILLER, FAILING)}
+
+
+def test_in_order_results_come_in_submission_order():
+    seen = []
+    run_in_pool(
+        [4, 0, 2, 1],
+        lambda pool, job: pool.submit(_work, job),
+        _new_pool,
+        lambda job, future: seen.append(job),
+        lambda job: None,
+        ahead=2,
+        in_order=True,
+    )
+    assert seen == [4, 0, 2, 1]
+
+
+def test_an_error_in_the_callback_stops_the_workers_and_propagates():
+    def on_result(job: int, future: futures.Future) -> None:
+        raise RuntimeError("callback broke")
+
+    with pytest.raises(RuntimeError, match="callback broke"):
+        run_in_pool(
+            range(4),
+            lambda pool, job: pool.submit(_work, job),
+            _new_pool,
+            on_result,
+            lambda job: None,
+            ahead=2,
+        )

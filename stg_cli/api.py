@@ -17,6 +17,9 @@
 :func:`load_grounder` loads the model, its text encoder and (on first use) its visual backbone
 once; :meth:`VideoGrounder.ground` then grounds any number of videos with any queries. The settings
 are those of ``stg ground`` (same names, same defaults).
+
+The functions import the grounding library when they are called, so that ``import stg_cli``
+stays light (no torch).
 """
 
 from __future__ import annotations

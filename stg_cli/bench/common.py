@@ -42,8 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stg_cli.backbones.effnet import VARIANTS, has_packaged_weights
 from stg_cli.info import collect as collect_environment
 from stg_cli.ops import _native
+from stg_cli.video.write import write_video
 
 NATIVE = "native"
 REFERENCE = "reference"
@@ -291,7 +293,6 @@ def missing_weights(backbone: str) -> str | None:
     variable = WEIGHTS_VARIABLES.get(backbone)
     if not variable or os.environ.get(variable):
         return None
-    from stg_cli.backbones.effnet import VARIANTS, has_packaged_weights
 
     if backbone in VARIANTS:
         if has_packaged_weights(backbone):
@@ -319,7 +320,6 @@ def benchmark_video(path: Path | None = None, *, width: int, height: int, second
     blocks change colour every 20 s, like the steps of a task. Kept at ``path``, default a file
     in :func:`cache_dir` named after the parameters; an existing non-empty file is reused.
     """
-    from stg_cli.video.write import write_video
 
     path = path or cache_dir() / f"video-{width}x{height}-{int(seconds)}s-{fps}fps.mp4"
     if path.is_file() and path.stat().st_size > 0:

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from stg_cli.backbones import VISUAL_BACKBONES, VisualBackbone, load_visual
+from stg_cli.backbones.effnet import load_effnet_visual
 from stg_cli.bench.common import (
     Case,
     Variant,
@@ -44,6 +45,8 @@ from stg_cli.bench.common import (
     missing_weights,
 )
 from stg_cli.errors import UserError
+from stg_cli.features.encode import encode_video
+from stg_cli.video import iter_clips
 
 WIDTH, HEIGHT, VIDEO_FPS = 640, 480, 30
 QUICK_SECONDS, FULL_SECONDS = 20, 120
@@ -104,7 +107,6 @@ def _backbone(name: str, device: str) -> VisualBackbone:
 def _alternative_backbone(
     name: str, device: str, channels_last: bool, inference_mode: bool
 ) -> VisualBackbone:
-    from stg_cli.backbones.effnet import load_effnet_visual
 
     backbone = load_effnet_visual(name, backbone_weights(name), channels_last, inference_mode)
     return backbone.to(device)
@@ -112,7 +114,6 @@ def _alternative_backbone(
 
 def decode(path: Path, backbone: VisualBackbone) -> int:
     """Decodes ``path`` and samples the clips ``backbone`` takes; returns the number of clips."""
-    from stg_cli.video import iter_clips
 
     spec = backbone.spec
     fps = float(spec.fps)
@@ -127,7 +128,6 @@ def _setup(
     stage: str, name: str, device: torch.device, seconds: int
 ) -> Callable[[], Callable[[], object] | str]:
     def setup() -> Callable[[], object] | str:
-        from stg_cli.features.encode import encode_video
 
         try:
             backbone = _backbone(name, str(device))
@@ -147,7 +147,6 @@ def _setup_alternative(
     threads, channels_last, inference_mode = EFFNET_ALTERNATIVES[variant]
 
     def setup() -> Callable[[], object] | str:
-        from stg_cli.features.encode import encode_video
 
         try:
             if channels_last and inference_mode:

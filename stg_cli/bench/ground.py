@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stg_cli.backbones import VISUAL_BACKBONES, load_visual, train_word2vec
 from stg_cli.bench.common import (
     Case,
     Variant,
@@ -41,6 +42,17 @@ from stg_cli.bench.common import (
     missing_weights,
 )
 from stg_cli.errors import UserError
+from stg_cli.features.encode import encode_frames
+from stg_cli.ground.output import VideoGrounding, write_prediction
+from stg_cli.ground.pipeline import Grounder, GroundSettings
+from stg_cli.ground.spatial import locate
+from stg_cli.ground.temporal import detect
+from stg_cli.models import GroundingModel
+from stg_cli.models.config import ModelConfig
+from stg_cli.models.export import save_export
+from stg_cli.video import iter_clips
+from stg_cli.viz import plot_timeline, render_overlay
+from stg_cli.viz.draw import MAX_OVERLAY_FPS
 
 WIDTH, HEIGHT, VIDEO_FPS, MINUTES = 640, 480, 30, 5
 QUERIES = [
@@ -62,7 +74,6 @@ TARGET_MS_PER_MINUTE = 6000.0
 def cases(quick: bool, device: torch.device) -> list[Case]:
     """One case per visual backbone on ``device``; ``quick`` keeps the problem (a call is one
     video-minute either way)."""
-    from stg_cli.backbones import VISUAL_BACKBONES
 
     out = []
     for name in VISUAL_BACKBONES:
@@ -83,10 +94,6 @@ class _Bench:
     """Everything the stage calls share: video, backbone, model, queries and per-minute inputs."""
 
     def __init__(self, backbone_name: str, device: torch.device) -> None:
-        from stg_cli.backbones import load_visual, train_word2vec
-        from stg_cli.models import GroundingModel
-        from stg_cli.models.config import ModelConfig
-        from stg_cli.models.export import save_export
 
         weights = backbone_weights(backbone_name)
         self.backbone = load_visual(backbone_name, weights, device=str(device))
@@ -114,7 +121,6 @@ class _Bench:
         }
         export = save_export(GroundingModel(config), root / "export", store)
         text.save(export / "text_encoder")
-        from stg_cli.ground.pipeline import Grounder, GroundSettings
 
         self.grounder = Grounder(export, device=str(device))
         self.grounder._backbone = self.backbone
@@ -133,7 +139,6 @@ class _Bench:
 
     def decode(self, minute: int):
         """(times [F], frames uint8 [F, clip_len, h, w, 3]) of one minute."""
-        from stg_cli.video import iter_clips
 
         spec = self.backbone.spec
         fps = float(spec.fps)
@@ -158,7 +163,6 @@ class _Bench:
         return self._decoded[minute]
 
     def features(self, minute: int):
-        from stg_cli.features.encode import encode_frames
 
         _, frames = self.decoded(minute)
         return encode_frames(self.backbone, frames)
@@ -169,7 +173,6 @@ class _Bench:
         return self._features[minute]
 
     def temporal(self, minute: int):
-        from stg_cli.ground.temporal import detect
 
         times, _ = self.decoded(minute)
         global_feats, _ = self.stored_features(minute)
@@ -184,8 +187,6 @@ class _Bench:
         )
 
     def spatial(self, minute: int):
-        from stg_cli.ground.output import VideoGrounding
-        from stg_cli.ground.spatial import locate
 
         times, similarity, detection = self.temporal(minute)
         _, grid = self.stored_features(minute)
@@ -223,9 +224,6 @@ class _Bench:
         return self._groundings[minute]
 
     def viz(self, minute: int) -> None:
-        from stg_cli.video import iter_clips
-        from stg_cli.viz import plot_timeline, render_overlay
-        from stg_cli.viz.draw import MAX_OVERLAY_FPS
 
         grounding = self.grounding(minute)
         fps = min(float(VIDEO_FPS), MAX_OVERLAY_FPS)  # the video's own rate, as stg ground draws
@@ -242,7 +240,6 @@ class _Bench:
         plot_timeline(grounding, self.out / "timeline.png")
 
     def pipeline(self, minute: int) -> None:
-        from stg_cli.ground.output import write_prediction
 
         self._decoded.pop(minute, None)
         self._features.pop(minute, None)

@@ -57,15 +57,22 @@ from pathlib import Path
 
 from stg_cli import files
 from stg_cli.errors import UserError
+from stg_cli.features.extract import ExtractOptions, extract
+from stg_cli.ground.pipeline import Grounder, GroundSettings
 from stg_cli.metrics.baselines import PRIORS, close_priors_note
 from stg_cli.runs.evaluation import (
     SPATIAL_METRICS,
     TEMPORAL_METRIC,
     LabelledSplit,
+    ground_split,
     query_controls,
+    score_split,
     split_priors,
+    uniform_split_iou,
 )
+from stg_cli.synth import generate
 from stg_cli.synth.config import SynthConfig
+from stg_cli.train import TrainConfig, TrainResult, initial_export, train
 
 PRESETS = ("quick", "full")
 UNTRIMMED_ROWS = ("trained", "untrained")
@@ -205,9 +212,6 @@ def run_demo(
     seconds["train"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    from stg_cli.ground.pipeline import Grounder, GroundSettings
-    from stg_cli.runs.evaluation import ground_split
-    from stg_cli.train import initial_export
 
     untrained_export = initial_export(
         features, out / "untrained", settings.model_options, _train_config(settings)
@@ -270,7 +274,6 @@ def run_demo(
 
 
 def _synth(target: Path, config: SynthConfig, report_stage: StageCallback) -> Path:
-    from stg_cli.synth import generate
 
     manifest = target / "synth.json"
     if manifest.is_file():
@@ -289,7 +292,6 @@ def _synth(target: Path, config: SynthConfig, report_stage: StageCallback) -> Pa
 def _extract(
     synth_dir: Path, target: Path, settings: DemoPreset, report_stage: StageCallback, device: str
 ) -> Path:
-    from stg_cli.features.extract import ExtractOptions, extract
 
     videos = synth_dir / "train" / "videos"
     total = len(list(videos.glob("*.mp4")))
@@ -314,7 +316,6 @@ def _extract(
 
 
 def _train_config(settings: DemoPreset):
-    from stg_cli.train import TrainConfig
 
     return TrainConfig(
         steps=settings.steps,
@@ -327,7 +328,6 @@ def _train_config(settings: DemoPreset):
 
 
 def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageCallback, device: str):
-    from stg_cli.train import TrainResult, train
 
     summary = run / "summary.json"
     if summary.is_file():
@@ -365,7 +365,6 @@ def _score_rows(
 ) -> tuple[list[DemoRow], list[str]]:
     """The report's rows and notes; ``thresholds`` maps each grounded row to its τ,
     ``controls`` the wrong-query controls to their pointing game."""
-    from stg_cli.runs.evaluation import score_split, uniform_split_iou
 
     rows = []
     sources = {name: out / "ground" / name / "predictions.json" for name in thresholds}

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stg_cli.video import VideoInfo, iter_clips
+from stg_cli.video import VideoInfo, iter_clips, probe
 
 
 @dataclass
@@ -72,8 +72,6 @@ def encode_video(
         if on_batch is not None:
             on_batch(len(batch_times))
     if info is None:  # an empty window
-        from stg_cli.video import probe
-
         info = probe(path)
         return VideoEncoding(
             torch.zeros(0), torch.zeros(0, spec.dim), torch.zeros(0, spec.num_cells, spec.dim), info

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
+from stg_cli.backbones import TEXT_ENCODERS, load_text, load_text_from, load_visual, train_word2vec
 from stg_cli.errors import UserError, error_text
 from stg_cli.features.encode import encode_frames, encode_video
 from stg_cli.features.store import StoreConfig, StoreWriter
@@ -200,7 +201,6 @@ def find_videos(
 
 
 def _text_encoder(out: Path, options: ExtractOptions, corpus: list[str]):
-    from stg_cli.backbones import TEXT_ENCODERS, load_text, load_text_from, train_word2vec
 
     if options.text not in TEXT_ENCODERS:
         raise UserError(f"unknown text encoder {options.text!r}; choose one of {', '.join(TEXT_ENCODERS)}")
@@ -259,7 +259,6 @@ def extract(
     (every finished video stays) and the interrupt is raised again.
     """
     options = options or ExtractOptions()
-    from stg_cli.backbones import load_visual
 
     if (
         options.text_weights is None

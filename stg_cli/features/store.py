@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
+from stg_cli.backbones import load_text_from, load_visual
 from stg_cli.errors import UserError
 from stg_cli.files import safe_name
 
@@ -440,7 +441,6 @@ class FeatureStore:
 
     def visual_backbone(self, device: str = "cpu"):
         """The visual backbone that made this store, loaded from the recorded weights path."""
-        from stg_cli.backbones import load_visual
 
         backbone = load_visual(self.config.backbone, self.config.weights, device=device)
         if self.config.visual_fingerprint and backbone.fingerprint != self.config.visual_fingerprint:
@@ -453,7 +453,6 @@ class FeatureStore:
 
     def text_encoder(self, device: str = "cpu"):
         """The text encoder that encoded this store's captions (saved in ``text_encoder/``)."""
-        from stg_cli.backbones import load_text_from
 
         encoder = load_text_from(self.root / "text_encoder", device=device)
         if self.config.text_fingerprint and encoder.fingerprint != self.config.text_fingerprint:

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+import stg_cli
 from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.files import safe_name
@@ -159,7 +160,6 @@ def _float(value: float) -> float:
 
 def activitynet_detections(predictions: Mapping[str, dict]) -> dict:
     """The ActivityNet detection object of ``{video_id: prediction}`` (module docstring)."""
-    import stg_cli
 
     return {
         "version": "VERSION 1.3",

@@ -34,12 +34,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stg_cli.backbones import load_text, load_text_from, load_visual
 from stg_cli.devices import resolve_device
 from stg_cli.errors import UserError
+from stg_cli.features import FeatureStore
+from stg_cli.features.encode import encode_frames
 from stg_cli.ground.output import VideoGrounding
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect, given_segments
+from stg_cli.models.export import load_export
 from stg_cli.models.grounding import HEATMAP_MODES, video_means
+from stg_cli.text.normalize import normalize_text
+from stg_cli.video import iter_clips, probe
 from stg_cli.video_files import VideoInput
 
 STAGES = ("decode", "features", "temporal", "spatial", "viz")
@@ -122,7 +128,6 @@ class Grounder:
         features: Path | None = None,
         device: str = "cpu",
     ) -> None:
-        from stg_cli.models.export import load_export
 
         self.device = resolve_device(device)
         loaded = load_export(Path(checkpoint), device=self.device)
@@ -132,8 +137,6 @@ class Grounder:
         self.checkpoint = Path(checkpoint)
         self.store = None
         if features is not None:
-            from stg_cli.features import FeatureStore
-
             self.store = FeatureStore.open(Path(features))
             self._check_store(self.store)
         self.text_encoder = self._text_encoder()
@@ -156,8 +159,6 @@ class Grounder:
     def backbone(self):
         """The visual backbone of the training features (loaded on first use)."""
         if self._backbone is None:
-            from stg_cli.backbones import load_visual
-
             name = self.store_config.get("backbone")
             if not name:
                 raise UserError(f"{self.checkpoint} does not record its visual backbone")
@@ -288,8 +289,6 @@ class Grounder:
             return times, global_feats, grid_feats, features.width, features.height, features.duration
         if video.path is None:
             raise UserError(f"{video.video_id}: not in the feature store at another fps ({fps})")
-        from stg_cli.features.encode import encode_frames
-        from stg_cli.video import iter_clips, probe
 
         backbone = self.backbone()
         spec = backbone.spec
@@ -341,7 +340,6 @@ class Grounder:
             )
 
     def _text_encoder(self):
-        from stg_cli.backbones import load_text, load_text_from
 
         expected = self.store_config.get("text_fingerprint")
         places = [self.checkpoint / "text_encoder", self.checkpoint / "export" / "text_encoder"]
@@ -376,7 +374,6 @@ def _truth_spans(
     Labels match as given, else after text normalisation; a segment of another label is left
     out and noted in ``notes``.
     """
-    from stg_cli.text.normalize import normalize_text
 
     columns = {query: index for index, query in enumerate(queries.queries)}
     normalised = {normalize_text(query): index for index, query in enumerate(queries.queries)}

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import torch
 
+import stg_cli
 from stg_cli import files
 from stg_cli.errors import UserError, error_text
+from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.grounding import GroundingModel
 
@@ -79,7 +81,6 @@ class ModelCard:
 
 def write_model_card(directory: Path, card: ModelCard) -> Path:
     """Writes ``directory/README.md``: data, backbone, training, scores, τ and intended use."""
-    import stg_cli
 
     directory = Path(directory)
     config = json.loads((directory / CONFIG).read_text())
@@ -222,7 +223,6 @@ def load_export(path: Path, device: str | torch.device = "cpu") -> LoadedModel:
             return _load_export_dir(path, device)
         if (path / "export" / CONFIG).is_file():
             return _load_export_dir(path / "export", device)
-        from stg_cli.models.checkpoint import CheckpointManager
 
         manager = CheckpointManager(path)
         candidate = manager.best_path if manager.best_path.is_file() else manager.latest()
@@ -258,7 +258,6 @@ def _load_export_dir(directory: Path, device) -> LoadedModel:
 
 
 def _load_checkpoint_file(path: Path, device) -> LoadedModel:
-    from stg_cli.models.checkpoint import load_checkpoint
 
     state = load_checkpoint(path)
     try:

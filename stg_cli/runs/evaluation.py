@@ -31,6 +31,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from stg_cli.errors import UserError
+from stg_cli.ground.output import write_combined
+from stg_cli.ground.pipeline import Grounder, GroundSettings
+from stg_cli.ground.queries import QuerySet, load_queries, unique
+from stg_cli.metrics.annotations import Segment, load_distractors
+from stg_cli.metrics.baselines import score_priors, uniform_temporal
+from stg_cli.metrics.predictions import load_predictions
+from stg_cli.metrics.score import load_ground_truth, score
+from stg_cli.runs.grounding import ground_videos, load_truth_segments
+from stg_cli.video_files import find_videos, video_paths
 
 SPATIAL_METRICS = (
     "iou_point",
@@ -97,10 +106,6 @@ def ground_split(
     Returns:
         (the ids of videos that failed, the detection threshold τ used).
     """
-    from stg_cli.ground.output import write_combined
-    from stg_cli.ground.queries import load_queries
-    from stg_cli.runs.grounding import ground_videos, load_truth_segments
-    from stg_cli.video_files import find_videos
 
     inputs, _ = find_videos([split.videos])
     if not inputs:
@@ -119,8 +124,6 @@ def ground_split(
 def score_split(predictions: Path, split: LabelledSplit, tau: float | None) -> dict[str, float | None]:
     """:data:`SPATIAL_METRICS` of ``predictions`` (a ``predictions.json``) on ``split``, and
     with ``tau`` given and ``seg.json`` there the temporal IoU (else None)."""
-    from stg_cli.metrics.predictions import load_predictions
-    from stg_cli.metrics.score import load_ground_truth, score
 
     loaded = load_predictions(predictions)
     spatial = score(loaded, load_ground_truth([split.annotations], "synth"), "synth").metrics
@@ -136,9 +139,6 @@ def split_priors(split: LabelledSplit, grid: tuple[int, int] = (7, 7), seed: int
     """The model-free priors of :mod:`stg_cli.metrics.baselines` on ``split``, its videos read
     for motion and centred energy (``grid``: the model's): a
     :class:`stg_cli.metrics.baselines.PriorScores`."""
-    from stg_cli.metrics.baselines import score_priors
-    from stg_cli.metrics.score import load_ground_truth
-    from stg_cli.video_files import video_paths
 
     ground_truth = load_ground_truth([split.annotations], "synth")
     return score_priors(ground_truth, "synth", video_paths(split.videos), grid, seed)
@@ -202,7 +202,6 @@ def distractor_query_truth(
 def distractor_labels(path: Path | str) -> dict[str, dict[int, str]]:
     """Video → second → the step of the first distractor listed there, from
     ``distractors.json`` (seconds listing none are left out)."""
-    from stg_cli.metrics.annotations import load_distractors
 
     return {
         video: {second: entries[0].label for second, entries in seconds.items() if entries}
@@ -220,9 +219,6 @@ def ground_control(
         (the pointing game in percent over the annotated seconds inside ``truth``'s segments,
         None when there is none; the ids of videos that failed).
     """
-    from stg_cli.ground.queries import QuerySet, load_queries, unique
-    from stg_cli.runs.grounding import ground_videos
-    from stg_cli.video_files import find_videos
 
     inputs = [video for video in find_videos([split.videos])[0] if truth.get(video.video_id)]
     if not inputs:
@@ -255,9 +251,6 @@ def score_control(predictions: Path, split: LabelledSplit, truth: Mapping[str, S
     """The pointing game (percent) of ``predictions`` over the annotated seconds of ``split``
     inside ``truth``'s segments, against the true boxes and without requiring the label; None
     when no annotated second is inside them."""
-    from stg_cli.metrics.annotations import Segment
-    from stg_cli.metrics.predictions import load_predictions
-    from stg_cli.metrics.score import load_ground_truth, score
 
     ground_truth = load_ground_truth([split.annotations], "synth")
     segments = {
@@ -285,7 +278,6 @@ def query_controls(
         ({``pointing_wrong_query``: percent or None, and where the split has
         ``distractors.json`` ``pointing_distractor_query``}, the ids of videos that failed).
     """
-    from stg_cli.runs.grounding import load_truth_segments
 
     truth = load_truth_segments(split.annotations / "ground_seg.json")
     controls = {"pointing_wrong_query": ("wrong-query", wrong_query_truth(truth))}
@@ -304,9 +296,6 @@ def uniform_split_iou(predictions: Path, split: LabelledSplit) -> float:
     """Temporal IoU of the uniform split (each video's steps in order, evenly over its
     length: :func:`stg_cli.metrics.baselines.uniform_temporal`) on the frames of
     ``predictions``: the prior a model's temporal IoU is compared with."""
-    from stg_cli.metrics.baselines import uniform_temporal
-    from stg_cli.metrics.predictions import load_predictions
-    from stg_cli.metrics.score import load_ground_truth
 
     truth = load_ground_truth([split.annotations], "miningyoutube")
     times = {video: prediction.times for video, prediction in load_predictions(predictions).items()}
@@ -328,7 +317,6 @@ def evaluate_export(
     ``seg.json``), ``tau`` and
     ``failed`` (videos that could not be grounded); predictions go to ``out/untrimmed``,
     ``out/true-timing``, ``out/wrong-query`` and ``out/distractor-query``."""
-    from stg_cli.ground.pipeline import Grounder, GroundSettings
 
     grounder = Grounder(export, device=device)
     failed, tau = ground_split(grounder, split, out / "untrimmed", GroundSettings(heatmap=heatmap))

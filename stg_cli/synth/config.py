@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from stg_cli.errors import UserError
+from stg_cli.synth.world import NOUNS, VERBS
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,6 @@ class SynthConfig:
 
     def validated(self) -> SynthConfig:
         """Itself, or ``UserError`` naming the first setting out of range."""
-        from stg_cli.synth.world import NOUNS, VERBS
 
         counts = (self.train_videos, self.test_videos)
         if min(counts) < 0 or sum(counts) < 1:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from stg_cli.errors import UserError
+from stg_cli.features.samples import candidate_window
 from stg_cli.models.grounding import video_means
 
 
@@ -90,9 +91,7 @@ class ClipDataset:
         window_fn: Callable | None = None,
         center_video: bool = False,
     ) -> None:
-        if window_fn is None:
-            from stg_cli.features.samples import candidate_window as window_fn
-
+        window_fn = window_fn or candidate_window
         config = store.config
         self.visual_dim = int(config.visual_dim)
         self.text_dim = int(config.text_dim)

@@ -29,10 +29,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from stg_cli import files
 from stg_cli.errors import UserError
+from stg_cli.features import FeatureStore
 from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import ModelCard, save_export, store_config_dict, write_model_card
 from stg_cli.models.grounding import GroundingModel
+from stg_cli.runs.evaluation import LabelledSplit, evaluate_export, split_priors
 from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.config import TrainConfig
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
@@ -172,8 +174,6 @@ def train(
 
 def _open_store(features):
     if isinstance(features, (str, Path)):
-        from stg_cli.features import FeatureStore
-
         return FeatureStore.open(Path(features))
     return features
 
@@ -254,7 +254,6 @@ def _evaluate(
 ) -> dict:
     """Scores of the model as it is now on ``split`` (:func:`stg_cli.runs.evaluation.
     evaluate_export`), through an export with its threshold calibrated, in ``folder``."""
-    from stg_cli.runs.evaluation import evaluate_export
 
     snapshot = copy.deepcopy(model).eval()
     snapshot.detection_threshold.fill_(calibrate_threshold(snapshot, dataset))
@@ -268,7 +267,6 @@ def _eval_priors(split, out: Path, model_config: ModelConfig) -> dict[str, float
     """The pointing game (percent, given true timing) of every model-free prior on the
     evaluation split (:func:`stg_cli.runs.evaluation.split_priors` on the model's grid), also
     written to ``eval-priors.json``: what the model's true-timing pointing is compared with."""
-    from stg_cli.runs.evaluation import split_priors
 
     priors = split_priors(split, grid=model_config.grid)
     files.write_json(out / "eval-priors.json", priors.to_dict(), indent=1, allow_nan=False)
@@ -334,8 +332,6 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     )
     split = None
     if config.eval_split is not None:
-        from stg_cli.runs.evaluation import LabelledSplit
-
         split = LabelledSplit.find(config.eval_split)
     if config.batch_size % info.world_size:
         raise UserError(

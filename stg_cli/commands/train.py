@@ -19,6 +19,7 @@ from stg_cli.train.config import model_defaults, train_defaults
 
 if TYPE_CHECKING:
     from stg_cli.train import TrainResult
+    from stg_cli.train.events import TrainEvent
 
 
 TRAIN = train_defaults()
@@ -172,6 +173,7 @@ def command(
     """
     from stg_cli import train as train_lib
     from stg_cli.train.config import resolve_settings
+    from stg_cli.train.events import CheckpointSaved, Evaluated, PriorsScored, RunStarted, StepLog
 
     config, model_options = resolve_settings(
         settings,
@@ -221,31 +223,31 @@ def command(
     )
     task = progress.add_task("train", total=None, status="")
 
-    def on_event(kind: str, payload: object) -> None:
-        if kind == "start":
-            progress.update(task, total=payload["total_steps"], completed=payload["start_step"])
+    def on_event(event: TrainEvent) -> None:
+        if isinstance(event, RunStarted):
+            progress.update(task, total=event.total_steps, completed=event.start_step)
             console.print(
-                f"training on {payload['samples']} clips, {payload['total_steps']} steps "
-                f"({payload['steps_per_epoch']} per epoch), {payload['world_size']} process(es) "
-                f"on {payload['device']}" + (", bf16 autocast" if payload["amp"] else ""),
+                f"training on {event.samples} clips, {event.total_steps} steps "
+                f"({event.steps_per_epoch} per epoch), {event.world_size} process(es) "
+                f"on {event.device}" + (", bf16 autocast" if event.amp else ""),
                 highlight=False,
             )
-        elif kind == "step":
-            parts = [f"loss {payload.loss:.3f}"]
-            if payload.loss_global is not None and payload.loss_local is not None:
-                parts.append(f"(g {payload.loss_global:.3f} l {payload.loss_local:.3f})")
+        elif isinstance(event, StepLog):
+            parts = [f"loss {event.loss:.3f}"]
+            if event.loss_global is not None and event.loss_local is not None:
+                parts.append(f"(g {event.loss_global:.3f} l {event.loss_local:.3f})")
             parts += [
-                f"lr {payload.lr:.2e}",
-                f"{payload.clips_per_s:.0f} clips/s",
-                f"ETA {_duration(payload.eta_s)}",
+                f"lr {event.lr:.2e}",
+                f"{event.clips_per_s:.0f} clips/s",
+                f"ETA {_duration(event.eta_s)}",
             ]
-            progress.update(task, completed=payload.step, status=" ".join(parts))
-        elif kind == "checkpoint":
-            progress.console.print(f"checkpoint {escape(str(payload))}", highlight=False)
-        elif kind == "eval":
-            progress.console.print(eval_line(payload), highlight=False)
-        elif kind == "eval_priors":
-            progress.console.print(priors_line(payload), highlight=False)
+            progress.update(task, completed=event.step, status=" ".join(parts))
+        elif isinstance(event, CheckpointSaved):
+            progress.console.print(f"checkpoint {escape(str(event.path))}", highlight=False)
+        elif isinstance(event, Evaluated):
+            progress.console.print(eval_line(event.to_dict()), highlight=False)
+        elif isinstance(event, PriorsScored):
+            progress.console.print(priors_line(event.pointing), highlight=False)
 
     try:
         with progress:

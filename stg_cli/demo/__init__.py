@@ -73,6 +73,7 @@ from stg_cli.runs.evaluation import (
 from stg_cli.synth import generate
 from stg_cli.synth.config import SynthConfig
 from stg_cli.train import TrainConfig, TrainResult, initial_export, train
+from stg_cli.train.events import StepLog, TrainEvent
 
 PRESETS = ("quick", "full")
 UNTRIMMED_ROWS = ("trained", "untrained")
@@ -339,9 +340,9 @@ def _train(features: Path, run: Path, settings: DemoPreset, report_stage: StageC
             saved["export"] = run / "export"
             return TrainResult(**saved)
 
-    def on_event(kind: str, payload: object) -> None:
-        if kind == "step":
-            report_stage("train", payload.step, payload.total_steps, f"loss {payload.loss:.3f}")
+    def on_event(event: TrainEvent) -> None:
+        if isinstance(event, StepLog):
+            report_stage("train", event.step, event.total_steps, f"loss {event.loss:.3f}")
 
     resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("*.pt"))
     return train(

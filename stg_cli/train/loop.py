@@ -39,6 +39,14 @@ from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.config import TrainConfig
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
 from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
+from stg_cli.train.events import (
+    CheckpointSaved,
+    Evaluated,
+    PriorsScored,
+    RunStarted,
+    StepLog,
+    TrainEvent,
+)
 from stg_cli.train.losses import global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
 
@@ -57,26 +65,6 @@ def lr_factor(step: int, total: int, warmup: float, min_ratio: float) -> float:
         return (step + 1) / (warm + 1)
     progress = (step - warm) / max(1, total - warm)
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-@dataclass
-class StepLog:
-    """What the progress display and ``metrics.jsonl`` show after a step."""
-
-    step: int
-    total_steps: int
-    epoch: float
-    loss: float
-    loss_global: float | None
-    loss_local: float | None
-    lr: float
-    grad_norm: float
-    clips_per_s: float
-    elapsed_s: float
-    eta_s: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -115,7 +103,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-Events = Callable[[str, object], None]
+Events = Callable[[TrainEvent], None]
 
 
 def train(
@@ -141,8 +129,9 @@ def train(
         resume: continue the run in ``out`` from its latest checkpoint with its saved model
             and training settings (``model_options`` and ``config`` are then ignored).
         device: auto | cpu | cuda (under torchrun each process takes its LOCAL_RANK GPU).
-        on_event: called on rank 0 as ``(kind, payload)``: ``"start"`` (dict), ``"step"``
-            (:class:`StepLog`), ``"checkpoint"`` (Path), ``"message"`` (str).
+        on_event: called on rank 0 with each event (:mod:`stg_cli.train.events`):
+            :class:`RunStarted`, a :class:`StepLog` per step, :class:`CheckpointSaved`, and with
+            ``--eval`` :class:`PriorsScored` and :class:`Evaluated`.
         stop_after: stop (with a checkpoint) once this many steps are done in total, as if
             interrupted there; the schedule still spans the full run.
         ops: "native" or "reference" attention kernels (benchmarks).
@@ -199,9 +188,9 @@ def check_store_matches(saved: dict, current: dict, run_dir: Path) -> None:
         )
 
 
-def _emit(info: DistInfo, on_event: Events | None, kind: str, payload: object) -> None:
+def _emit(info: DistInfo, on_event: Events | None, event: TrainEvent) -> None:
     if on_event is not None and info.is_main:
-        on_event(kind, payload)
+        on_event(event)
 
 
 class _StopRequest:
@@ -384,7 +373,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         _truncate_metrics(out / "eval.jsonl", start_step)
         if split is not None:
             eval_priors = _eval_priors(split, out, model_config)
-            _emit(info, on_event, "eval_priors", eval_priors)
+            _emit(info, on_event, PriorsScored(eval_priors))
         files.write_json(
             out / "config.json",
             {
@@ -399,17 +388,16 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     _emit(
         info,
         on_event,
-        "start",
-        {
-            "samples": len(dataset),
-            "total_steps": total,
-            "start_step": start_step,
-            "steps_per_epoch": order.steps_per_epoch,
-            "world_size": info.world_size,
-            "device": str(info.device),
-            "amp": amp,
-            "model": model_config.to_dict(),
-        },
+        RunStarted(
+            samples=len(dataset),
+            total_steps=total,
+            start_step=start_step,
+            steps_per_epoch=order.steps_per_epoch,
+            world_size=info.world_size,
+            device=str(info.device),
+            amp=amp,
+            model=model_config.to_dict(),
+        ),
     )
 
     def checkpoint_state(step: int) -> dict:
@@ -446,7 +434,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         row = {"step": step, **_evaluate(model, dataset, store, split, out / "eval", info.device)}
         files.append_text(out / "eval.jsonl", json.dumps(row) + "\n")
         evaluations.append(row)
-        _emit(info, on_event, "eval", row)
+        _emit(info, on_event, Evaluated(step, {key: value for key, value in row.items() if key != "step"}))
         return row
 
     def save(step: int, final: bool = False, evaluation: dict | None = None) -> Path | None:
@@ -470,7 +458,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         if final or time.perf_counter() - last_plot[0] > PLOT_EVERY_S:
             plot_losses(read_metrics(metrics_path), out / "loss.png")
             last_plot[0] = time.perf_counter()
-        _emit(info, on_event, "checkpoint", path)
+        _emit(info, on_event, CheckpointSaved(path, step, is_best))
         return path
 
     begin = time.perf_counter()
@@ -555,7 +543,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             )
             if info.is_main and (step % config.log_every == 0 or step == end_step or step == start_step + 1):
                 files.append_text(metrics_path, json.dumps(log.to_dict()) + "\n")
-            _emit(info, on_event, "step", log)
+            _emit(info, on_event, log)
             if step % config.checkpoint_every == 0 and step < end_step:
                 save(step, evaluation=evaluate(step))
     if step > start_step or interrupted or last_checkpoint is None:

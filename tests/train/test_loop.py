@@ -85,7 +85,7 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
         tmp_path / "run",
         MODEL,
         config(steps=40, checkpoint_every=10),
-        on_event=lambda kind, payload: events.append(kind),
+        on_event=lambda event: events.append(type(event).__name__),
     )
     run = tmp_path / "run"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -100,7 +100,7 @@ def test_training_lowers_the_loss_and_writes_the_run(tmp_path):
     card = (run / "export" / "README.md").read_text()
     assert "40 of 40 steps" in card and "Not evaluated" in card and "## Intended use" in card
     assert result.steps == 40 and result.export == run / "export"
-    assert events[0] == "start" and events.count("step") == 40 and "checkpoint" in events
+    assert events[0] == "RunStarted" and events.count("StepLog") == 40 and "CheckpointSaved" in events
     state = load_checkpoint(run / "checkpoints" / "step-00000040.pt")
     assert state["store"]["fingerprint"] == "fake-0001" and state["data"]["step"] == 40
     loaded = load_export(run)
@@ -180,10 +180,10 @@ def test_step_intervals_below_one_are_user_errors(field):
 def test_ctrl_c_writes_a_final_checkpoint_and_resumes(tmp_path):
     import signal
 
-    from stg_cli.train import TrainingInterrupted
+    from stg_cli.train import StepLog, TrainingInterrupted
 
-    def on_event(kind, payload):
-        if kind == "step" and payload.step == 2:
+    def on_event(event):
+        if isinstance(event, StepLog) and event.step == 2:
             signal.raise_signal(signal.SIGINT)
 
     store = make_store(videos=2, captions=4)

@@ -244,23 +244,22 @@ def score(
     unknown = sorted(video for video in predictions if video not in video_set)
     progress = on_progress or (lambda done, total: None)
     if dataset == "miningyoutube":
-        body = _score_mining(predictions, ground_truth, videos, settings, progress)
+        scored = _score_mining(predictions, ground_truth, videos, settings, progress)
     else:
-        body = _score_spatial(predictions, ground_truth, videos, dataset, settings, progress)
-    metrics, counts, per_class, per_video, notes = body
+        scored = _score_spatial(predictions, ground_truth, videos, dataset, settings, progress)
     return ScoreReport(
         dataset=dataset,
         videos=len(videos),
-        metrics=metrics,
-        counts=counts,
-        per_class=per_class,
-        per_video=per_video,
+        metrics=scored.metrics,
+        counts=scored.counts,
+        per_class=scored.per_class,
+        per_video=scored.per_video,
         missing=missing,
         unknown=unknown,
         defects=asdict(ground_truth.defects),
         defect_rule=DEFECT_RULE,
         options={**asdict(settings), "thresholds": list(settings.thresholds)},
-        notes=notes,
+        notes=scored.notes,
     )
 
 
@@ -287,6 +286,18 @@ def canonical_labels(prediction: VideoPrediction, known: Sequence[str]) -> Video
     return replace(prediction, labels=labels, segments=segments)
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """What scoring one dataset's videos gives: the metrics and counts of the report, its
+    per-class and per-video rows and its notes (see :class:`ScoreReport`)."""
+
+    metrics: dict[str, float]
+    counts: dict[str, int]
+    per_class: dict[str, dict[str, float]]
+    per_video: list[dict]
+    notes: list[str]
+
+
 def _score_spatial(
     predictions: Mapping[str, VideoPrediction],
     ground_truth: GroundTruth,
@@ -294,7 +305,7 @@ def _score_spatial(
     dataset: str,
     settings: ScoreOptions,
     progress: ProgressCallback,
-) -> tuple:
+) -> _Scored:
     notes: list[str] = []
     untrimmed = dataset != "youcook-interactions"
     pointing, pointing_tolerant, pooled = Rate(0, 0), Rate(0, 0), Rate(0, 0)
@@ -393,7 +404,7 @@ def _score_spatial(
         notes.append(
             f"annotation frame size unknown for {len(unsized)} predicted video(s): coordinates used as given"
         )
-    return metrics, counts, per_class, per_video, notes
+    return _Scored(metrics, counts, per_class, per_video, notes)
 
 
 def _video_map(
@@ -448,7 +459,7 @@ def _score_mining(
     videos: list[str],
     settings: ScoreOptions,
     progress: ProgressCallback,
-) -> tuple:
+) -> _Scored:
     per_video, notes = [], []
     totals = TemporalCounts(0, 0, 0)
     ious, iods = [], []
@@ -515,7 +526,7 @@ def _score_mining(
             f"{len(unalignable)} video(s) have fewer frames than steps and were left all "
             f"background: {', '.join(unalignable[:5])}"
         )
-    return metrics, counts, {}, per_video, notes
+    return _Scored(metrics, counts, {}, per_video, notes)
 
 
 def _step_columns(steps: list[str], queries: list[str]) -> list[int | None]:

@@ -56,6 +56,7 @@ __all__ = [
     "VisualSpec",
     "load_text",
     "load_text_from",
+    "load_matching_visual",
     "load_visual",
     "train_word2vec",
 ]
@@ -95,6 +96,24 @@ def load_visual(name: str, weights: Path | str | None = None, device: str = "cpu
     else:
         raise UserError(f"unknown visual backbone {name!r}; choose one of {', '.join(VISUAL_BACKBONES)}")
     return model.to(resolve_device(device))
+
+
+def load_matching_visual(
+    name: str, weights: Path | str | None, fingerprint: str | None, what: str, device: str = "cpu"
+) -> VisualBackbone:
+    """The visual backbone ``name`` with ``weights``, checked to be the one that ``what`` (a
+    model, a feature store) recorded by its ``fingerprint`` (not checked when None).
+
+    Raises:
+        UserError: other weights than the recorded ones.
+    """
+    backbone = load_visual(name, weights, device=device)
+    if fingerprint and backbone.fingerprint != fingerprint:
+        raise UserError(
+            f"the {name} weights found now ({weights or 'the default'}, fingerprint "
+            f"{backbone.fingerprint}) are not the ones {what} was made with (fingerprint {fingerprint})"
+        )
+    return backbone
 
 
 def load_text(name: str, weights: Path | str | None = None, device: str = "cpu") -> TextEncoder:

@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from stg_cli import files
-from stg_cli.backbones import load_text_from, load_visual
+from stg_cli.backbones import load_matching_visual, load_text_from
 from stg_cli.errors import UserError
 from stg_cli.files import safe_name
 
@@ -442,14 +442,13 @@ class FeatureStore:
     def visual_backbone(self, device: str = "cpu"):
         """The visual backbone that made this store, loaded from the recorded weights path."""
 
-        backbone = load_visual(self.config.backbone, self.config.weights, device=device)
-        if self.config.visual_fingerprint and backbone.fingerprint != self.config.visual_fingerprint:
-            raise UserError(
-                f"the {self.config.backbone} weights at {self.config.weights} did not make "
-                f"made {self.root} (fingerprint {backbone.fingerprint}, "
-                f"store {self.config.visual_fingerprint})"
-            )
-        return backbone
+        return load_matching_visual(
+            self.config.backbone,
+            self.config.weights,
+            self.config.visual_fingerprint,
+            f"the feature store {self.root}",
+            device=device,
+        )
 
     def text_encoder(self, device: str = "cpu"):
         """The text encoder that encoded this store's captions (saved in ``text_encoder/``)."""

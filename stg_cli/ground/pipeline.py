@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stg_cli.backbones import load_text, load_text_from, load_visual
+from stg_cli.backbones import load_matching_visual, load_text, load_text_from
 from stg_cli.devices import resolve_device
 from stg_cli.errors import UserError
 from stg_cli.features import FeatureStore
@@ -162,13 +162,13 @@ class Grounder:
             name = self.store_config.get("backbone")
             if not name:
                 raise UserError(f"{self.checkpoint} does not record its visual backbone")
-            backbone = load_visual(name, self.store_config.get("weights"), device=str(self.device))
-            expected = self.store_config.get("visual_fingerprint")
-            if expected and backbone.fingerprint != expected:
-                raise UserError(
-                    f"the {name} weights found now are not the ones the model was trained on "
-                    f"(fingerprint {backbone.fingerprint}, trained on {expected})"
-                )
+            backbone = load_matching_visual(
+                name,
+                self.store_config.get("weights"),
+                self.store_config.get("visual_fingerprint"),
+                f"the model {self.checkpoint}",
+                device=str(self.device),
+            )
             if backbone.spec.dim != self.config.visual_dim:
                 raise UserError(
                     f"the {name} backbone gives {backbone.spec.dim}-d features but the model "

@@ -7,7 +7,14 @@ of each global batch inside DistributedDataParallel; rank 0 alone writes files.
 
 Run folder: ``config.json`` (model, training and store settings), ``metrics.jsonl`` (one line
 per logged step), ``loss.png``, ``checkpoints/`` (see :mod:`stg_cli.models.checkpoint`),
-``export/`` (the inference export read by ``stg ground``) and ``summary.json``.
+``export/`` (the inference export read by ``stg ground``, with its model card) and
+``summary.json``.
+
+Everything a run does besides optimising is a :class:`TrainHook`, called before the first step,
+after each step and at each checkpoint: :class:`MetricsLog` (``metrics.jsonl``),
+:class:`Evaluation` (``--eval``: ``eval.jsonl``) and :class:`Checkpointing` (checkpoints,
+``best.pt``, ``loss.png``), in that order; the run reports typed events
+(:mod:`stg_cli.train.events`).
 """
 
 from __future__ import annotations
@@ -295,6 +302,127 @@ def _model_config(store, model_options: dict) -> ModelConfig:
     return model_config
 
 
+@dataclass
+class RunState:
+    """Where a run is, as its hooks see it: the step done, the smoothed loss, the best scores
+    so far, the last checkpoint written, the evaluation of the current checkpoint step."""
+
+    out: Path
+    info: DistInfo
+    model: GroundingModel
+    dataset: ClipDataset
+    store: object
+    step: int
+    start_step: int
+    total: int
+    end_step: int
+    best_loss: float
+    best_eval: float
+    smoothed: float | None
+    last_checkpoint: Path | None
+    evaluation: dict | None = None
+    interrupted: bool = False
+
+
+class TrainHook:
+    """What a run does besides optimising (the pattern of detectron2's hooks). The loop calls
+    ``before_train`` once, ``after_step`` after every step, ``at_checkpoint`` at every
+    checkpoint step and at the end (``final``), in the order of the hooks; every process calls
+    them, and the hooks that write act on rank 0 only."""
+
+    def before_train(self, run: RunState) -> None:
+        """Before the first step (a resumed run: before its next step)."""
+
+    def after_step(self, run: RunState, log: StepLog) -> None:
+        """After each optimiser step."""
+
+    def at_checkpoint(self, run: RunState, final: bool) -> None:
+        """At a checkpoint step, and once at the end of the run (``final``)."""
+
+
+class MetricsLog(TrainHook):
+    """``metrics.jsonl``: the first step's, every ``every``-th and the last step's
+    :class:`StepLog`; a resumed run drops the lines beyond the step it resumes from."""
+
+    def __init__(self, path: Path, every: int) -> None:
+        self.path, self.every = path, every
+
+    def before_train(self, run: RunState) -> None:
+        if run.info.is_main:
+            _truncate_metrics(self.path, run.start_step)
+
+    def after_step(self, run: RunState, log: StepLog) -> None:
+        chosen = log.step % self.every == 0 or log.step in (run.end_step, run.start_step + 1)
+        if run.info.is_main and chosen:
+            files.append_text(self.path, json.dumps(log.to_dict()) + "\n")
+
+
+class Evaluation(TrainHook):
+    """``--eval``: the model-free priors of the split once (``eval-priors.json``), then the
+    model grounded and scored on the split at every checkpoint and at the end (not after
+    Ctrl-C): ``eval.jsonl``, :attr:`RunState.evaluation`, an :class:`Evaluated` event."""
+
+    def __init__(self, split, model_config: ModelConfig, emit: Callable[[TrainEvent], None]) -> None:
+        self.split, self.model_config, self.emit = split, model_config, emit
+        self.rows: list[dict] = []
+        self.priors: dict[str, float] | None = None
+
+    def before_train(self, run: RunState) -> None:
+        if not run.info.is_main:
+            return
+        _truncate_metrics(run.out / "eval.jsonl", run.start_step)
+        self.priors = _eval_priors(self.split, run.out, self.model_config)
+        self.emit(PriorsScored(self.priors))
+
+    def at_checkpoint(self, run: RunState, final: bool) -> None:
+        run.evaluation = None
+        if not run.info.is_main or (final and run.interrupted):
+            return
+        scores = _evaluate(run.model, run.dataset, run.store, self.split, run.out / "eval", run.info.device)
+        row = {"step": run.step, **scores}
+        files.append_text(run.out / "eval.jsonl", json.dumps(row) + "\n")
+        self.rows.append(row)
+        run.evaluation = row
+        self.emit(Evaluated(run.step, scores))
+
+
+class Checkpointing(TrainHook):
+    """The step's checkpoint (:class:`CheckpointManager`), also ``best.pt`` when it is the
+    best so far: by :data:`BEST_EVAL_METRIC` of its evaluation with ``--eval`` (put after the
+    :class:`Evaluation` hook), else by the smoothed loss; ``loss.png`` at the end and at most
+    every :data:`PLOT_EVERY_S` before (drawing costs about a second)."""
+
+    def __init__(
+        self,
+        manager: CheckpointManager,
+        state: Callable[[int], dict],
+        by_evaluation: bool,
+        emit: Callable[[TrainEvent], None],
+    ) -> None:
+        self.manager, self.state, self.by_evaluation, self.emit = manager, state, by_evaluation, emit
+        self.last_plot = time.perf_counter()
+
+    def at_checkpoint(self, run: RunState, final: bool) -> None:
+        if not run.info.is_main:
+            return
+        if self.by_evaluation:
+            score = (run.evaluation or {}).get(BEST_EVAL_METRIC)
+            best = score is not None and score > run.best_eval
+            if best:
+                run.best_eval = score
+        else:
+            best = run.smoothed is not None and run.smoothed < run.best_loss
+            if best:
+                run.best_loss = run.smoothed
+        path = self.manager.save(self.state(run.step), run.step, best=best)
+        run.last_checkpoint = path
+        if final or time.perf_counter() - self.last_plot > PLOT_EVERY_S:
+            metrics = run.out / "metrics.jsonl"
+            plot_losses(read_metrics(metrics), run.out / "loss.png")
+            self.last_plot = time.perf_counter()
+        self.emit(CheckpointSaved(path, run.step, best))
+
+
 def _train(features, out, model_options, config, resume, info, on_event, stop_after, ops):
     store = _open_store(features)
     store_config = store_config_dict(store.config)
@@ -365,40 +493,8 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         else model
     )
 
-    metrics_path = out / "metrics.jsonl"
-    eval_priors = None
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        _truncate_metrics(metrics_path, start_step)
-        _truncate_metrics(out / "eval.jsonl", start_step)
-        if split is not None:
-            eval_priors = _eval_priors(split, out, model_config)
-            _emit(info, on_event, PriorsScored(eval_priors))
-        files.write_json(
-            out / "config.json",
-            {
-                "model": model_config.to_dict(),
-                "train": config.to_dict(),
-                "store": store_config,
-                "samples": len(dataset),
-                "world_size": info.world_size,
-                "total_steps": total,
-            },
-        )
-    _emit(
-        info,
-        on_event,
-        RunStarted(
-            samples=len(dataset),
-            total_steps=total,
-            start_step=start_step,
-            steps_per_epoch=order.steps_per_epoch,
-            world_size=info.world_size,
-            device=str(info.device),
-            amp=amp,
-            model=model_config.to_dict(),
-        ),
-    )
+    def emit(event: TrainEvent) -> None:
+        _emit(info, on_event, event)
 
     def checkpoint_state(step: int) -> dict:
         return {
@@ -417,62 +513,71 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             "model_config": model_config.to_dict(),
             "train_config": config.to_dict(),
             "store": store_config,
-            "best_loss": best_loss,
-            "best_eval": best_eval,
-            "smoothed_loss": smoothed,
+            "best_loss": run.best_loss,
+            "best_eval": run.best_eval,
+            "smoothed_loss": run.smoothed,
             "world_size": info.world_size,
         }
 
-    last_checkpoint = manager.latest()
-    last_plot = [time.perf_counter()]
-
-    evaluations: list[dict] = []
-
-    def evaluate(step: int) -> dict | None:
-        if split is None or not info.is_main:
-            return None
-        row = {"step": step, **_evaluate(model, dataset, store, split, out / "eval", info.device)}
-        files.append_text(out / "eval.jsonl", json.dumps(row) + "\n")
-        evaluations.append(row)
-        _emit(info, on_event, Evaluated(step, {key: value for key, value in row.items() if key != "step"}))
-        return row
-
-    def save(step: int, final: bool = False, evaluation: dict | None = None) -> Path | None:
-        """Writes the step's checkpoint; it is also best.pt when its evaluation has the best
-        BEST_EVAL_METRIC so far (with --eval) or, without --eval, the lowest smoothed loss."""
-        nonlocal best_loss, best_eval, last_checkpoint
-        if not info.is_main:
-            return None
-        if split is not None:
-            score = (evaluation or {}).get(BEST_EVAL_METRIC)
-            is_best = score is not None and score > best_eval
-            if is_best:
-                best_eval = score
-        else:
-            is_best = smoothed is not None and smoothed < best_loss
-            if is_best:
-                best_loss = smoothed
-        path = manager.save(checkpoint_state(step), step, best=is_best)
-        last_checkpoint = path
-        # Drawing costs about a second: at the end, and at most every PLOT_EVERY_S before.
-        if final or time.perf_counter() - last_plot[0] > PLOT_EVERY_S:
-            plot_losses(read_metrics(metrics_path), out / "loss.png")
-            last_plot[0] = time.perf_counter()
-        _emit(info, on_event, CheckpointSaved(path, step, is_best))
-        return path
+    end_step = total if stop_after is None else min(total, int(stop_after))
+    run = RunState(
+        out=out,
+        info=info,
+        model=model,
+        dataset=dataset,
+        store=store,
+        step=start_step,
+        start_step=start_step,
+        total=total,
+        end_step=end_step,
+        best_loss=best_loss,
+        best_eval=best_eval,
+        smoothed=smoothed,
+        last_checkpoint=manager.latest(),
+    )
+    evaluation = Evaluation(split, model_config, emit) if split is not None else None
+    hooks: list[TrainHook] = [MetricsLog(out / "metrics.jsonl", config.log_every)]
+    if evaluation is not None:
+        hooks.append(evaluation)
+    hooks.append(Checkpointing(manager, checkpoint_state, evaluation is not None, emit))
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    for hook in hooks:
+        hook.before_train(run)
+    if info.is_main:
+        files.write_json(
+            out / "config.json",
+            {
+                "model": model_config.to_dict(),
+                "train": config.to_dict(),
+                "store": store_config,
+                "samples": len(dataset),
+                "world_size": info.world_size,
+                "total_steps": total,
+            },
+        )
+    emit(
+        RunStarted(
+            samples=len(dataset),
+            total_steps=total,
+            start_step=start_step,
+            steps_per_epoch=order.steps_per_epoch,
+            world_size=info.world_size,
+            device=str(info.device),
+            amp=amp,
+            model=model_config.to_dict(),
+        )
+    )
 
     begin = time.perf_counter()
     first_loss = None
     last_loss = None
     rate = None
-    step = start_step
-    interrupted = False
-    end_step = total if stop_after is None else min(total, int(stop_after))
     per_rank = config.batch_size // info.world_size
     with _StopRequest() as stop:
-        while step < end_step:
+        while run.step < end_step:
             tick = time.perf_counter()
-            ids = order.ids(step, info.rank, info.world_size)
+            ids = order.ids(run.step, info.rank, info.world_size)
             batch = dataset.batch(ids).to(info.device)
             autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
             with autocast:
@@ -503,9 +608,9 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             )
             reduced = all_reduce_mean(torch.nan_to_num(flags, nan=0.0, posinf=0.0, neginf=0.0), info)
             if reduced[2] > 0:
-                _stop_nonfinite(step + 1, "loss", lg, ll, loss_config, last_checkpoint)
+                _stop_nonfinite(run.step + 1, "loss", lg, ll, loss_config, run.last_checkpoint)
             if reduced[3] > 0:
-                interrupted = True
+                run.interrupted = True
                 break
             optimizer.zero_grad(set_to_none=True)
             (lg_backward + ll).backward()
@@ -516,22 +621,22 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                     sum((p.grad.float() ** 2).sum() for p in model.parameters() if p.grad is not None)
                 )
             if not torch.isfinite(grad_norm):
-                _stop_nonfinite(step + 1, "gradient norm", lg, ll, loss_config, last_checkpoint)
+                _stop_nonfinite(run.step + 1, "gradient norm", lg, ll, loss_config, run.last_checkpoint)
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
-            step += 1
+            run.step += 1
             loss_value = float(reduced[0] + reduced[1])
             first_loss = loss_value if first_loss is None else first_loss
             last_loss = loss_value
-            smoothed = loss_value if smoothed is None else 0.9 * smoothed + 0.1 * loss_value
+            run.smoothed = loss_value if run.smoothed is None else 0.9 * run.smoothed + 0.1 * loss_value
             seconds = time.perf_counter() - tick
             current = config.batch_size / max(seconds, 1e-9)
             rate = current if rate is None else 0.9 * rate + 0.1 * current
             log = StepLog(
-                step=step,
+                step=run.step,
                 total_steps=total,
-                epoch=step / order.steps_per_epoch,
+                epoch=run.step / order.steps_per_epoch,
                 loss=loss_value,
                 loss_global=float(reduced[0]) if loss_config.uses_global else None,
                 loss_local=float(reduced[1]) if loss_config.uses_local else None,
@@ -539,18 +644,21 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                 grad_norm=float(grad_norm),
                 clips_per_s=rate,
                 elapsed_s=time.perf_counter() - begin,
-                eta_s=(total - step) * config.batch_size / max(rate, 1e-9),
+                eta_s=(total - run.step) * config.batch_size / max(rate, 1e-9),
             )
-            if info.is_main and (step % config.log_every == 0 or step == end_step or step == start_step + 1):
-                files.append_text(metrics_path, json.dumps(log.to_dict()) + "\n")
-            _emit(info, on_event, log)
-            if step % config.checkpoint_every == 0 and step < end_step:
-                save(step, evaluation=evaluate(step))
-    if step > start_step or interrupted or last_checkpoint is None:
+            for hook in hooks:
+                hook.after_step(run, log)
+            emit(log)
+            if run.step % config.checkpoint_every == 0 and run.step < end_step:
+                for hook in hooks:
+                    hook.at_checkpoint(run, final=False)
+    step, interrupted = run.step, run.interrupted
+    checkpoint = run.last_checkpoint
+    if step > start_step or interrupted or run.last_checkpoint is None:
         model.detection_threshold.fill_(calibrate_threshold(model, dataset))
-        checkpoint = save(step, final=True, evaluation=None if interrupted else evaluate(step))
-    else:
-        checkpoint = last_checkpoint
+        for hook in hooks:
+            hook.at_checkpoint(run, final=True)
+        checkpoint = run.last_checkpoint if info.is_main else None
     export = None
     if info.is_main:
         export = save_export(model, out / "export", store_config, _text_encoder_dir(store))
@@ -563,9 +671,9 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                 first_loss=first_loss,
                 final_loss=last_loss,
                 train=config.to_dict(),
-                evaluation=evaluations[-1] if evaluations else None,
+                evaluation=evaluation.rows[-1] if evaluation is not None and evaluation.rows else None,
                 eval_split=str(config.eval_split) if config.eval_split is not None else None,
-                priors=eval_priors,
+                priors=evaluation.priors if evaluation is not None else None,
             ),
         )
     elapsed = time.perf_counter() - begin

@@ -43,7 +43,7 @@ from stg_cli.ground.output import VideoGrounding
 from stg_cli.ground.spatial import DEFAULT_MASK_THRESHOLD, FrameLocation, locate
 from stg_cli.ground.temporal import DEFAULT_SMOOTH, DEFAULT_TAU, detect, given_segments
 from stg_cli.models.export import load_export
-from stg_cli.models.grounding import HEATMAP_MODES, video_means
+from stg_cli.models.grounding import HEATMAP_MODES, centring_offsets
 from stg_cli.text.normalize import normalize_text
 from stg_cli.video import iter_clips, probe
 from stg_cli.video_files import VideoInput
@@ -216,10 +216,9 @@ class Grounder:
         times, global_feats, grid_feats, width, height, duration = self._features(
             video, fps, settings, timings, step
         )
-        if self.config.center_video:
-            global_mean, grid_mean = video_means(global_feats, grid_feats)
-            global_feats = global_feats - torch.from_numpy(global_mean)
-            grid_feats = grid_feats - torch.from_numpy(grid_mean)
+        global_offset, grid_offset = centring_offsets(self.config.center_video, global_feats, grid_feats)
+        global_feats = global_feats - torch.from_numpy(global_offset)
+        grid_feats = grid_feats - torch.from_numpy(grid_offset)
 
         begin = time.perf_counter()
         with torch.no_grad():

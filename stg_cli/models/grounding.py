@@ -49,6 +49,23 @@ def video_means(global_feats: ArrayLike, grid_feats: ArrayLike) -> tuple[np.ndar
     )
 
 
+def centring_offsets(
+    center_video: bool, global_feats: ArrayLike, grid_feats: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the model's preprocessing subtracts from a video's features before the model sees
+    them, in training and in grounding alike: the video's means (:func:`video_means`) when the
+    model centres videos (``ModelConfig.center_video``), else zeros.
+
+    Returns:
+        (global offset [Dv], grid offset [N, Dv]), float32.
+    """
+    if center_video:
+        return video_means(global_feats, grid_feats)
+    global_shape = np.shape(global_feats)[1:]
+    grid_shape = np.shape(grid_feats)[1:]
+    return np.zeros(global_shape, np.float32), np.zeros(grid_shape, np.float32)
+
+
 class Projection(nn.Module):
     """Linear map to d, optionally a gated unit: y = W x + b; y ← y · σ(W_g y + b_g)."""
 

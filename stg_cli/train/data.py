@@ -24,7 +24,7 @@ from torch import Tensor
 
 from stg_cli.errors import UserError
 from stg_cli.features.samples import candidate_window
-from stg_cli.models.grounding import video_means
+from stg_cli.models.grounding import centring_offsets
 
 
 class StoreLike(Protocol):
@@ -76,7 +76,7 @@ class ClipDataset:
         window_fn: the window function (default
             :func:`stg_cli.features.samples.candidate_window`).
         center_video: batches hold each video's features minus its means
-            (:func:`stg_cli.models.grounding.video_means`, the model's ``center_video``).
+            (:func:`stg_cli.models.grounding.centring_offsets`, the model's ``center_video``).
 
     Raises:
         UserError: when the store holds no usable sample, or its arrays do not match its
@@ -135,9 +135,7 @@ class ClipDataset:
         return len(self.owners)
 
     def _means(self, video, center_video: bool) -> tuple[np.ndarray, np.ndarray]:
-        if center_video:
-            return video_means(video.global_feats, video.grid_feats)
-        return (np.zeros(self.visual_dim, np.float32), np.zeros((self.cells, self.visual_dim), np.float32))
+        return centring_offsets(center_video, video.global_feats, video.grid_feats)
 
     def _check(self, video) -> None:
         grid = np.asarray(video.grid_feats).shape

@@ -259,3 +259,15 @@ def test_video_means_skip_damaged_frames():
     assert global_mean.dtype == np.float32
     empty = video_means(np.zeros((0, 2)), np.zeros((0, 3, 2)))
     assert empty[0].shape == (2,) and empty[1].shape == (3, 2) and not empty[0].any()
+
+
+def test_centring_offsets_are_the_means_when_on_and_zero_when_off():
+    from stg_cli.models.grounding import centring_offsets
+
+    global_feats = np.arange(6, dtype=np.float32).reshape(3, 2)
+    grid_feats = np.arange(18, dtype=np.float32).reshape(3, 3, 2)
+    on = centring_offsets(True, global_feats, grid_feats)
+    off = centring_offsets(False, torch.from_numpy(global_feats), torch.from_numpy(grid_feats))
+    np.testing.assert_array_equal(on[0], global_feats.mean(0))
+    np.testing.assert_array_equal(on[1], grid_feats.mean(0))
+    assert off[0].shape == (2,) and off[1].shape == (3, 2) and not off[0].any() and not off[1].any()

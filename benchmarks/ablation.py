@@ -80,9 +80,7 @@ REFERENCES = {
     ),
     "uniform split": (
         "temporal prior: the steps in order, evenly",
-        {
-            "temporal IoU": ("uniform", "temporal_iou"),
-        },
+        {"temporal IoU": ("uniform", "temporal_iou")},
     ),
     **{
         f"{title}, true timing": (
@@ -381,10 +379,7 @@ def paired_rows(variants: list[Variant], results: list[dict]) -> list[dict]:
 def paired_markdown(rows: list[dict]) -> str:
     """The paired table: mean ± std of each difference and on how many seeds it is negative."""
     columns = [f"Δ {column}" for column in PAIRED] + ["− best prior", "− wrong query"]
-    lines = [
-        "| variant | seeds | " + " | ".join(columns) + " |",
-        "|---|---:|" + "---:|" * len(columns),
-    ]
+    lines = ["| variant | seeds | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
     for row in rows:
         cells = []
         for column in columns:

@@ -124,11 +124,7 @@ def write_text(path: Path | str, text: str, durable: bool = False) -> Path:
 
 
 def write_json(
-    path: Path | str,
-    data: object,
-    indent: int | None = 2,
-    allow_nan: bool = True,
-    durable: bool = False,
+    path: Path | str, data: object, indent: int | None = 2, allow_nan: bool = True, durable: bool = False
 ) -> Path:
     """Writes ``data`` as JSON with a final newline to ``path`` atomically. ``allow_nan=False``
     refuses NaN and infinities (``ValueError``) instead of writing JSON that strict readers

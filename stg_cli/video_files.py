@@ -18,21 +18,7 @@ from pathlib import Path
 from stg_cli.errors import UserError
 
 VIDEO_SUFFIXES = frozenset(
-    {
-        ".mp4",
-        ".m4v",
-        ".mov",
-        ".mkv",
-        ".webm",
-        ".avi",
-        ".mpg",
-        ".mpeg",
-        ".flv",
-        ".wmv",
-        ".3gp",
-        ".ts",
-        ".ogv",
-    }
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts", ".ogv"}
 )
 
 

@@ -11,10 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_imports_only_point_down_and_never_cycle():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "check_layers.py")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [sys.executable, str(ROOT / "tools" / "check_layers.py")], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 problem(s)" in result.stdout

@@ -28,23 +28,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stg_cli.backbones.base import (
-    TEXT_CONFIG_FILE,
-    TextEncoder,
-    TextFeatures,
-    VisualBackbone,
-    VisualSpec,
-)
+from stg_cli.backbones.base import TEXT_CONFIG_FILE, TextEncoder, TextFeatures, VisualBackbone, VisualSpec
 from stg_cli.devices import resolve_device
 from stg_cli.errors import UserError
 
-VISUAL_BACKBONES: tuple[str, ...] = (
-    "tiny",
-    "clip-vit-b32",
-    "s3d-milnce",
-    "effnet-lite0",
-    "effnet-lite2",
-)
+VISUAL_BACKBONES: tuple[str, ...] = ("tiny", "clip-vit-b32", "s3d-milnce", "effnet-lite0", "effnet-lite2")
 TEXT_ENCODERS: tuple[str, ...] = ("word2vec", "minilm", "clip", "s3d-milnce")
 
 __all__ = [

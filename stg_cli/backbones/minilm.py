@@ -86,11 +86,7 @@ class MiniLMEncoder(TextEncoder):
         for start in range(0, len(sentences), BATCH_SIZE):
             texts = [normalize_text(s) for s in sentences[start : start + BATCH_SIZE]]
             batch = self.tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=MAX_SEQ_LENGTH,
-                return_tensors="pt",
+                texts, padding=True, truncation=True, max_length=MAX_SEQ_LENGTH, return_tensors="pt"
             )
             batch = {k: v.to(device) for k, v in batch.items()}
             hidden = self.model(**batch).last_hidden_state.float()  # [b, L, 384]

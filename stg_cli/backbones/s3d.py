@@ -69,12 +69,7 @@ class Unit3d(nn.Module):
     """Conv3d + BatchNorm + ReLU; separable units add a temporal k×1×1 conv + BN + ReLU after a 1×k×k one."""
 
     def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: tuple[int, int, int],
-        padding=(0, 0, 0),
-        separable: bool = False,
+        self, cin: int, cout: int, kernel: tuple[int, int, int], padding=(0, 0, 0), separable: bool = False
     ) -> None:
         super().__init__()
         self.separable = separable

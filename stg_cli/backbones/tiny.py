@@ -56,13 +56,7 @@ class TinyBackbone(VisualBackbone):
         super().__init__()
         self.seed = int(seed)
         self.spec = VisualSpec(
-            name="tiny",
-            grid=(7, 7),
-            dim=TINY_DIM,
-            fps=1.0,
-            input_size=TINY_INPUT,
-            clip_len=1,
-            clip_fps=1.0,
+            name="tiny", grid=(7, 7), dim=TINY_DIM, fps=1.0, input_size=TINY_INPUT, clip_len=1, clip_fps=1.0
         )
         self.fingerprint = f"tiny:seed={self.seed}:arch={_architecture_hash()}"
         self.convs = nn.ModuleList(

@@ -127,10 +127,7 @@ class Settings:
         """Short budgets with ``quick``; many more repeats on CUDA, where calls are short."""
         if device_type == "cuda":
             return Settings(
-                warmup=5,
-                min_repeats=10 if quick else 30,
-                max_repeats=1000,
-                budget_s=0.3 if quick else 2.0,
+                warmup=5, min_repeats=10 if quick else 30, max_repeats=1000, budget_s=0.3 if quick else 2.0
             )
         return Settings(
             warmup=1 if quick else 2,
@@ -446,10 +443,7 @@ def _interleaved_times(
     """
     budget_ms = settings.budget_s * 1000.0
     wanted = {
-        name: min(
-            max(math.ceil(budget_ms / max(estimate, 1e-3)), settings.min_repeats),
-            settings.max_repeats,
-        )
+        name: min(max(math.ceil(budget_ms / max(estimate, 1e-3)), settings.min_repeats), settings.max_repeats)
         for name, estimate in estimates_ms.items()
     }
     rounds = min(wanted.values(), default=0)

@@ -37,13 +37,7 @@ import torch
 
 from stg_cli.backbones import VISUAL_BACKBONES, VisualBackbone, load_visual
 from stg_cli.backbones.effnet import load_effnet_visual
-from stg_cli.bench.common import (
-    Case,
-    Variant,
-    backbone_weights,
-    benchmark_video,
-    missing_weights,
-)
+from stg_cli.bench.common import Case, Variant, backbone_weights, benchmark_video, missing_weights
 from stg_cli.errors import UserError
 from stg_cli.features.encode import encode_video
 from stg_cli.video import iter_clips

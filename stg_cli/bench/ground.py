@@ -34,13 +34,7 @@ import numpy as np
 import torch
 
 from stg_cli.backbones import VISUAL_BACKBONES, load_visual, train_word2vec
-from stg_cli.bench.common import (
-    Case,
-    Variant,
-    backbone_weights,
-    benchmark_video,
-    missing_weights,
-)
+from stg_cli.bench.common import Case, Variant, backbone_weights, benchmark_video, missing_weights
 from stg_cli.errors import UserError
 from stg_cli.features.encode import encode_frames
 from stg_cli.ground.output import VideoGrounding, write_prediction

@@ -57,10 +57,7 @@ def shapes(quick: bool, device_type: str = "cpu") -> list[TrainShape]:
             TrainShape("tiny", 256, 300, 128, 16, 4, 32, 8),
             TrainShape("paper", 512, 512, 512, 16, 8, 64, 16),
         ]
-    return [
-        TrainShape("tiny", 256, 300, 128, 16, 4, 32, 8),
-        TrainShape("paper", 512, 512, 512, 16, 8, 16, 8),
-    ]
+    return [TrainShape("tiny", 256, 300, 128, 16, 4, 32, 8), TrainShape("paper", 512, 512, 512, 16, 8, 16, 8)]
 
 
 def cases(quick: bool, device: torch.device) -> list[Case]:

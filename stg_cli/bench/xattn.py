@@ -23,14 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stg_cli.bench.common import (
-    REFERENCE,
-    Case,
-    Target,
-    Variant,
-    memory_available_bytes,
-    native_variant,
-)
+from stg_cli.bench.common import REFERENCE, Case, Target, Variant, memory_available_bytes, native_variant
 from stg_cli.ops import reference, xattn
 
 REGIONS, WORDS, DIM = 8 * 49, 20, 512

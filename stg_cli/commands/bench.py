@@ -119,9 +119,7 @@ def _bandwidth_caption(rows: list[BenchResult], copy_gb_per_s: float | None) -> 
     return f"native: {_number(native.gb_per_s)} GB/s of inputs and outputs{copy}"
 
 
-def _by_case(
-    results: list[BenchResult],
-) -> dict[tuple[str, str, str], list[BenchResult]]:
+def _by_case(results: list[BenchResult]) -> dict[tuple[str, str, str], list[BenchResult]]:
     cases: dict[tuple[str, str, str], list[BenchResult]] = {}
     for row in results:
         cases.setdefault((row.op, row.shape, row.device), []).append(row)

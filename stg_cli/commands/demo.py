@@ -9,13 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from stg_cli import terminal
@@ -68,9 +62,7 @@ CAPTION = (
 def command(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder of every stage's output."),
     quick: bool = typer.Option(
-        False,
-        "--quick",
-        help="The default: 24 + 6 short videos, 100 steps, 1-3 minutes on 2 cores.",
+        False, "--quick", help="The default: 24 + 6 short videos, 100 steps, 1-3 minutes on 2 cores."
     ),
     full: bool = typer.Option(
         False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 600 steps."

@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 
 def command(
     videos: list[Path] = typer.Argument(
-        ...,
-        metavar="VIDEOS...",
-        help="Video files and/or folders of videos (id = file name without suffix).",
+        ..., metavar="VIDEOS...", help="Video files and/or folders of videos (id = file name without suffix)."
     ),
     captions: Path = typer.Option(
         ...,
@@ -141,13 +139,7 @@ def command(
 
         try:
             summary = extract_lib.extract(
-                videos,
-                captions,
-                out,
-                options,
-                on_start=on_start,
-                on_video=on_video,
-                on_frames=on_frames,
+                videos, captions, out, options, on_start=on_start, on_video=on_video, on_frames=on_frames
             )
         except extract_lib.ExtractInterrupted as stopped:
             summary = stopped.summary

@@ -10,9 +10,7 @@ from rich.table import Table
 from stg_cli import terminal
 
 
-def command(
-    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
-) -> None:
+def command(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
     """Print stg, Python, torch and CUDA versions, the native extension's build and devices."""
     from stg_cli import info as info_lib
 

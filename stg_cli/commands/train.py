@@ -66,19 +66,13 @@ def command(
         show_default=_default(TRAIN["warmup"]),
     ),
     grad_clip: float | None = typer.Option(
-        None,
-        "--grad-clip",
-        help="Max gradient norm (0: off).",
-        show_default=_default(TRAIN["grad_clip"]),
+        None, "--grad-clip", help="Max gradient norm (0: off).", show_default=_default(TRAIN["grad_clip"])
     ),
     dim: int | None = typer.Option(
         None, "--dim", help="Joint embedding width d.", show_default=_default(MODEL["dim"])
     ),
     frames_u: int | None = typer.Option(
-        None,
-        "--frames-u",
-        help="Candidate frames U per window.",
-        show_default=_default(MODEL["frames_u"]),
+        None, "--frames-u", help="Candidate frames U per window.", show_default=_default(MODEL["frames_u"])
     ),
     frames_t: int | None = typer.Option(
         None, "--frames-t", help="Selected frames T.", show_default=_default(MODEL["frames_t"])
@@ -90,10 +84,7 @@ def command(
         None, "--loss", help="both|global|local", show_default=_default(TRAIN["loss"])
     ),
     attention: str | None = typer.Option(
-        None,
-        "--attention",
-        help="|".join(ATTENTION_STACKS),
-        show_default=_default(MODEL["attention"]),
+        None, "--attention", help="|".join(ATTENTION_STACKS), show_default=_default(MODEL["attention"])
     ),
     cross_logits: str | None = typer.Option(
         None,
@@ -105,10 +96,7 @@ def command(
         None, "--cross-temperature", show_default=_default(MODEL["cross_temperature"])
     ),
     local_chunk: int | None = typer.Option(
-        None,
-        "--local-chunk",
-        help="Clips per local-loss chunk.",
-        show_default=_default(TRAIN["local_chunk"]),
+        None, "--local-chunk", help="Clips per local-loss chunk.", show_default=_default(TRAIN["local_chunk"])
     ),
     temperature: float | None = typer.Option(
         None, "--temperature", help="NCE temperature.", show_default=_default(TRAIN["temperature"])
@@ -117,16 +105,10 @@ def command(
         None, "--margin", help="NCE margin δ (logit units).", show_default=_default(TRAIN["margin"])
     ),
     min_time: float | None = typer.Option(
-        None,
-        "--min-time",
-        help="Captions widened to this (s).",
-        show_default=_default(TRAIN["min_time"]),
+        None, "--min-time", help="Captions widened to this (s).", show_default=_default(TRAIN["min_time"])
     ),
     gated: bool | None = typer.Option(
-        None,
-        "--gated/--no-gated",
-        help="Gated projection units.",
-        show_default=_default(MODEL["gated"]),
+        None, "--gated/--no-gated", help="Gated projection units.", show_default=_default(MODEL["gated"])
     ),
     center_video: bool | None = typer.Option(
         None,
@@ -147,10 +129,7 @@ def command(
         show_default=_default(TRAIN["checkpoint_every"]),
     ),
     keep: int | None = typer.Option(
-        None,
-        "--keep",
-        help="Step checkpoints kept (plus best.pt).",
-        show_default=_default(TRAIN["keep"]),
+        None, "--keep", help="Step checkpoints kept (plus best.pt).", show_default=_default(TRAIN["keep"])
     ),
     log_every: int | None = typer.Option(
         None,
@@ -252,13 +231,7 @@ def command(
     try:
         with progress:
             result = train_lib.train(
-                features,
-                out,
-                model_options,
-                config,
-                resume=resume,
-                device=device,
-                on_event=on_event,
+                features, out, model_options, config, resume=resume, device=device, on_event=on_event
             )
     except train_lib.TrainingInterrupted as stop:
         console.print(

@@ -2,13 +2,7 @@
 
 from stg_cli.features.encode import VideoEncoding, encode_frames, encode_video
 from stg_cli.features.samples import candidate_window
-from stg_cli.features.store import (
-    FeatureStore,
-    StoreConfig,
-    StoreWriter,
-    VideoFeatures,
-    safe_name,
-)
+from stg_cli.features.store import FeatureStore, StoreConfig, StoreWriter, VideoFeatures, safe_name
 
 __all__ = [
     "FeatureStore",

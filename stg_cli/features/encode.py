@@ -56,14 +56,7 @@ def encode_video(
     clip_fps = spec.clip_fps if spec.clip_len > 1 else fps
     times, globals_, grids, info = [], [], [], None
     for info, batch_times, _, frames in iter_clips(
-        path,
-        fps,
-        tuple(spec.input_size),
-        spec.clip_len,
-        clip_fps,
-        start,
-        end,
-        batch_size=batch_size,
+        path, fps, tuple(spec.input_size), spec.clip_len, clip_fps, start, end, batch_size=batch_size
     ):
         global_feats, grid_feats = encode_frames(backbone, frames, batch_size)
         times.append(torch.from_numpy(batch_times.astype(np.float32)))

@@ -169,9 +169,7 @@ def shard_from_env() -> tuple[int, int]:
     return rank, world
 
 
-def find_videos(
-    inputs: Iterable[str | os.PathLike],
-) -> tuple[dict[str, Path], list[str], list[str]]:
+def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], list[str], list[str]]:
     """Video files of ``inputs``: folders as every command reads them
     (:func:`stg_cli.video_files.list_folder`), files as given.
 
@@ -263,11 +261,7 @@ def extract(
     if (
         options.text_weights is None
         and options.weights is not None
-        and (options.backbone, options.text)
-        in (
-            ("clip-vit-b32", "clip"),
-            ("s3d-milnce", "s3d-milnce"),
-        )
+        and (options.backbone, options.text) in (("clip-vit-b32", "clip"), ("s3d-milnce", "s3d-milnce"))
     ):
         # the text tower of the same checkpoint
         options = dataclasses.replace(options, text_weights=options.weights)
@@ -348,22 +342,11 @@ def extract(
     last_manifest, manifest_cost = time.monotonic(), 0.0
 
     def finish(
-        video_id: str,
-        status: str,
-        reason: str = "",
-        frames: int = 0,
-        captions: int = 0,
-        t0: float = 0.0,
+        video_id: str, status: str, reason: str = "", frames: int = 0, captions: int = 0, t0: float = 0.0
     ):
         nonlocal last_manifest, manifest_cost
         result = VideoOutcome(
-            video_id,
-            str(found[video_id]),
-            status,
-            reason,
-            frames,
-            captions,
-            time.perf_counter() - t0,
+            video_id, str(found[video_id]), status, reason, frames, captions, time.perf_counter() - t0
         )
         if status == "failed":
             writer.record_failure(video_id, str(found[video_id]), reason)
@@ -391,12 +374,7 @@ def extract(
             "grid": grid_feats.numpy(),
             **_caption_arrays(encoder, video_captions),
         }
-        meta = {
-            **info.to_dict(),
-            "duration": duration,
-            "source": str(found[video_id]),
-            "feature_fps": fps,
-        }
+        meta = {**info.to_dict(), "duration": duration, "source": str(found[video_id]), "feature_fps": fps}
         writer.write(video_id, arrays, [c.text for c in video_captions], meta)
         finish(video_id, "done", frames=len(times), captions=len(video_captions), t0=t0)
 
@@ -406,11 +384,7 @@ def extract(
                 t0 = time.perf_counter()
                 try:
                     encoding = encode_video(
-                        found[video_id],
-                        backbone,
-                        fps=fps,
-                        batch_size=options.batch_size,
-                        on_batch=on_frames,
+                        found[video_id], backbone, fps=fps, batch_size=options.batch_size, on_batch=on_frames
                     )
                     store(
                         video_id,
@@ -447,13 +421,7 @@ def _weights_path(weights: Path | str | None) -> str | None:
 
 
 def decode_to_file(
-    path: str,
-    fps: float,
-    size: tuple[int, int],
-    clip_len: int,
-    clip_fps: float,
-    threads: int,
-    target: str,
+    path: str, fps: float, size: tuple[int, int], clip_len: int, clip_fps: float, threads: int, target: str
 ) -> tuple:
     """Worker job: decode ``path`` batch by batch into the raw file ``target``.
 

@@ -31,11 +31,7 @@ def widen(start: float, end: float, min_time: float) -> tuple[float, float]:
 
 
 def candidate_window(
-    frame_times: np.ndarray,
-    start: float,
-    end: float,
-    num_frames: int,
-    min_time: float = 5.0,
+    frame_times: np.ndarray, start: float, end: float, num_frames: int, min_time: float = 5.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices into ``frame_times`` [U_total] of the U = ``num_frames`` candidate frames.
 

@@ -221,11 +221,7 @@ class StoreWriter:
             else:
                 files.write_json(
                     path,
-                    {
-                        "format": STORE_FORMAT,
-                        "version": STORE_VERSION,
-                        "config": self.config.to_dict(),
-                    },
+                    {"format": STORE_FORMAT, "version": STORE_VERSION, "config": self.config.to_dict()},
                     indent=1,
                     durable=True,
                 )
@@ -237,13 +233,7 @@ class StoreWriter:
         """Whether ``video_id`` is fully written (its folder exists: folders appear complete)."""
         return (self.video_dir(video_id) / "meta.json").exists()
 
-    def write(
-        self,
-        video_id: str,
-        arrays: dict[str, np.ndarray],
-        texts: list[str],
-        info: dict,
-    ) -> Path:
+    def write(self, video_id: str, arrays: dict[str, np.ndarray], texts: list[str], info: dict) -> Path:
         """Atomically write one video: ``arrays`` keyed as :data:`ARRAYS`, ``info`` into meta.json.
 
         Raises ValueError for non-finite features or inconsistent shapes (nothing is written).

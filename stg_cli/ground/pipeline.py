@@ -122,12 +122,7 @@ class QueryEmbeddings:
 class Grounder:
     """A loaded model with its backbones, ready to ground videos (see the module docstring)."""
 
-    def __init__(
-        self,
-        checkpoint: Path,
-        features: Path | None = None,
-        device: str = "cpu",
-    ) -> None:
+    def __init__(self, checkpoint: Path, features: Path | None = None, device: str = "cpu") -> None:
 
         self.device = resolve_device(device)
         loaded = load_export(Path(checkpoint), device=self.device)
@@ -297,12 +292,7 @@ class Grounder:
         times, globals_, grids = [], [], []
         begin = time.perf_counter()
         clips = iter_clips(
-            video.path,
-            fps,
-            tuple(spec.input_size),
-            spec.clip_len,
-            clip_fps,
-            batch_size=settings.batch_size,
+            video.path, fps, tuple(spec.input_size), spec.clip_len, clip_fps, batch_size=settings.batch_size
         )
         done = 0
         for info, batch_times, _, frames in clips:

@@ -225,9 +225,7 @@ def load_frame_sizes(path: Path | str) -> dict[str, tuple[int, int]]:
 
 
 def load_youcook_interactions(
-    annotations_path: Path | str,
-    segments_path: Path | str,
-    youcook2_path: Path | str | None = None,
+    annotations_path: Path | str, segments_path: Path | str, youcook2_path: Path | str | None = None
 ) -> GroundTruth:
     """YouCook2-Interactions boxes and segments, read through ``load_pickle``.
 
@@ -242,11 +240,7 @@ def load_youcook_interactions(
         per_second = _mapping(per_second, annotations_path, f"video {video}")
         boxes[video] = sorted(
             (
-                FrameBox(
-                    _second(second, annotations_path, video),
-                    _box(box, annotations_path, video),
-                    None,
-                )
+                FrameBox(_second(second, annotations_path, video), _box(box, annotations_path, video), None)
                 for second, box in per_second.items()
             ),
             key=lambda frame: frame.second,

@@ -71,10 +71,7 @@ def ap_from_precision_recall(
 
 
 def average_precision(
-    scores: Sequence[float],
-    hits: Sequence[bool],
-    num_positives: int,
-    interpolation: str = "all_point",
+    scores: Sequence[float], hits: Sequence[bool], num_positives: int, interpolation: str = "all_point"
 ) -> float:
     """AP of detections with the given scores, ``hits[i]`` True when detection i matched a positive.
 

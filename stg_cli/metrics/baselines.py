@@ -391,9 +391,7 @@ def save_predictions(predictions: Mapping[str, VideoPrediction], path: Path | st
 
 
 def uniform_temporal(
-    ground_truth: GroundTruth,
-    frame_times: Mapping[str, np.ndarray],
-    frame_ranges: str = "half_open",
+    ground_truth: GroundTruth, frame_times: Mapping[str, np.ndarray], frame_ranges: str = "half_open"
 ) -> dict[str, float]:
     """Temporal IoU and IoD (percent, mean over videos) of the ``uniform`` prior.
 
@@ -417,10 +415,7 @@ def uniform_temporal(
         counts = temporal_counts(truth, labels)
         ious.append(100.0 * counts.iou)
         iods.append(100.0 * counts.iod)
-    return {
-        "iou": float(np.mean(ious)) if ious else 0.0,
-        "iod": float(np.mean(iods)) if iods else 0.0,
-    }
+    return {"iou": float(np.mean(ious)) if ious else 0.0, "iod": float(np.mean(iods)) if iods else 0.0}
 
 
 def _prediction(

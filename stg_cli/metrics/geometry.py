@@ -112,10 +112,7 @@ def point_in_box(point: Sequence[float], box: Box, tolerance: float = 0.0) -> bo
 
 
 def rescale_box(
-    box: Box,
-    from_size: tuple[float, float],
-    to_size: tuple[float, float],
-    convention: str = "pixel",
+    box: Box, from_size: tuple[float, float], to_size: tuple[float, float], convention: str = "pixel"
 ) -> np.ndarray:
     """The box moved from a frame of ``from_size`` to one of ``to_size``, both (width, height).
 

@@ -338,11 +338,7 @@ def _score_spatial(
         video_pointing = grounding.pointing_game(trimmed, guesses, 0.0, settings.require_label)
         video_tolerant = grounding.pointing_game(trimmed, guesses, settings.tolerance, settings.require_label)
         video_records = grounding.spatial_records(
-            trimmed,
-            guesses,
-            settings.iou_threshold,
-            settings.box_convention,
-            settings.require_label,
+            trimmed, guesses, settings.iou_threshold, settings.box_convention, settings.require_label
         )
         pointing += video_pointing
         pointing_tolerant += video_tolerant

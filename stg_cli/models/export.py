@@ -66,7 +66,8 @@ class ModelCard:
     """What a model card says about how an export was trained (the rest is read from the
     export's config.json): steps done and planned, training clips, the first and last loss,
     the training settings, and with ``--eval`` its last evaluation row and the model-free
-    priors' pointing game given true timing on the same split (prior → percent)."""
+    priors' pointing game given true timing on the same split (prior → percent); the
+    calibrated detection threshold τ (None: not calibrated)."""
 
     steps: int
     total_steps: int
@@ -77,6 +78,7 @@ class ModelCard:
     evaluation: dict | None = None
     eval_split: str | None = None
     priors: dict[str, float] | None = None
+    threshold: float | None = None
 
 
 def write_model_card(directory: Path, card: ModelCard) -> Path:
@@ -85,7 +87,11 @@ def write_model_card(directory: Path, card: ModelCard) -> Path:
     directory = Path(directory)
     config = json.loads((directory / CONFIG).read_text())
     model, store = config["model"], config["store"]
-    state = _card_threshold(directory)
+    state = (
+        "not calibrated (0.5 is used)"
+        if card.threshold is None
+        else f"{card.threshold:.3f}, calibrated on the training clips"
+    )
     loss = (
         f"{card.first_loss:.3f} → {card.final_loss:.3f}"
         if card.first_loss is not None and card.final_loss is not None
@@ -159,23 +165,8 @@ def write_model_card(directory: Path, card: ModelCard) -> Path:
     return path
 
 
-def _card_threshold(directory: Path) -> str:
-    from safetensors import safe_open
-
-    with safe_open(str(directory / WEIGHTS), framework="pt") as weights:
-        if "detection_threshold" not in weights.keys():
-            return "not calibrated (0.5 is used)"
-        value = float(weights.get_tensor("detection_threshold"))
-    if value != value:
-        return "not calibrated (0.5 is used)"
-    return f"{value:.3f}, calibrated on the training clips"
-
-
 def save_export(
-    model: GroundingModel,
-    directory: Path,
-    store_config: dict | object,
-    text_encoder_dir: Path | None = None,
+    model: GroundingModel, directory: Path, store_config: dict | object, text_encoder_dir: Path | None = None
 ) -> Path:
     """Writes ``directory/model.safetensors`` and ``directory/config.json`` atomically.
 

@@ -269,12 +269,7 @@ class GroundingModel(nn.Module):
         return x + layer.out(out), attn
 
     def local_stack(
-        self,
-        video: Tensor,
-        words: Tensor,
-        region_mask: Tensor,
-        word_mask: Tensor,
-        return_maps: bool = False,
+        self, video: Tensor, words: Tensor, region_mask: Tensor, word_mask: Tensor, return_maps: bool = False
     ) -> LocalOutput:
         """Runs the attention stack on P (video, sentence) pairs.
 
@@ -329,10 +324,7 @@ class GroundingModel(nn.Module):
         video_index = torch.arange(count, device=regions.device).repeat_interleave(count)
         sentence_index = torch.arange(count, device=regions.device).repeat(count)
         out = self.local_stack(
-            regions[video_index],
-            words[sentence_index],
-            region_mask[video_index],
-            word_mask[sentence_index],
+            regions[video_index], words[sentence_index], region_mask[video_index], word_mask[sentence_index]
         )
         video = F.normalize(self.pool(out.video, region_mask[video_index]).float(), dim=-1)
         sentence = F.normalize(self.pool(out.words, word_mask[sentence_index]).float(), dim=-1)
@@ -377,9 +369,7 @@ class GroundingModel(nn.Module):
         if compute_local:
             cells = grid_feats.shape[2]
             sel_grid = torch.gather(
-                grid_feats,
-                1,
-                gather[:, :, None, None].expand(-1, -1, cells, grid_feats.shape[-1]),
+                grid_feats, 1, gather[:, :, None, None].expand(-1, -1, cells, grid_feats.shape[-1])
             )
             regions = self.region_tokens(sel_grid).reshape(batch, chosen * cells, -1)
             region_mask = sel_mask[:, :, None].expand(-1, -1, cells).reshape(batch, chosen * cells)

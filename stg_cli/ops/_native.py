@@ -79,11 +79,7 @@ def has_kernel(op: str, device_type: str) -> bool:
 
 
 def use_native(
-    op: str,
-    device: torch.device,
-    dtype: torch.dtype,
-    native_dtypes: tuple,
-    size_limit: str | None = None,
+    op: str, device: torch.device, dtype: torch.dtype, native_dtypes: tuple, size_limit: str | None = None
 ) -> bool:
     """Decides whether ``op`` runs natively; warns once per reason when it cannot.
 

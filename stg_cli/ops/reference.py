@@ -39,12 +39,7 @@ def saturated_logits(P: Tensor, eps: float) -> Tensor:
 
 
 def sinkhorn(
-    P: Tensor,
-    word_mask: Tensor,
-    frame_mask: Tensor,
-    eps: float = 0.05,
-    iters: int = 3,
-    tol: float = 0.0,
+    P: Tensor, word_mask: Tensor, frame_mask: Tensor, eps: float = 0.05, iters: int = 3, tol: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """Batched log-domain Sinkhorn-Knopp.
 
@@ -95,12 +90,7 @@ def sinkhorn(
 
 
 def xattn(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    key_mask: Tensor,
-    scale: float,
-    return_probs: bool = False,
+    q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor, scale: float, return_probs: bool = False
 ) -> tuple[Tensor, Tensor | None]:
     """Masked softmax attention, bmm formulation.
 

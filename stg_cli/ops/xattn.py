@@ -73,11 +73,7 @@ def _register() -> None:
         batch, rows, _ = q.shape
         lse_dtype = torch.float64 if q.dtype == torch.float64 else torch.float32
         probs_shape = (batch, rows, k.shape[1]) if return_probs else (0,)
-        return (
-            q.new_empty(q.shape),
-            q.new_empty((batch, rows), dtype=lse_dtype),
-            q.new_empty(probs_shape),
-        )
+        return (q.new_empty(q.shape), q.new_empty((batch, rows), dtype=lse_dtype), q.new_empty(probs_shape))
 
     @torch.library.register_fake("stg::xattn_backward")
     def _(grad_out, grad_probs, q, k, v, key_mask, out, lse, scale):

@@ -144,9 +144,7 @@ def split_priors(split: LabelledSplit, grid: tuple[int, int] = (7, 7), seed: int
     return score_priors(ground_truth, "synth", video_paths(split.videos), grid, seed)
 
 
-def wrong_query_truth(
-    truth: Mapping[str, Sequence[TruthSegmentT]],
-) -> dict[str, list[TruthSegmentT]]:
+def wrong_query_truth(truth: Mapping[str, Sequence[TruthSegmentT]]) -> dict[str, list[TruthSegmentT]]:
     """The true segments of each video relabelled with another step of the same video.
 
     A video's distinct steps are taken in order of first appearance (segments by start, then
@@ -168,8 +166,7 @@ def wrong_query_truth(
 
 
 def distractor_query_truth(
-    truth: Mapping[str, Sequence[TruthSegmentT]],
-    distractors: Mapping[str, Mapping[int, str]],
+    truth: Mapping[str, Sequence[TruthSegmentT]], distractors: Mapping[str, Mapping[int, str]]
 ) -> dict[str, list[TruthSegmentT]]:
     """The true segments split into runs of one concurrent distractor, labelled with it.
 

@@ -26,13 +26,7 @@ import torch
 from stg_cli.errors import UserError, error_text
 from stg_cli.files import safe_name
 from stg_cli.ground.output import write_combined, write_prediction
-from stg_cli.ground.pipeline import (
-    Grounder,
-    GroundSettings,
-    QueryEmbeddings,
-    Timings,
-    VideoResult,
-)
+from stg_cli.ground.pipeline import Grounder, GroundSettings, QueryEmbeddings, Timings, VideoResult
 from stg_cli.ground.queries import QuerySet
 from stg_cli.metrics.annotations import load_ground_seg
 from stg_cli.processes import ignore_interrupts, run_in_pool, threads_per_worker

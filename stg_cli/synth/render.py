@@ -351,9 +351,7 @@ def render_to_mp4(
     path = Path(path)
     with files.atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
         stream = container.add_stream(
-            "libx264",
-            rate=plan.fps,
-            options={"preset": preset, "crf": str(crf), "threads": str(threads)},
+            "libx264", rate=plan.fps, options={"preset": preset, "crf": str(crf), "threads": str(threads)}
         )
         stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, "yuv420p"
         for index in range(plan.num_frames):

@@ -144,11 +144,7 @@ class ClipDataset:
             len(glob) != 2
             or glob[1] != self.visual_dim
             or len(grid) != 3
-            or grid[1:]
-            != (
-                self.cells,
-                self.visual_dim,
-            )
+            or grid[1:] != (self.cells, self.visual_dim)
         ):
             raise UserError(
                 f"video {video.video_id} in the feature store has global {glob} and grid {grid} "

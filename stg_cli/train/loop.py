@@ -46,14 +46,7 @@ from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.config import TrainConfig
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
 from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
-from stg_cli.train.events import (
-    CheckpointSaved,
-    Evaluated,
-    PriorsScored,
-    RunStarted,
-    StepLog,
-    TrainEvent,
-)
+from stg_cli.train.events import CheckpointSaved, Evaluated, PriorsScored, RunStarted, StepLog, TrainEvent
 from stg_cli.train.losses import global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
 
@@ -223,10 +216,7 @@ class _StopRequest:
 
 
 def initial_export(
-    features: Path | object,
-    out: Path,
-    model_options: dict | None = None,
-    config: TrainConfig | None = None,
+    features: Path | object, out: Path, model_options: dict | None = None, config: TrainConfig | None = None
 ) -> Path:
     """Writes the export of the model a run would start from, untrained: the same seeded
     initialisation and input statistics as step 0 of :func:`train` with these settings.
@@ -289,9 +279,7 @@ def _model_config(store, model_options: dict) -> ModelConfig:
     options.setdefault("grid", tuple(store.config.grid))
     try:
         model_config = ModelConfig(
-            visual_dim=int(store.config.visual_dim),
-            text_dim=int(store.config.text_dim),
-            **options,
+            visual_dim=int(store.config.visual_dim), text_dim=int(store.config.text_dim), **options
         )
     except (ValueError, TypeError) as error:
         raise UserError(str(error)) from error
@@ -674,6 +662,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
                 evaluation=evaluation.rows[-1] if evaluation is not None and evaluation.rows else None,
                 eval_split=str(config.eval_split) if config.eval_split is not None else None,
                 priors=evaluation.priors if evaluation is not None else None,
+                threshold=model.calibrated_threshold,
             ),
         )
     elapsed = time.perf_counter() - begin

@@ -386,8 +386,5 @@ def decode_frames(
         empty = np.zeros((0, clip_len, height, width, 3), dtype=np.uint8)
         return DecodedFrames(np.zeros(0), np.zeros(0), empty, info)
     return DecodedFrames(
-        times=np.concatenate(times),
-        pts=np.concatenate(pts),
-        frames=np.concatenate(frames),
-        info=info,
+        times=np.concatenate(times), pts=np.concatenate(pts), frames=np.concatenate(frames), info=info
     )

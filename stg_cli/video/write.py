@@ -11,11 +11,7 @@ import av
 import numpy as np
 
 #: codec name → (PyAV encoder, pixel format)
-CODECS = {
-    "h264": ("libx264", "yuv420p"),
-    "vp9": ("libvpx-vp9", "yuv420p"),
-    "mpeg4": ("mpeg4", "yuv420p"),
-}
+CODECS = {"h264": ("libx264", "yuv420p"), "vp9": ("libvpx-vp9", "yuv420p"), "mpeg4": ("mpeg4", "yuv420p")}
 
 
 def write_video(

@@ -30,10 +30,7 @@ class TruthSegment:
 
 
 def plot_timeline(
-    grounding: VideoGrounding,
-    path: Path,
-    ground_truth: Sequence[TruthSegment] | None = None,
-    dpi: int = 110,
+    grounding: VideoGrounding, path: Path, ground_truth: Sequence[TruthSegment] | None = None, dpi: int = 110
 ) -> Path:
     """Draws the timeline PNG of one video to ``path`` (atomically); returns ``path``."""
     import io

@@ -276,16 +276,7 @@ def test_stg_demo_passes_the_backbone_and_text_on(tmp_path, monkeypatch):
 
     monkeypatch.setattr(stg_cli.demo, "run_demo", run_demo)
     result = CliRunner().invoke(
-        app,
-        [
-            "demo",
-            "--out",
-            str(tmp_path),
-            "--backbone",
-            "effnet-lite0",
-            "--text",
-            "minilm",
-        ],
+        app, ["demo", "--out", str(tmp_path), "--backbone", "effnet-lite0", "--text", "minilm"]
     )
     assert isinstance(result.exception, UserError)
     assert seen == {"backbone": "effnet-lite0", "text": "minilm", "name": "quick"}

@@ -3,24 +3,12 @@ import json
 import pytest
 import torch
 
-from stg_cli.backbones import (
-    TEXT_ENCODERS,
-    VISUAL_BACKBONES,
-    load_text,
-    load_text_from,
-    load_visual,
-)
+from stg_cli.backbones import TEXT_ENCODERS, VISUAL_BACKBONES, load_text, load_text_from, load_visual
 from stg_cli.errors import UserError
 
 
 def test_names():
-    assert VISUAL_BACKBONES == (
-        "tiny",
-        "clip-vit-b32",
-        "s3d-milnce",
-        "effnet-lite0",
-        "effnet-lite2",
-    )
+    assert VISUAL_BACKBONES == ("tiny", "clip-vit-b32", "s3d-milnce", "effnet-lite0", "effnet-lite2")
     assert TEXT_ENCODERS[:3] == ("word2vec", "minilm", "clip")
 
 

@@ -25,11 +25,7 @@ def _videos(folder: Path, names: list[str], seconds: int = 4) -> dict:
     for name in names:
         frames = (rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(seconds * 10))
         write_video(folder / f"{name}.mp4", frames, fps=10)
-        captions[name] = {
-            "start": [0.0, 2.0],
-            "end": [1.5, 3.5],
-            "text": ["cut the bread", f"toast {name}"],
-        }
+        captions[name] = {"start": [0.0, 2.0], "end": [1.5, 3.5], "text": ["cut the bread", f"toast {name}"]}
     return captions
 
 
@@ -44,12 +40,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     csv_dir.mkdir()
     for name in ("one", "two", "three"):
         (csv_dir / f"{name}.csv").write_text("start,end,text\n0,1.5,cut the bread\n2,3.5,toast it\n")
-    return {
-        "root": root,
-        "videos": root / "videos",
-        "captions": root / "captions.json",
-        "csv": csv_dir,
-    }
+    return {"root": root, "videos": root / "videos", "captions": root / "captions.json", "csv": csv_dir}
 
 
 def test_summary_table_and_failure_exit_code(inputs: dict[str, Path], tmp_path: Path) -> None:

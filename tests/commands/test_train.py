@@ -77,17 +77,7 @@ def test_a_settings_file_sets_the_run_and_options_override_it(feats, tmp_path):
     )
     run = tmp_path / "run"
     result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(feats),
-            "--out",
-            str(run),
-            "--config",
-            str(settings),
-            "--lr",
-            "0.002",
-        ],
+        app, ["train", str(feats), "--out", str(run), "--config", str(settings), "--lr", "0.002"]
     )
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())

@@ -13,13 +13,7 @@ import pytest
 from stg_cli.backbones import load_visual
 from stg_cli.errors import UserError
 from stg_cli.features import FeatureStore, encode_video
-from stg_cli.features.extract import (
-    ExtractOptions,
-    decode_to_file,
-    extract,
-    parse_shard,
-    shard_from_env,
-)
+from stg_cli.features.extract import ExtractOptions, decode_to_file, extract, parse_shard, shard_from_env
 from stg_cli.video import write_video
 
 OPTIONS = dict(word2vec_dim=16)
@@ -65,12 +59,7 @@ def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path
         on_video=seen.append,
     )
     report = summary.to_dict()
-    assert (report["done"], report["failed"], report["no_captions"], report["already_stored"]) == (
-        5,
-        2,
-        1,
-        0,
-    )
+    assert (report["done"], report["failed"], report["no_captions"], report["already_stored"]) == (5, 2, 1, 0)
     assert {f["video"] for f in report["failures"]} == {"truncated", "notavideo"}
     assert all("\n" not in f["reason"] and f["reason"] for f in report["failures"])
     assert report["skipped_no_captions"] == ["silent"] and report["ignored_files"][0].endswith("readme.txt")
@@ -97,10 +86,7 @@ def test_mixed_folder_summary_and_store(dataset: dict[str, Path], tmp_path: Path
     assert "reused" in again.text_encoder
     with pytest.raises(UserError, match=r"another configuration \(fps"):
         extract(
-            [dataset["videos"]],
-            dataset["captions"],
-            tmp_path / "feats",
-            ExtractOptions(fps=2.0, **OPTIONS),
+            [dataset["videos"]], dataset["captions"], tmp_path / "feats", ExtractOptions(fps=2.0, **OPTIONS)
         )
 
 
@@ -117,10 +103,7 @@ def test_shards_cover_every_video_once(dataset: dict[str, Path], tmp_path: Path,
     done: list[str] = []
     for index in range(3):
         summary = extract(
-            videos,
-            dataset["captions"],
-            tmp_path / "sharded",
-            ExtractOptions(shard=(index, 3), **OPTIONS),
+            videos, dataset["captions"], tmp_path / "sharded", ExtractOptions(shard=(index, 3), **OPTIONS)
         )
         done += [r.video_id for r in summary.results if r.status == "done"]
     assert sorted(done) == sorted(GOOD)  # every video exactly once

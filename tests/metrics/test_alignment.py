@@ -7,11 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stg_cli.metrics.alignment import (
-    align_transcript,
-    ground_truth_frame_labels,
-    temporal_counts,
-)
+from stg_cli.metrics.alignment import align_transcript, ground_truth_frame_labels, temporal_counts
 from stg_cli.metrics.annotations import Segment
 
 
@@ -77,10 +73,7 @@ def total(similarity, labels, tau):
 @given(
     st.integers(1, 3).flatmap(
         lambda steps: st.tuples(
-            st.just(steps),
-            st.integers(steps, 7),
-            st.integers(0, 2**32 - 1),
-            st.floats(0.0, 1.0),
+            st.just(steps), st.integers(steps, 7), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0)
         )
     )
 )

@@ -1,11 +1,6 @@
 import pytest
 
-from stg_cli.metrics import (
-    ScoredSegment,
-    ap_from_precision_recall,
-    average_precision,
-    temporal_detection_ap,
-)
+from stg_cli.metrics import ScoredSegment, ap_from_precision_recall, average_precision, temporal_detection_ap
 
 GROUND_TRUTH = {"v1": [[10, 20], [40, 50]], "v2": [[0, 5]]}
 DETECTIONS = [

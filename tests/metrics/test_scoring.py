@@ -42,12 +42,7 @@ PERCENT_METRICS = (
 def ground_truth(boxes, segments, sizes=None, pools=None, convention="frames"):
     sizes = sizes or {}
     return GroundTruth(
-        boxes,
-        segments,
-        sizes,
-        pools or {},
-        find_defects(boxes, segments, sizes, convention),
-        convention,
+        boxes, segments, sizes, pools or {}, find_defects(boxes, segments, sizes, convention), convention
     )
 
 

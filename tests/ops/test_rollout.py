@@ -171,8 +171,7 @@ def test_paper_hand_computed_example(device):
 
 
 @pytest.mark.parametrize(
-    "implementation",
-    [pytest.param(rollout, id="public"), pytest.param(reference.rollout, id="reference")],
+    "implementation", [pytest.param(rollout, id="public"), pytest.param(reference.rollout, id="reference")]
 )
 def test_gradcheck(generator, implementation):
     """Gradients with respect to the layers are exact."""
@@ -184,10 +183,7 @@ def test_gradcheck(generator, implementation):
 @pytest.mark.stg_op("rollout_paper")
 @pytest.mark.parametrize(
     "implementation",
-    [
-        pytest.param(rollout_paper, id="public"),
-        pytest.param(reference.rollout_paper, id="reference"),
-    ],
+    [pytest.param(rollout_paper, id="public"), pytest.param(reference.rollout_paper, id="reference")],
 )
 def test_paper_gradcheck(generator, implementation):
     """Gradients with respect to the three attention maps are exact, padded words included."""

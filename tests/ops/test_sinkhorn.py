@@ -116,8 +116,7 @@ def test_matches_reference_with_tolerance_stop(device, generator, tol):
 @pytest.mark.requires_native
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    ("magnitude", "iters", "tol"),
-    [(10.0, 3, 0.0), (10.0, 100, 1e-6), (1e4, 3, 0.0), (1e4, 100, 1e-6)],
+    ("magnitude", "iters", "tol"), [(10.0, 3, 0.0), (10.0, 100, 1e-6), (1e4, 3, 0.0), (1e4, 100, 1e-6)]
 )
 def test_matches_reference_at_large_magnitudes(device, generator, dtype, magnitude, iters, tol):
     """At eps=0.05 with cos/τ-sized (10) and extreme (1e4) similarities, as the reference.

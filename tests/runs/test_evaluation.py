@@ -45,10 +45,7 @@ def test_wrong_query_takes_the_next_distinct_step_of_the_video_cyclically():
 
 
 def test_distractor_query_splits_segments_into_runs_of_one_distractor():
-    truth = {
-        "v": segments(("cut onion", 3, 7), ("stir pot", 9, 11)),
-        "quiet": segments(("cut onion", 0, 2)),
-    }
+    truth = {"v": segments(("cut onion", 3, 7), ("stir pot", 9, 11)), "quiet": segments(("cut onion", 0, 2))}
     distractors = {
         # 5 has none, 6-7 another run of the same distractor; 9 lists the segment's own step,
         # 10-11 change distractor; 8 is outside every segment.
@@ -65,7 +62,7 @@ def test_distractor_query_splits_segments_into_runs_of_one_distractor():
         "quiet": {},
     }
     assert distractor_query_truth(truth, distractors) == {
-        "v": segments(("stir pot", 3, 4), ("stir pot", 6, 7), ("peel egg", 10, 10), ("fry egg", 11, 11)),
+        "v": segments(("stir pot", 3, 4), ("stir pot", 6, 7), ("peel egg", 10, 10), ("fry egg", 11, 11))
     }
 
 

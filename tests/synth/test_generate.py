@@ -15,10 +15,7 @@ import numpy as np
 import pytest
 
 from stg_cli.errors import UserError
-from stg_cli.metrics.annotations import (
-    load_grounding_youtube,
-    load_grounding_youtube_boxes,
-)
+from stg_cli.metrics.annotations import load_grounding_youtube, load_grounding_youtube_boxes
 from stg_cli.synth import SynthConfig, VideoRenderer, generate, plan_all
 from stg_cli.synth.annotations import ground_truth_files, scale_box
 from stg_cli.synth.config import DIFFICULTIES

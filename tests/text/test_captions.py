@@ -11,19 +11,12 @@ from stg_cli.text.captions import Caption, load_captions, read_captions
 
 def test_howto100m_json(tmp_path: Path) -> None:
     data = {
-        "vidA": {
-            "start": [5.0, 0.5, 9],
-            "end": [7.5, 3.0, 12],
-            "text": ["Crack the EGG!", "um hello", ""],
-        },
+        "vidA": {"start": [5.0, 0.5, 9], "end": [7.5, 3.0, 12], "text": ["Crack the EGG!", "um hello", ""]},
         "vidB": {"start": [1], "end": [2], "text": ["pour milk"]},
     }
     (tmp_path / "caps.json").write_text(json.dumps(data))
     result = read_captions(tmp_path / "caps.json")
-    assert result.captions["vidA"] == [
-        Caption(0.5, 3.0, "hello"),
-        Caption(5.0, 7.5, "crack the egg"),
-    ]
+    assert result.captions["vidA"] == [Caption(0.5, 3.0, "hello"), Caption(5.0, 7.5, "crack the egg")]
     assert result.captions["vidB"] == [Caption(1.0, 2.0, "pour milk")]
     assert result.stats.kept == 3 and result.stats.skipped["empty"] == 1 and result.stats.videos == 2
     assert set(load_captions(tmp_path / "caps.json", video_ids=["vidB"])) == {"vidB"}
@@ -126,11 +119,7 @@ short form times
 def test_webvtt_rolling_captions_deduplicated(tmp_path: Path) -> None:
     (tmp_path / "bread.vtt").write_text(VTT)
     result = read_captions(tmp_path / "bread.vtt")
-    assert [c.text for c in result.captions["bread"]] == [
-        "so today",
-        "short form times",
-        "we make bread",
-    ]
+    assert [c.text for c in result.captions["bread"]] == ["so today", "short form times", "we make bread"]
     assert result.captions["bread"][1] == Caption(1.0, 3.0, "short form times")
     assert result.stats.skipped["duplicate"] == 1
 
@@ -172,10 +161,7 @@ def test_directory_reads_only_requested_videos(tmp_path: Path) -> None:
     assert result.stats.unmatched == 2 and not result.stats.bad_files
     (tmp_path / "all.json").write_text(
         json.dumps(
-            {
-                "x": {"start": [0], "end": [1], "text": ["go"]},
-                "y": {"start": [], "end": [], "text": []},
-            }
+            {"x": {"start": [0], "end": [1], "text": ["go"]}, "y": {"start": [], "end": [], "text": []}}
         )
     )
     assert read_captions(tmp_path / "all.json", video_ids=["x"]).stats.unmatched == 1

@@ -24,8 +24,7 @@ def test_dataset_collates_padded_batches(store):
     video = store.load("vid0")
     window = data.windows[0]
     np.testing.assert_allclose(
-        batch.global_feats[0, window >= 0].numpy(),
-        video.global_feats[window[window >= 0]].astype(np.float32),
+        batch.global_feats[0, window >= 0].numpy(), video.global_feats[window[window >= 0]].astype(np.float32)
     )
 
 

@@ -12,14 +12,7 @@ from helpers.stores import make_store
 from stg_cli.errors import UserError
 from stg_cli.models.checkpoint import CheckpointManager
 from stg_cli.models.export import load_export
-from stg_cli.train import (
-    TrainConfig,
-    TrainingStopped,
-    initial_export,
-    load_checkpoint,
-    lr_factor,
-    train,
-)
+from stg_cli.train import TrainConfig, TrainingStopped, initial_export, load_checkpoint, lr_factor, train
 
 MODEL = {"dim": 16, "frames_u": 8, "frames_t": 4}
 

@@ -89,8 +89,7 @@ def test_variable_frame_rate(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("rotation", "stored", "corner"),
-    [(90, 90, (-8, 8)), (-90, 270, (8, -8)), (180, 180, (-8, -8))],
+    ("rotation", "stored", "corner"), [(90, 90, (-8, 8)), (-90, 270, (8, -8)), (180, 180, (-8, -8))]
 )
 def test_rotation_metadata_is_applied(tmp_path: Path, rotation: int, stored: int, corner) -> None:
     image = np.zeros((H, W, 3), dtype=np.uint8)

@@ -80,17 +80,13 @@ class GroundingResult:
     def save(self, out: str | Path, viz: bool = False) -> dict[str, Path]:
         """Writes ``<id>.json``, ``<id>.heatmaps.npz`` and ``predictions.json`` into ``out``
         (created), and with ``viz`` the timeline and the overlay video; returns kind → path."""
-        from stg_cli.files import safe_name
-        from stg_cli.ground.output import heatmaps_name, write_combined, write_prediction
+        from stg_cli.ground.output import prediction_names, write_combined, write_prediction
         from stg_cli.viz.draw import draw_grounding
 
         out = Path(out)
         prediction = write_prediction(self.grounding, out)
-        written = {
-            "json": out / f"{safe_name(self.video_id)}.json",
-            "heatmaps": out / heatmaps_name(self.video_id),
-            "predictions": write_combined({self.video_id: prediction}, out),
-        }
+        written = {kind: out / name for kind, name in prediction_names(self.video_id).items()}
+        written["predictions"] = write_combined({self.video_id: prediction}, out)
         if viz:
             pictures, _ = draw_grounding(self.grounding, self.video, out)
             written.update({kind: out / name for kind, name in pictures.items()})

@@ -122,13 +122,20 @@ class VideoGrounding:
         }
 
 
+def prediction_names(video_id: str) -> dict[str, str]:
+    """The file names :func:`write_prediction` writes for ``video_id``: ``json`` and
+    ``heatmaps``."""
+    return {"json": f"{safe_name(video_id)}.json", "heatmaps": heatmaps_name(video_id)}
+
+
 def heatmaps_name(video_id: str) -> str:
     """``<safe name>.heatmaps.npz``."""
     return f"{safe_name(video_id)}.heatmaps.npz"
 
 
 def write_prediction(grounding: VideoGrounding, out: Path) -> dict:
-    """Writes ``<name>.json`` and ``<name>.heatmaps.npz`` into ``out``; returns the JSON object."""
+    """Writes ``<name>.json`` and ``<name>.heatmaps.npz`` (:func:`prediction_names`) into
+    ``out``; returns the JSON object."""
     out.mkdir(parents=True, exist_ok=True)
     prediction = grounding.to_prediction()
     buffer = io.BytesIO()
@@ -141,8 +148,9 @@ def write_prediction(grounding: VideoGrounding, out: Path) -> dict:
         ),
         queries=np.asarray(grounding.queries, dtype=str),
     )
-    files.write_bytes(out / heatmaps_name(grounding.video_id), buffer.getvalue())
-    files.write_json(out / f"{safe_name(grounding.video_id)}.json", prediction, indent=1, allow_nan=False)
+    names = prediction_names(grounding.video_id)
+    files.write_bytes(out / names["heatmaps"], buffer.getvalue())
+    files.write_json(out / names["json"], prediction, indent=1, allow_nan=False)
     return prediction
 
 

@@ -24,8 +24,7 @@ import av
 import torch
 
 from stg_cli.errors import UserError, error_text
-from stg_cli.files import safe_name
-from stg_cli.ground.output import write_combined, write_prediction
+from stg_cli.ground.output import prediction_names, write_combined, write_prediction
 from stg_cli.ground.pipeline import Grounder, GroundSettings, QueryEmbeddings, Timings, VideoResult
 from stg_cli.ground.queries import QuerySet
 from stg_cli.metrics.annotations import load_ground_seg
@@ -80,8 +79,7 @@ def ground_video(
     )
     begin = time.perf_counter()
     result.prediction = write_prediction(result.grounding, out)
-    name = safe_name(video.video_id)
-    result.files = {"json": f"{name}.json", "heatmaps": f"{name}.heatmaps.npz"}
+    result.files = prediction_names(video.video_id)
     timings.add("spatial", time.perf_counter() - begin)
     if settings.viz:
         begin = time.perf_counter()

@@ -29,7 +29,8 @@ frame's width and height) centred on the point, shifted to lie inside the frame.
 ``motion`` and ``centred_energy`` read the video and use no model and no query. The frame is
 squashed onto the grid (as the backbones see it), so cell (i, j) covers the same part of the
 video and of the annotation frame and its centre is ((j + ½)·W/gw − ½, (i + ½)·H/gh − ½) in
-annotation pixels; ties go to the first cell in row-major order. Frames are decoded squashed to
+annotation pixels; ties go to the tied cell nearest the grid's centre (the point rule of
+:mod:`stg_cli.metrics.heatmaps`, the same as a model's). Frames are decoded squashed to
 ``cell_pixels`` pixels per cell (16: 112 × 112 for 7 × 7) and sampled by timestamp at twice the
 video's average frame rate (at most :data:`MAX_SAMPLING_FPS`; that rate when the file does not
 say), repeated frames dropped, so that consecutive samples are consecutive decoded frames (a
@@ -63,6 +64,7 @@ from stg_cli.errors import UserError
 from stg_cli.metrics.alignment import ground_truth_frame_labels, temporal_counts
 from stg_cli.metrics.annotations import BACKGROUND, FrameBox, GroundTruth
 from stg_cli.metrics.geometry import is_degenerate
+from stg_cli.metrics.heatmaps import argmax_cell_centres
 from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction
 from stg_cli.metrics.score import score
 from stg_cli.metrics.tubes import ground_truth_tubes
@@ -246,7 +248,7 @@ def video_prior_predictions(
             else:
                 width, height = ground_truth.frame_sizes.get(video, default_size)
                 for kind, values in (("motion", maps.motion), ("centred_energy", maps.energy)):
-                    found = dict(zip(maps.seconds.tolist(), cell_centres(values, width, height)))
+                    found = dict(zip(maps.seconds.tolist(), argmax_cell_centres(values, width, height)))
                     points = np.array(
                         [found.get(frame.second, (np.nan, np.nan)) for frame in frames]
                     ).reshape(-1, 2)
@@ -345,14 +347,6 @@ def boxes_around(points: np.ndarray, width: int, height: int) -> np.ndarray:
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     corner = np.clip(points - (width / 4 - 0.5, height / 4 - 0.5), 0, (width / 2, height / 2))
     return np.concatenate([corner, corner + (width / 2 - 1, height / 2 - 1)], axis=1)
-
-
-def cell_centres(maps: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The centre, in a ``width`` × ``height`` frame, of each map's argmax cell (the first in
-    row-major order on ties). [S, gh, gw] → [S, 2] ``(x, y)``."""
-    count, gh, gw = maps.shape
-    rows, columns = np.unravel_index(maps.reshape(count, gh * gw).argmax(axis=1), (gh, gw))
-    return np.stack([(columns + 0.5) * width / gw - 0.5, (rows + 0.5) * height / gh - 0.5], axis=1)
 
 
 def prediction_to_dict(prediction: VideoPrediction) -> dict:

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from stg_cli import files
 from stg_cli.ground.output import VideoGrounding
-from stg_cli.ground.spatial import upsample
+from stg_cli.metrics.heatmaps import upsample
 
 DEFAULT_COLORMAP = "inferno"
 DEFAULT_ALPHA = 0.6

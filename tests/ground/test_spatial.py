@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stg_cli.ground.spatial import locate, normalize_cells, upsample
+from stg_cli.ground.spatial import locate
+from stg_cli.metrics.heatmaps import normalize_cells, upsample
 
 
 def _one_hot(row: int, column: int, grid=(7, 7)) -> np.ndarray:
@@ -48,7 +49,7 @@ def test_box_is_the_largest_component():
     (location,) = locate(cells, 70, 70, threshold=0.05)
     x1, y1, x2, y2 = location.box
     assert x1 >= 25 and y1 >= 35  # the 3x3 blob, not the corner
-    assert location.point[0] < 10 and location.point[1] < 10  # the point is still the argmax
+    assert location.point == (4.5, 4.5)  # the point is still the largest cell's centre
 
 
 def test_mask_never_empty_below_uniform_and_empty_box_above_max():
@@ -77,6 +78,12 @@ def test_portrait_frame_and_points_inside():
         assert 0 <= x < 480 and 0 <= y < 640
         x1, y1, x2, y2 = location.box
         assert 0 <= x1 <= x2 < 480 and 0 <= y1 <= y2 < 640
+
+
+@pytest.mark.parametrize("row, column", [(0, 0), (0, 6), (6, 0), (6, 6), (3, 0), (0, 3)])
+def test_border_cells_point_at_their_centre_on_every_side(row, column):
+    (location,) = locate(_one_hot(row, column), 700, 350)
+    assert location.point == (column * 100 + 49.5, row * 50 + 24.5)
 
 
 def test_bad_input_raises():

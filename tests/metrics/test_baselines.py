@@ -12,12 +12,12 @@ from stg_cli.metrics.baselines import (
     PRIORS,
     baseline_predictions,
     boxes_around,
-    cell_centres,
     close_priors_note,
     prior_maps,
     score_priors,
     video_prior_predictions,
 )
+from stg_cli.metrics.heatmaps import argmax_cell_centres
 from stg_cli.video.write import write_video
 
 CELL = 16  # video pixels per cell of the 7 × 7 grid: the video is decoded at its own size
@@ -131,10 +131,10 @@ def test_box_is_the_centre_box_size_around_the_point_and_inside_the_frame():
     assert np.isnan(boxes[4]).all()
 
 
-def test_cell_centres_and_row_major_ties():
+def test_priors_point_as_a_model_does():
     maps = np.zeros((2, 7, 7))
     maps[0, 6, 2] = 1.0
-    np.testing.assert_allclose(cell_centres(maps, 70, 140), [[24.5, 129.5], [4.5, 9.5]])
+    np.testing.assert_allclose(argmax_cell_centres(maps, 70, 140), [[24.5, 129.5], [34.5, 69.5]])
 
 
 def test_centre_prior_is_the_frame_centre():

@@ -1,10 +1,15 @@
 """Reference prediction sets built from a ground truth: an oracle and the model-free priors.
 
-Every set knows when and what: it labels every annotated second with its ground-truth step,
-every other whole second from 0 to ``padding`` seconds after the last annotated one as
-background, and predicts one segment per ground-truth tube (a maximal run of one step), score 1,
-except for tubes of only degenerate boxes, which the scorer leaves out. The sets differ in where,
-at each annotated second t of a W × H annotation frame:
+Every set knows when and what, from the same ground truth a model's score is measured on (one
+timing source): it labels every second of the ground-truth foreground with its step (a second
+with a box: the box's step; a second inside a segment without a box: the step of a segment
+holding it, the first in alphabetical order where several do; see
+:func:`stg_cli.metrics.grounding.ground_truth_foreground`), every other whole second from 0 to
+``padding`` seconds after the last such second as background, and predicts one segment per
+ground-truth tube (a maximal run of one step), score 1, except for tubes of only degenerate
+boxes, which the scorer leaves out. The sets differ in where, at each annotated second t (a
+second with a box) of a W × H annotation frame; at the other foreground seconds they give no
+point, since no metric judges one there:
 
 - ``oracle``: the point is the centre of the ground-truth box, ((x1 + x2) / 2, (y1 + y2) / 2),
   and the box is the ground-truth box (none for a degenerate box, which a prediction may not
@@ -64,6 +69,7 @@ from stg_cli.errors import UserError
 from stg_cli.metrics.alignment import ground_truth_frame_labels, temporal_counts
 from stg_cli.metrics.annotations import BACKGROUND, FrameBox, GroundTruth
 from stg_cli.metrics.geometry import is_degenerate
+from stg_cli.metrics.grounding import ground_truth_foreground
 from stg_cli.metrics.heatmaps import argmax_cell_centres
 from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction
 from stg_cli.metrics.score import score
@@ -426,9 +432,13 @@ def _prediction(
     docstring says."""
     frames = ground_truth.boxes[video]
     width, height = ground_truth.frame_sizes.get(video, default_size)
-    seconds = np.arange(0, max((frame.second for frame in frames), default=0) + padding + 1)
+    foreground = ground_truth_foreground(frames, ground_truth.segments.get(video, []))
+    last = max([frame.second for frame in frames] + list(foreground), default=0)
+    seconds = np.arange(0, last + padding + 1)
     count = seconds.size
     labels = [BACKGROUND] * count
+    for second, truth in foreground.items():
+        labels[second] = min(truth.labels)
     all_points, all_boxes = np.full((count, 2), np.nan), np.full((count, 4), np.nan)
     for frame, point, box in zip(frames, points, boxes):
         labels[frame.second] = _label(frame)

@@ -14,8 +14,10 @@ Datasets and what is scored (all values in percent, as in the paper's tables):
   spatial mAP (classes: the YouCook2 sentence of the segment holding the frame).
 
 The frames of the trimmed metrics (pointing game, spatial accuracy/AP) are the annotated
-seconds s inside a ground-truth segment (start <= s <= end); IoU+Point uses every annotated
-second. Definitions are in ``stg_cli.metrics.grounding``, ``tubes`` and ``alignment``.
+seconds s (with a box) inside a ground-truth segment (start <= s <= end); IoU+Point's
+ground-truth foreground is every second with a box or inside a segment, and a segment second
+without a box is correct with the segment's step, whatever the point
+(:func:`stg_cli.metrics.grounding.ground_truth_foreground`). Definitions are in ``stg_cli.metrics.grounding``, ``tubes`` and ``alignment``.
 
 Rules:
 
@@ -351,7 +353,8 @@ def _score_spatial(
                 for second, guess in grounding.foreground_predictions(prediction).items()
                 if second not in skipped
             }
-            video_iou_point = grounding.iou_point(valid, foreground)
+            truth = grounding.ground_truth_foreground(valid, segments, skipped)
+            video_iou_point = grounding.iou_point(truth, foreground)
             pooled += video_iou_point
             if video_iou_point.total:
                 iou_point_values.append(video_iou_point.percent)

@@ -7,13 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stg_cli.metrics.annotations import FrameBox
+from stg_cli.metrics.annotations import FrameBox, Segment
 from stg_cli.metrics.geometry import point_in_box
 from stg_cli.metrics.grounding import (
+    ForegroundSecond,
     FramePrediction,
     Rate,
     foreground_predictions,
     frame_predictions,
+    ground_truth_foreground,
     iou_point,
     pointing_game,
     predicted_tubes,
@@ -51,7 +53,9 @@ def test_iou_point_hand_case():
     # Ground truth foreground {1, 2, 4}; predicted foreground {1, 2, 3}.
     # 1: right label, point inside → correct; 2: wrong label; 3: no ground truth; 4: missed.
     # Correct 1, union {1, 2, 3, 4} = 4 → 25 %.
-    truth = [FrameBox(1, BOX, "cut"), FrameBox(2, BOX, "cut"), FrameBox(4, BOX, "stir")]
+    truth = ground_truth_foreground(
+        [FrameBox(1, BOX, "cut"), FrameBox(2, BOX, "cut"), FrameBox(4, BOX, "stir")], []
+    )
     predicted = {
         1: guess(point=(5, 5)),
         2: guess(label="stir", point=(5, 5)),
@@ -59,7 +63,27 @@ def test_iou_point_hand_case():
     }
     assert iou_point(truth, predicted) == Rate(1, 4)
     assert iou_point(truth, {}) == Rate(0, 3)
-    assert iou_point([], {}) == Rate(0, 0) and Rate(0, 0).percent == 0.0
+    assert iou_point({}, {}) == Rate(0, 0) and Rate(0, 0).percent == 0.0
+
+
+def test_segment_seconds_without_a_box_are_foreground_judged_by_label_only():
+    # "cut" holds 1-4 with boxes at 1 and 2; "stir" holds 4-5 with no box; 4 is in both.
+    frames = [FrameBox(1, BOX, "cut"), FrameBox(2, BOX, "cut")]
+    segments = [Segment("v", 1, 4, "cut", 0), Segment("v", 4, 5, "stir", 1)]
+    truth = ground_truth_foreground(frames, segments)
+    assert list(truth) == [1, 2, 3, 4, 5]
+    assert truth[1] == ForegroundSecond(frozenset({"cut"}), BOX)
+    assert truth[3] == ForegroundSecond(frozenset({"cut"}), None)
+    assert truth[4].labels == {"cut", "stir"} and truth[4].box is None
+    predicted = {
+        1: guess(point=(50, 50)),  # right label, point outside the box → wrong
+        2: guess(point=(5, 5)),  # correct
+        3: guess(point=None),  # no box there: the label decides → correct
+        4: guess(label="stir", point=(99, 99)),  # either step of the two segments → correct
+        5: guess(label="cut", point=(5, 5)),  # wrong step
+    }
+    assert iou_point(truth, predicted) == Rate(3, 5)
+    assert list(ground_truth_foreground(frames, segments, skipped={2, 3})) == [1, 4, 5]
 
 
 def test_spatial_accuracy_and_ap_hand_case():

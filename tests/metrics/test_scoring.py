@@ -377,12 +377,57 @@ def test_real_oracle_scores_100(grounding_truth, tmp_path):
 
 
 @needs_data
+def test_real_iou_point_foreground_includes_segment_seconds_without_a_box(grounding_truth):
+    # Right wherever the ground truth says anything: box seconds with the box's step and its
+    # centre, box-less seconds of a segment with that segment's step (the first in the file).
+    predictions = {}
+    for video, frames in grounding_truth.boxes.items():
+        by_second = {frame.second: frame for frame in frames}
+        segment_seconds = {}
+        for segment in grounding_truth.segments[video]:
+            for second in range(segment.start, segment.end + 1):
+                segment_seconds.setdefault(second, segment.label)
+        seconds = sorted(by_second.keys() | segment_seconds.keys())
+        entries = []
+        for second in seconds:
+            frame = by_second.get(second)
+            if frame is None:
+                entries.append({"t": second, "label": segment_seconds[second], "score": 1.0})
+                continue
+            x1, y1, x2, y2 = frame.box
+            point = [(x1 + x2) / 2, (y1 + y2) / 2]
+            entries.append({"t": second, "label": frame.label, "score": 1.0, "point": point})
+        width, height = grounding_truth.frame_sizes[video]
+        value = {"video": video, "width": width, "height": height, "segments": [], "frames": entries}
+        predictions[video] = parse_prediction(value, Path(f"{video}.json"), "prediction")
+    report = score(predictions, grounding_truth, "groundingyoutube")
+    assert report.metrics["iou_point"] == pytest.approx(100.0)
+    assert report.metrics["iou_point_pooled"] == pytest.approx(100.0)
+    # 22,329 seconds inside segments, 5,013 of them without a box, none with a box outside;
+    # the 18 degenerate boxes are left out.
+    assert report.counts["iou_point_union"] == 22_329 - 18
+    box_seconds_only = {
+        video: replace(
+            prediction,
+            labels=[
+                label if second in {f.second for f in grounding_truth.boxes[video]} else "background"
+                for second, label in zip(prediction.times.astype(int), prediction.labels)
+            ],
+        )
+        for video, prediction in predictions.items()
+    }
+    partial = score(box_seconds_only, grounding_truth, "groundingyoutube")
+    assert partial.counts["iou_point_correct"] == 17_316 - 18
+    assert partial.metrics["iou_point_pooled"] == pytest.approx(100 * (17_316 - 18) / (22_329 - 18))
+
+
+@needs_data
 @pytest.mark.slow
 def test_real_centre_baseline_documented_numbers(grounding_truth):
     report = score(baseline_predictions(grounding_truth, "centre"), grounding_truth, "synth")
     expected = {
-        "iou_point": 67.96,
-        "iou_point_pooled": 67.01,
+        "iou_point": 75.53,
+        "iou_point_pooled": 74.43,
         "pointing_game": 67.01,
         "pointing_game_tolerant": 74.05,
         "map@0.1": 90.93,

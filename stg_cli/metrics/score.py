@@ -17,7 +17,8 @@ The frames of the trimmed metrics (pointing game, spatial accuracy/AP) are the a
 seconds s (with a box) inside a ground-truth segment (start <= s <= end); IoU+Point's
 ground-truth foreground is every second with a box or inside a segment, and a segment second
 without a box is correct with the segment's step, whatever the point
-(:func:`stg_cli.metrics.grounding.ground_truth_foreground`). Definitions are in ``stg_cli.metrics.grounding``, ``tubes`` and ``alignment``.
+(:func:`stg_cli.metrics.grounding.ground_truth_foreground`). Definitions are in
+``stg_cli.metrics.grounding``, ``tubes`` and ``alignment``.
 
 Rules:
 

@@ -14,6 +14,9 @@ Segments are ``[start, end]`` with ``start <= end``. Two conventions:
 
 A negative width or height (a box with x1 > x2, as found in the released annotations) counts as
 zero area; ``is_degenerate`` finds such boxes so that callers can report them.
+
+A region is a box or a mask (bool [H, W] over the frame's pixels); ``region_area``,
+``region_intersection`` and ``region_iou`` measure either against either.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ BOX_CONVENTIONS = ("pixel", "continuous")
 SEGMENT_CONVENTIONS = ("continuous", "frames")
 
 Box = Sequence[float]
+#: a box, or a mask: bool [H, W] over the frame's pixels
+Region = Box | np.ndarray
 
 
 def check_choice(value: object, allowed: tuple[str, ...], name: str) -> str:
@@ -95,6 +100,45 @@ def box_iou(box_a: Box, box_b: Box, convention: str = "pixel") -> float:
     return intersection / union if union > 0 else 0.0
 
 
+def region_area(region: Region, convention: str = "pixel") -> float:
+    """Area of a box (:func:`box_area`) or a mask (its pixel count)."""
+    if isinstance(region, np.ndarray) and region.ndim == 2:
+        return float(np.count_nonzero(region))
+    return box_area(region, convention)
+
+
+def region_intersection(region_a: Region, region_b: Region, convention: str = "pixel") -> float:
+    """Area of the intersection of two regions, each a box or a mask of the same frame.
+
+    A mask's pixel (row i, column k) covers [k, k + 1) × [i, i + 1); a box covers
+    [x1, x2 + 1) × [y1, y2 + 1) under "pixel" and [x1, x2] × [y1, y2] under "continuous", so a
+    mask meets a box in the sum, over the mask's pixels, of the part of each pixel the box
+    covers (whole pixels for integer corners). Masks of different shapes are an error.
+    """
+    a_is_mask = isinstance(region_a, np.ndarray) and region_a.ndim == 2
+    b_is_mask = isinstance(region_b, np.ndarray) and region_b.ndim == 2
+    if a_is_mask and b_is_mask:
+        if region_a.shape != region_b.shape:
+            raise ValueError(f"masks of different frames: {region_a.shape} and {region_b.shape}")
+        return float(np.count_nonzero(region_a & region_b))
+    if not a_is_mask and not b_is_mask:
+        return box_intersection(region_a, region_b, convention)
+    mask, box = (region_a, region_b) if a_is_mask else (region_b, region_a)
+    check_choice(convention, BOX_CONVENTIONS, "convention")
+    x1, y1, x2, y2 = as_box(box)
+    extra = 1.0 if convention == "pixel" else 0.0
+    rows = _pixel_coverage(y1, y2 + extra, mask.shape[0])
+    columns = _pixel_coverage(x1, x2 + extra, mask.shape[1])
+    return float(rows @ mask.astype(np.float64) @ columns)
+
+
+def region_iou(region_a: Region, region_b: Region, convention: str = "pixel") -> float:
+    """Intersection over union of two regions (boxes or masks); 0 when the union is empty."""
+    intersection = region_intersection(region_a, region_b, convention)
+    union = region_area(region_a, convention) + region_area(region_b, convention) - intersection
+    return intersection / union if union > 0 else 0.0
+
+
 def point_in_box(point: Sequence[float], box: Box, tolerance: float = 0.0) -> bool:
     """True when x1 - tol <= x <= x2 + tol and y1 - tol <= y <= y2 + tol (inclusive edges).
 
@@ -153,6 +197,12 @@ def segment_iou(
     intersection = max(0.0, min(a[1], b[1]) - max(a[0], b[0]) + extra)
     union = (a[1] - a[0] + extra) + (b[1] - b[0] + extra) - intersection
     return intersection / union if union > 0 else 0.0
+
+
+def _pixel_coverage(begin: float, end: float, pixels: int) -> np.ndarray:
+    """[pixels] the length of [k, k + 1) ∩ [begin, end) for each pixel k."""
+    edges = np.arange(pixels, dtype=np.float64)
+    return np.clip(np.minimum(edges + 1.0, end) - np.maximum(edges, begin), 0.0, 1.0)
 
 
 def _finite_array(value: object, name: str) -> np.ndarray:

@@ -28,9 +28,11 @@ Definitions and defaults:
   a frame without a predicted box is a miss. **Spatial AP** per class ranks the frames that
   have a predicted box by their score; the positives are all ground-truth frames of the class;
   all-point interpolation by default.
-- **predicted tubes**: each non-background segment with its label and score; its boxes are those
-  of the frames the prediction gives for the whole seconds ceil(start) … floor(end) whose label
-  equals the segment's and that have a box.
+- **predicted tubes**: each non-background segment with its label and score; its regions are
+  those of the frames the prediction gives for the whole seconds ceil(start) … floor(end) whose
+  label equals the segment's: their masks (read from the heatmaps file's cells by a
+  :class:`MaskRule`, in the prediction's frame) or, as an option, their boxes (frames without a
+  box are left out).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ import numpy as np
 
 from stg_cli.metrics.annotations import BACKGROUND, FrameBox, Segment
 from stg_cli.metrics.ap import INTERPOLATIONS, average_precision
-from stg_cli.metrics.geometry import BOX_CONVENTIONS, box_iou, check_choice, point_in_box
+from stg_cli.metrics.geometry import BOX_CONVENTIONS, Region, box_iou, check_choice, point_in_box
+from stg_cli.metrics.heatmaps import normalize_cells, threshold_masks
 from stg_cli.metrics.predictions import VideoPrediction
 from stg_cli.metrics.tubes import TubeDetection
 
@@ -223,23 +226,52 @@ def spatial_ap(records: Sequence[SpatialRecord], interpolation: str = "all_point
     return ap
 
 
-def predicted_tubes(prediction: VideoPrediction | None) -> list[TubeDetection]:
-    """The prediction's non-background segments as tubes (see the module docstring)."""
+@dataclass(frozen=True)
+class MaskRule:
+    """How a frame's mask is read from its cells: the cells made a probability over the frame
+    (:func:`stg_cli.metrics.heatmaps.normalize_cells`), divided by ``frames_per_unit`` (1: a
+    probability per frame, stg's scale; 16: the mass of a 16-frame clip whose frames share it
+    equally, the authors' scale), upsampled to the frame and kept where ≥ ``threshold``."""
+
+    threshold: float
+    frames_per_unit: int = 1
+
+    def mask(self, cells: np.ndarray, width: int, height: int) -> np.ndarray:
+        """[gh, gw] cells → bool [height, width]."""
+        probabilities = normalize_cells(np.asarray(cells)[None]) / self.frames_per_unit
+        return threshold_masks(probabilities, width, height, self.threshold)[0]
+
+
+def predicted_tubes(prediction: VideoPrediction | None, masks: MaskRule | None = None) -> list[TubeDetection]:
+    """The prediction's non-background segments as tubes (see the module docstring): the
+    frames' boxes, or with ``masks`` their masks in the prediction's frame (frames without a
+    heatmaps row have none). Raises UserError when ``masks`` is given and the heatmaps file is
+    missing or bad (a prediction without a heatmaps file has no masks: check ``heatmaps``)."""
     if prediction is None:
         return []
+    cells = prediction.cells() if masks is not None else None
+    cache: dict[int, np.ndarray] = {}
     tubes = []
     for segment in prediction.segments:
         if segment.label == BACKGROUND:
             continue
         seconds = np.arange(math.ceil(segment.start), math.floor(segment.end) + 1)
-        boxes = {}
-        for second, index in zip(seconds, prediction.frame_indices(seconds)):
+        indices = prediction.frame_indices(seconds)
+        rows = cells.rows(prediction.times[indices]) if cells is not None else indices
+        regions: dict[int, Region] = {}
+        for second, index, row in zip(seconds, indices, rows):
             if index < 0 or prediction.labels[index] != segment.label:
+                continue
+            if cells is not None:
+                if row >= 0:
+                    if row not in cache:
+                        cache[row] = masks.mask(cells.cells[row], prediction.width, prediction.height)
+                    regions[int(second)] = cache[row]
                 continue
             box = prediction.boxes[index]
             if not np.isnan(box[0]):
-                boxes[int(second)] = tuple(float(v) for v in box)
-        tubes.append(TubeDetection(prediction.video, segment.label, boxes, segment.score))
+                regions[int(second)] = tuple(float(v) for v in box)
+        tubes.append(TubeDetection(prediction.video, segment.label, regions, segment.score))
     return tubes
 
 

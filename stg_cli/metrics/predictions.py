@@ -19,8 +19,9 @@ the prediction's own ``width`` × ``height`` frame; times are seconds.
   combined ``{video_id: prediction}`` mapping.
 
 The heatmaps file (``times`` [F], ``cells`` [F, gh, gw], ``similarity`` [F, Q], ``queries``
-[Q]) is resolved relative to the JSON that names it and read only when asked for
-(``VideoPrediction.similarity``): only the MiningYouTube alignment needs it.
+[Q]) is resolved relative to the JSON that names it and read only when asked for:
+``VideoPrediction.similarity`` for the MiningYouTube alignment, ``VideoPrediction.cells`` for
+the masks of video mAP.
 
 Conventions (parameters with these defaults):
 
@@ -50,6 +51,9 @@ from stg_cli.metrics.annotations import BACKGROUND
 from stg_cli.metrics.geometry import BOX_CONVENTIONS, check_choice
 
 COMBINED_NAME = "predictions.json"
+# a frame of the JSON and a row of its heatmaps file are the same frame within this (seconds;
+# the file keeps times in float32)
+FRAME_TIME_MATCH = 0.01
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,20 @@ class Similarity:
     times: np.ndarray
     matrix: np.ndarray
     queries: list[str]
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The per-frame cell probabilities of a heatmaps file: ``times`` [F], ``cells`` [F, gh, gw]
+    (of each frame's predicted label)."""
+
+    times: np.ndarray
+    cells: np.ndarray
+
+    def rows(self, times: np.ndarray) -> np.ndarray:
+        """The row of each of ``times`` [S] (the frame at that time, within 10 ms), -1 where
+        there is none."""
+        return nearest_frames(self.times, times, FRAME_TIME_MATCH)
 
 
 @dataclass(frozen=True)
@@ -105,15 +123,7 @@ class VideoPrediction:
 
         The nearest frame in time, if within ``max(0.5, 0.5 / fps)`` s; ties take the earlier.
         """
-        seconds = np.asarray(seconds, dtype=np.float64)
-        if self.times.size == 0:
-            return np.full(seconds.shape, -1, dtype=np.int64)
-        after = np.clip(np.searchsorted(self.times, seconds, side="left"), 0, self.times.size - 1)
-        before = np.clip(after - 1, 0, self.times.size - 1)
-        use_before = np.abs(seconds - self.times[before]) <= np.abs(self.times[after] - seconds)
-        nearest = np.where(use_before, before, after)
-        hold = max(0.5, 0.5 / self.fps)
-        return np.where(np.abs(self.times[nearest] - seconds) <= hold, nearest, -1).astype(np.int64)
+        return nearest_frames(self.times, seconds, max(0.5, 0.5 / self.fps))
 
     def foreground_seconds(self) -> dict[int, int]:
         """Whole seconds whose frame (as ``frame_indices`` picks it) is not background → index."""
@@ -139,25 +149,28 @@ class VideoPrediction:
         boxes = (self.boxes + far_edge) * np.tile(scale, 2) - far_edge
         return replace(self, width=int(size[0]), height=int(size[1]), points=points, boxes=boxes)
 
+    def cells(self) -> Cells:
+        """Reads ``times`` [F] and ``cells`` [F, gh, gw] from the heatmaps file.
+
+        Raises:
+            UserError: when there is no heatmaps file or it lacks these arrays.
+        """
+        times, cells = self._arrays("the cells are needed", "cells")
+        if cells.ndim != 3 or cells.shape[0] != times.size or 0 in cells.shape[1:]:
+            raise UserError(
+                f"{self.heatmaps}: cells must be [F, gh, gw] with F = {times.size}, got {list(cells.shape)}"
+            )
+        order = np.argsort(times, kind="stable")
+        return Cells(times[order], cells[order])
+
     def similarity(self) -> Similarity:
         """Reads ``times`` [F], ``similarity`` [F, Q] and ``queries`` [Q] from the heatmaps file.
 
         Raises:
             UserError: when there is no heatmaps file or it lacks these arrays.
         """
-        if self.heatmaps is None:
-            raise UserError(f"{self.source}: {self.video}: heatmaps is null; the similarity is needed")
-        if not self.heatmaps.is_file():
-            raise UserError(f"{self.source}: {self.video}: heatmaps file not found: {self.heatmaps}")
-        try:
-            with np.load(self.heatmaps, allow_pickle=False) as archive:
-                times = np.asarray(archive["times"], dtype=np.float64)
-                matrix = np.asarray(archive["similarity"], dtype=np.float64)
-                queries = [str(query) for query in archive["queries"]]
-        except KeyError as error:
-            raise UserError(f"{self.heatmaps}: missing array {error}") from None
-        except (OSError, ValueError) as error:
-            raise UserError(f"{self.heatmaps}: not a readable npz file ({error})") from None
+        times, matrix, queries = self._arrays("the similarity is needed", "similarity", "queries")
+        queries = [str(query) for query in queries]
         if matrix.ndim != 2 or matrix.shape != (times.size, len(queries)):
             raise UserError(
                 f"{self.heatmaps}: similarity must be [F, Q] = [{times.size}, {len(queries)}], "
@@ -167,6 +180,38 @@ class VideoPrediction:
             raise UserError(f"{self.heatmaps}: similarity and times must be finite")
         order = np.argsort(times, kind="stable")
         return Similarity(times[order], matrix[order], queries)
+
+    def _arrays(self, why: str, *names: str) -> list[np.ndarray]:
+        """``times`` (float64) and the named arrays (float64 unless strings) of the heatmaps
+        file; ``why`` says in the error what needs them."""
+        if self.heatmaps is None:
+            raise UserError(f"{self.source}: {self.video}: heatmaps is null; {why}")
+        if not self.heatmaps.is_file():
+            raise UserError(f"{self.source}: {self.video}: heatmaps file not found: {self.heatmaps}")
+        try:
+            with np.load(self.heatmaps, allow_pickle=False) as archive:
+                arrays = [np.asarray(archive[name]) for name in ("times", *names)]
+        except KeyError as error:
+            raise UserError(f"{self.heatmaps}: missing array {error}") from None
+        except (OSError, ValueError, EOFError) as error:
+            raise UserError(f"{self.heatmaps}: not a readable npz file ({error})") from None
+        try:
+            return [array if array.dtype.kind == "U" else array.astype(np.float64) for array in arrays]
+        except (TypeError, ValueError):
+            raise UserError(f"{self.heatmaps}: {', '.join(names)} must be numbers") from None
+
+
+def nearest_frames(frame_times: np.ndarray, times: np.ndarray, within: float) -> np.ndarray:
+    """For each of ``times`` [S], the index of the nearest of the sorted ``frame_times`` [F]
+    (ties: the earlier) if at most ``within`` seconds away, else -1 → int64 [S]."""
+    times = np.asarray(times, dtype=np.float64)
+    if frame_times.size == 0:
+        return np.full(times.shape, -1, dtype=np.int64)
+    after = np.clip(np.searchsorted(frame_times, times, side="left"), 0, frame_times.size - 1)
+    before = np.clip(after - 1, 0, frame_times.size - 1)
+    use_before = np.abs(times - frame_times[before]) <= np.abs(frame_times[after] - times)
+    nearest = np.where(use_before, before, after)
+    return np.where(np.abs(frame_times[nearest] - times) <= within, nearest, -1).astype(np.int64)
 
 
 def load_predictions(path: Path | str) -> dict[str, VideoPrediction]:

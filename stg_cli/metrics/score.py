@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stg_cli.defaults import DATASETS
+from stg_cli.defaults import DATASETS, DEFAULT_MASK_THRESHOLD
 from stg_cli.errors import UserError
 from stg_cli.metrics import grounding
 from stg_cli.metrics.alignment import (
@@ -74,7 +74,7 @@ from stg_cli.metrics.annotations import (
 )
 from stg_cli.metrics.ap import INTERPOLATIONS, average_precision, match_best_unmatched
 from stg_cli.metrics.geometry import BOX_CONVENTIONS, check_choice, is_degenerate
-from stg_cli.metrics.grounding import Rate, SpatialRecord
+from stg_cli.metrics.grounding import MaskRule, Rate, SpatialRecord
 from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction
 from stg_cli.metrics.tubes import (
     DEFAULT_THRESHOLDS,
@@ -97,6 +97,7 @@ DEFECT_RULE = (
 )
 
 ProgressCallback = Callable[[int, int], None]
+TUBE_REGIONS = ("masks", "boxes")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,11 @@ class ScoreOptions:
         thresholds: tube-IoU thresholds of video mAP (0.1 … 0.5).
         box_convention: ``"pixel"`` (inclusive corners) or ``"continuous"``.
         tube_method: ``"volume"`` or ``"temporal_x_spatial"`` (see ``tubes.tube_iou``).
+        tube_regions: a predicted tube's region per frame, ``"masks"`` (the heatmap's mask at
+            ``mask_threshold``, read from the heatmaps file; a prediction without one uses its
+            boxes, and a note says so) or ``"boxes"``.
+        mask_threshold: the mask threshold on the per-frame cell-probability scale (0.01, as
+            ``stg ground`` draws its boxes).
         interpolation: spatial AP, ``"all_point"`` or ``"trapezoid"`` (video mAP is all-point).
         tau: background score of the MiningYouTube alignment (0.5).
         frame_ranges: MiningYouTube frame ownership, ``"half_open"`` or ``"inclusive"``.
@@ -121,6 +127,8 @@ class ScoreOptions:
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     box_convention: str = "pixel"
     tube_method: str = "volume"
+    tube_regions: str = "masks"
+    mask_threshold: float = DEFAULT_MASK_THRESHOLD
     interpolation: str = "all_point"
     tau: float = DEFAULT_TAU
     frame_ranges: str = "half_open"
@@ -129,15 +137,18 @@ class ScoreOptions:
     def __post_init__(self) -> None:
         check_choice(self.box_convention, BOX_CONVENTIONS, "box_convention")
         check_choice(self.tube_method, TUBE_IOU_METHODS, "tube_method")
+        check_choice(self.tube_regions, TUBE_REGIONS, "tube_regions")
         check_choice(self.interpolation, INTERPOLATIONS, "interpolation")
         check_choice(self.frame_ranges, FRAME_RANGES, "frame_ranges")
-        for name in ("tolerance", "iou_threshold", "tau"):
+        for name in ("tolerance", "iou_threshold", "tau", "mask_threshold"):
             value = getattr(self, name)
             is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not is_number or not np.isfinite(value):
                 raise UserError(f"{name} must be a finite number, got {value!r}")
         if self.tolerance < 0:
             raise UserError(f"tolerance must be >= 0, got {self.tolerance}")
+        if not 0 <= self.mask_threshold <= 1:
+            raise UserError(f"mask_threshold must be in [0, 1], got {self.mask_threshold}")
         if not 0 <= self.iou_threshold <= 1:
             raise UserError(f"iou_threshold must be in [0, 1], got {self.iou_threshold}")
         if not self.thresholds or not all(0 <= t <= 1 for t in self.thresholds):
@@ -315,10 +326,11 @@ def _score_spatial(
     records: list[SpatialRecord] = []
     iou_point_values: list[float] = []
     gt_tubes: list[LabeledTube] = []
-    detections: list[TubeDetection] = []
+    detections: list[ScoredDetection] = []
     per_video: list[dict] = []
     degenerate_frames = degenerate_tubes = outside_segments = rescaled = 0
-    unsized = set()
+    unsized, without_heatmaps = set(), set()
+    mask_rule = MaskRule(settings.mask_threshold) if settings.tube_regions == "masks" else None
     for done, video in enumerate(videos):
         frames = ground_truth.boxes.get(video, [])
         segments = ground_truth.segments.get(video, [])
@@ -361,12 +373,19 @@ def _score_spatial(
                 iou_point_values.append(video_iou_point.percent)
             row["iou_point"] = video_iou_point.percent
             tube_frames = {frame.second: (frame.box, frame.label) for frame in frames}
+            video_tubes = []
             for tube in ground_truth_tubes(video, tube_frames):
                 if all(is_degenerate(box) for box in tube.boxes.values()):
                     degenerate_tubes += 1
                 else:
-                    gt_tubes.append(tube)
-            detections += grounding.predicted_tubes(prediction)
+                    video_tubes.append(tube)
+            gt_tubes += video_tubes
+            rule = mask_rule
+            if prediction is not None and prediction.heatmaps is None and rule is not None:
+                without_heatmaps.add(video)
+                rule = None
+            predicted = grounding.predicted_tubes(prediction, rule)
+            detections += detection_overlaps(video_tubes, predicted, settings)
         row["pointing_game"] = video_pointing.percent
         row["pointing_game_tolerant"] = video_tolerant.percent
         row["spatial_accuracy"] = grounding.spatial_accuracy(video_records).percent
@@ -400,6 +419,11 @@ def _score_spatial(
     counts["degenerate_frames"] = degenerate_frames
     counts["frames_outside_segments"] = outside_segments
     counts["rescaled_videos"] = rescaled
+    if without_heatmaps:
+        notes.append(
+            f"{len(without_heatmaps)} predicted video(s) have no heatmaps file: their tubes are "
+            "their boxes, not masks"
+        )
     if unsized:
         notes.append(
             f"annotation frame size unknown for {len(unsized)} predicted video(s): coordinates used as given"
@@ -407,18 +431,49 @@ def _score_spatial(
     return _Scored(metrics, counts, per_class, per_video, notes)
 
 
+@dataclass(frozen=True)
+class ScoredDetection:
+    """A predicted tube reduced to what video mAP needs: its tube IoU with each ground-truth
+    tube of its class in its video (``overlaps``, in the order those tubes have in the
+    ground truth), so that its masks need not be kept."""
+
+    video: str
+    label: str
+    score: float
+    overlaps: np.ndarray
+
+
+def detection_overlaps(
+    video_tubes: Sequence[LabeledTube], detections: Sequence[TubeDetection], settings: ScoreOptions
+) -> list[ScoredDetection]:
+    """Each detection of one video with its tube IoU against that video's ground-truth tubes of
+    its class (``video_tubes``: the video's tubes, in order)."""
+    scored = []
+    for detection in detections:
+        candidates = [tube for tube in video_tubes if tube.label == detection.label]
+        overlaps = np.array(
+            [
+                tube_iou(detection.regions, tube.boxes, settings.box_convention, settings.tube_method)
+                for tube in candidates
+            ]
+        )
+        scored.append(ScoredDetection(detection.video, detection.label, detection.score, overlaps))
+    return scored
+
+
 def _video_map(
-    gt_tubes: list[LabeledTube], detections: list[TubeDetection], settings: ScoreOptions
+    gt_tubes: list[LabeledTube], detections: list[ScoredDetection], settings: ScoreOptions
 ) -> tuple[dict[float, float], dict[str, float]]:
     """Video mAP per threshold and each class's AP averaged over thresholds (percent).
 
     The same as ``tubes.video_map`` (and tested against it), but each tube IoU is computed
-    once and reused for every threshold, and each class only looks at its own tubes.
+    once, per video as its tubes are built (:func:`detection_overlaps`), and reused for every
+    threshold.
     """
     tubes_by_class: dict[str, list[LabeledTube]] = {}
     for tube in gt_tubes:
         tubes_by_class.setdefault(tube.label, []).append(tube)
-    detections_by_class: dict[str, list[TubeDetection]] = {}
+    detections_by_class: dict[str, list[ScoredDetection]] = {}
     for detection in detections:
         if detection.label in tubes_by_class:
             detections_by_class.setdefault(detection.label, []).append(detection)
@@ -426,26 +481,14 @@ def _video_map(
     ap_at: dict[float, list[float]] = {threshold: [] for threshold in thresholds}
     per_class = {}
     for label in sorted(tubes_by_class):
-        by_video: dict[str, list[LabeledTube]] = {}
+        tubes_per_video: dict[str, int] = {}
         for tube in tubes_by_class[label]:
-            by_video.setdefault(tube.video, []).append(tube)
+            tubes_per_video[tube.video] = tubes_per_video.get(tube.video, 0) + 1
         ranked = sorted(detections_by_class.get(label, []), key=lambda d: -d.score)
-        overlaps = [
-            np.array(
-                [
-                    tube_iou(d.boxes, tube.boxes, settings.box_convention, settings.tube_method)
-                    for tube in by_video.get(d.video, [])
-                ]
-            )
-            for d in ranked
-        ]
         class_ap = []
         for threshold in thresholds:
-            matched = {video: np.zeros(len(tubes), dtype=bool) for video, tubes in by_video.items()}
-            hits = [
-                match_best_unmatched(overlap, matched.get(d.video), threshold)
-                for d, overlap in zip(ranked, overlaps)
-            ]
+            matched = {video: np.zeros(count, dtype=bool) for video, count in tubes_per_video.items()}
+            hits = [match_best_unmatched(d.overlaps, matched.get(d.video), threshold) for d in ranked]
             ap = average_precision([d.score for d in ranked], hits, len(tubes_by_class[label]))
             ap_at[threshold].append(ap)
             class_ap.append(ap)

@@ -1,15 +1,16 @@
 """Spatio-temporal tubes and video mAP@θ.
 
-A tube maps an integer second (a 1 fps frame) to a box ``[x1, y1, x2, y2]``; its temporal extent
-is its set of seconds, each an inclusive frame. Boxes use the "pixel" convention unless told
-otherwise (see ``stg_cli.metrics.geometry``).
+A tube maps an integer second (a 1 fps frame) to a region: a box ``[x1, y1, x2, y2]`` or a mask
+(bool [H, W] of the annotation frame; a predicted tube's regions are masks by default, see
+``stg_cli.metrics.score``); its temporal extent is its set of seconds, each an inclusive frame.
+Boxes use the "pixel" convention unless told otherwise (see ``stg_cli.metrics.geometry``).
 
 Tube IoU methods:
 
 - ``"volume"`` (default, the project's definition): Σ_t |M_t ∩ B_t| / Σ_t |M_t ∪ B_t| over the union
-  of both extents; a second present in only one tube adds that box's full area to the union;
-- ``"temporal_x_spatial"``: temporal IoU of the extents times the mean box IoU over the shared
-  seconds (the UCF101-24 / ACT ``iou3dt``).
+  of both extents; a second present in only one tube adds that region's full area to the union;
+- ``"temporal_x_spatial"``: temporal IoU of the extents times the mean region IoU over the
+  shared seconds (the UCF101-24 / ACT ``iou3dt``).
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ from stg_cli.metrics.ap import average_precision, match_best_unmatched
 from stg_cli.metrics.geometry import (
     BOX_CONVENTIONS,
     Box,
-    box_area,
-    box_intersection,
-    box_iou,
+    Region,
     check_choice,
     check_unit_interval,
+    region_area,
+    region_intersection,
+    region_iou,
 )
 
 TUBE_IOU_METHODS = ("volume", "temporal_x_spatial")
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
-Tube = Mapping[int, Box]
+Tube = Mapping[int, Region]
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,12 @@ class LabeledTube:
 
 @dataclass(frozen=True)
 class TubeDetection:
-    """A predicted tube of one step in one video, ranked by ``score``."""
+    """A predicted tube of one step in one video, ranked by ``score``: its region (box or mask)
+    per second."""
 
     video: str
     label: str
-    boxes: Tube
+    regions: Tube
     score: float
 
 
@@ -86,12 +89,12 @@ def tube_iou(tube_a: Tube, tube_b: Tube, convention: str = "pixel", method: str 
         extent = len(seconds_a | seconds_b)
         if not shared:
             return 0.0
-        spatial = np.mean([box_iou(tube_a[t], tube_b[t], convention) for t in shared])
+        spatial = np.mean([region_iou(tube_a[t], tube_b[t], convention) for t in shared])
         return float(len(shared) / extent * spatial)
-    intersection = sum(box_intersection(tube_a[t], tube_b[t], convention) for t in shared)
+    intersection = sum(region_intersection(tube_a[t], tube_b[t], convention) for t in shared)
     union = (
-        sum(box_area(box, convention) for box in tube_a.values())
-        + sum(box_area(box, convention) for box in tube_b.values())
+        sum(region_area(region, convention) for region in tube_a.values())
+        + sum(region_area(region, convention) for region in tube_b.values())
         - intersection
     )
     return intersection / union if union > 0 else 0.0
@@ -150,7 +153,7 @@ def video_ap(
         for detection in ranked:
             candidates = class_tubes.get(detection.video, [])
             overlaps = np.array(
-                [tube_iou(detection.boxes, tube.boxes, convention, method) for tube in candidates]
+                [tube_iou(detection.regions, tube.boxes, convention, method) for tube in candidates]
             )
             hits.append(match_best_unmatched(overlaps, matched.get(detection.video), threshold))
         num_positives = sum(len(tubes) for tubes in class_tubes.values())

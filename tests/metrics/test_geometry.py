@@ -118,3 +118,23 @@ def test_malformed_inputs():
         point_in_box([0, 0, 0], [0, 0, 1, 1])
     with pytest.raises(ValueError, match="to_size"):
         rescale_box([0, 0, 1, 1], (640, 480), (0, 480))
+
+
+def test_mask_regions_measure_as_their_pixels():
+    from stg_cli.metrics.geometry import region_area, region_intersection, region_iou
+
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[0:10, 0:10] = True  # the pixels of the box [0, 0, 9, 9]
+    assert region_area(mask) == 100 == box_area((0, 0, 9, 9))
+    # golden: [0,0,9,9] vs [5,5,14,14] is 25/175 pixel-inclusive, 16/146 continuous
+    assert region_iou(mask, (5, 5, 14, 14)) == pytest.approx(25 / 175)
+    assert region_iou((5, 5, 14, 14), mask) == pytest.approx(25 / 175)
+    # a mask's pixel k covers [k, k + 1): the mask is [0, 10) × [0, 10) on the plane
+    assert region_intersection(mask, (5, 5, 14, 14), "continuous") == pytest.approx(25.0)
+    assert region_intersection(mask, (5, 5, 9.5, 9.5), "continuous") == pytest.approx(4.5 * 4.5)
+    other = np.zeros((20, 20), dtype=bool)
+    other[5:15, 5:15] = True
+    assert region_iou(mask, other) == pytest.approx(25 / 175)
+    assert region_intersection(mask, (4.5, 4.5, 5.5, 5.5)) == pytest.approx(1.5 * 1.5)
+    with pytest.raises(ValueError, match="different frames"):
+        region_intersection(mask, np.zeros((10, 10), dtype=bool))

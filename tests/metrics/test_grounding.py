@@ -123,7 +123,7 @@ def test_predicted_tubes_take_matching_frames_with_boxes():
     ]
     (tube,) = predicted_tubes(prediction_with(frames, segments))
     assert (tube.label, tube.score) == ("cut", 0.7)
-    assert tube.boxes == {1: (0, 0, 9, 9), 4: (1, 1, 9, 9)}
+    assert tube.regions == {1: (0, 0, 9, 9), 4: (1, 1, 9, 9)}
     assert predicted_tubes(None) == []
 
 

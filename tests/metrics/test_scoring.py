@@ -15,7 +15,7 @@ from stg_cli.metrics.alignment import ground_truth_frame_labels
 from stg_cli.metrics.annotations import FrameBox, GroundTruth, Segment, find_defects
 from stg_cli.metrics.baselines import baseline_predictions, prediction_to_dict, save_predictions
 from stg_cli.metrics.predictions import load_predictions, parse_prediction
-from stg_cli.metrics.score import ScoreOptions, _video_map, load_ground_truth, score
+from stg_cli.metrics.score import ScoreOptions, _video_map, detection_overlaps, load_ground_truth, score
 from stg_cli.metrics.tubes import LabeledTube, TubeDetection, video_map
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -510,9 +510,78 @@ def test_cached_video_map_equals_tubes_video_map(seed, method):
         for _ in range(int(generator.integers(0, 8)))
     ]
     options = ScoreOptions(tube_method=method)
-    cached, per_class = _video_map(truth, detections, options)
+    scored = [
+        detection_overlaps([tube for tube in truth if tube.video == detection.video], [detection], options)[0]
+        for detection in detections
+    ]
+    cached, per_class = _video_map(truth, scored, options)
     reference = video_map(truth, detections, options.thresholds, method=method)
     assert cached == pytest.approx({t: 100 * v for t, v in reference.map_at.items()})
     for label in per_class:
         expected = np.mean([reference.ap_per_class[t][label] for t in options.thresholds])
         assert per_class[label] == pytest.approx(100 * expected)
+
+
+def write_mask_prediction(folder: Path, cells: np.ndarray, box: list[float]) -> Path:
+    """Video "v", 7 × 7 pixels = a 7 × 7 grid (so a mask is its cells), "cut" at seconds 1-2
+    with ``cells`` [7, 7] and ``box`` at both."""
+    times = np.array([0.0, 1.0, 2.0, 3.0], dtype=np.float32)
+    all_cells = np.zeros((4, 7, 7), dtype=np.float32)
+    all_cells[1:3] = cells
+    np.savez(folder / "v.heatmaps.npz", times=times, cells=all_cells)
+    frames = [{"t": 0, "label": "background", "score": 0.1, "point": None, "box": None}]
+    frames += [{"t": t, "label": "cut", "score": 0.9, "point": [0, 0], "box": box} for t in (1, 2)]
+    frames += [{"t": 3, "label": "background", "score": 0.1, "point": None, "box": None}]
+    value = {
+        "video": "v",
+        "width": 7,
+        "height": 7,
+        "segments": [{"label": "cut", "start": 1, "end": 2, "score": 0.9}],
+        "frames": frames,
+        "heatmaps": "v.heatmaps.npz",
+    }
+    (folder / "v.json").write_text(json.dumps(value))
+    return folder / "v.json"
+
+
+def mask_ground_truth():
+    boxes = {"v": [FrameBox(1, (0, 0, 1, 1), "cut"), FrameBox(2, (0, 0, 1, 1), "cut")]}
+    return ground_truth(boxes, {"v": [Segment("v", 1, 2, "cut", 0)]}, {"v": (7, 7)})
+
+
+def test_video_map_scores_masks_by_default_and_boxes_as_an_option(tmp_path):
+    cells = np.zeros((7, 7))
+    cells[:2, :2] = 0.25  # the mask is exactly the ground-truth box [0, 0, 1, 1]
+    predictions = load_predictions(write_mask_prediction(tmp_path, cells, [0, 0, 2, 2]))
+    masks = score(predictions, mask_ground_truth(), "groundingyoutube")
+    assert masks.metrics["map@0.5"] == pytest.approx(100.0)
+    assert masks.options["tube_regions"] == "masks" and not masks.notes
+    boxes = score(predictions, mask_ground_truth(), "groundingyoutube", tube_regions="boxes")
+    # the box [0, 0, 2, 2] covers 9 pixels: tube IoU 2·4 / 2·9 = 0.44
+    assert boxes.metrics["map@0.4"] == pytest.approx(100.0) and boxes.metrics["map@0.5"] == 0.0
+
+
+def test_mask_tube_iou_counts_pixels(tmp_path):
+    cells = np.zeros((7, 7))
+    cells[0, :3] = cells[1, 0] = 0.25  # 4 pixels, 3 of them in the box: IoU 3 / (4 + 4 − 3)
+    predictions = load_predictions(write_mask_prediction(tmp_path, cells, [0, 0, 1, 1]))
+    truth = mask_ground_truth()
+    thresholds = (0.6, 0.61)
+    report = score(predictions, truth, "groundingyoutube", thresholds=thresholds, mask_threshold=0.2)
+    assert [report.metrics["map@0.6"], report.metrics["map@0.61"]] == [100.0, 0.0]
+    # a higher threshold keeps no pixel: a tube of empty masks overlaps nothing
+    empty = score(predictions, truth, "groundingyoutube", mask_threshold=0.3)
+    assert empty.metrics["map@0.1"] == 0.0
+
+
+def test_masks_need_the_heatmaps_file_a_prediction_names(tmp_path):
+    path = write_mask_prediction(tmp_path, np.full((7, 7), 1 / 49), [0, 0, 1, 1])
+    (tmp_path / "v.heatmaps.npz").unlink()
+    with pytest.raises(UserError, match="heatmaps file not found"):
+        score(load_predictions(path), mask_ground_truth(), "groundingyoutube")
+    value = json.loads(path.read_text())
+    value["heatmaps"] = None
+    path.write_text(json.dumps(value))
+    report = score(load_predictions(path), mask_ground_truth(), "groundingyoutube")
+    assert report.metrics["map@0.5"] == pytest.approx(100.0)
+    assert any("their tubes are their boxes" in note for note in report.notes)

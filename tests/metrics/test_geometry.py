@@ -135,6 +135,6 @@ def test_mask_regions_measure_as_their_pixels():
     other = np.zeros((20, 20), dtype=bool)
     other[5:15, 5:15] = True
     assert region_iou(mask, other) == pytest.approx(25 / 175)
-    assert region_intersection(mask, (4.5, 4.5, 5.5, 5.5)) == pytest.approx(1.5 * 1.5)
+    assert region_intersection(mask, (8.5, 8.5, 9.5, 9.5)) == pytest.approx(1.5 * 1.5)  # half of pixel 8
     with pytest.raises(ValueError, match="different frames"):
         region_intersection(mask, np.zeros((10, 10), dtype=bool))

@@ -47,7 +47,8 @@ a one-frame video has no change (the first cell).
 :func:`score_priors` builds and scores every prior in :data:`PRIORS` in one call.
 
 For the MiningYouTube temporal IoU/IoD, :func:`uniform_temporal` scores the ``uniform`` prior:
-each video's transcript (its steps by start time, as the alignment gets them) split evenly over
+each video's transcript (its steps that own a frame, by start time, as the alignment gets them;
+:func:`stg_cli.metrics.alignment.transcript`) split evenly over
 its frames, frame i of F taking step ⌊i·K/F⌋ of K: what knowing the steps and their order, but
 not when they happen, scores.
 
@@ -66,7 +67,7 @@ import numpy as np
 
 from stg_cli import files
 from stg_cli.errors import UserError
-from stg_cli.metrics.alignment import ground_truth_frame_labels, temporal_counts
+from stg_cli.metrics.alignment import ground_truth_frame_labels, temporal_counts, transcript
 from stg_cli.metrics.annotations import BACKGROUND, FrameBox, GroundTruth
 from stg_cli.metrics.geometry import is_degenerate
 from stg_cli.metrics.grounding import ground_truth_foreground
@@ -391,7 +392,7 @@ def save_predictions(predictions: Mapping[str, VideoPrediction], path: Path | st
 
 
 def uniform_temporal(
-    ground_truth: GroundTruth, frame_times: Mapping[str, np.ndarray], frame_ranges: str = "half_open"
+    ground_truth: GroundTruth, frame_times: Mapping[str, np.ndarray], frame_ranges: str = "inclusive"
 ) -> dict[str, float]:
     """Temporal IoU and IoD (percent, mean over videos) of the ``uniform`` prior.
 
@@ -402,8 +403,8 @@ def uniform_temporal(
     """
     ious, iods = [], []
     for video, segments in ground_truth.segments.items():
-        ordered = sorted(segments, key=lambda s: (s.start, s.end, s.id or 0))
         times = np.asarray(frame_times.get(video, ()), dtype=np.float64)
+        ordered, _ = transcript(times, segments, frame_ranges)
         steps = [segment.label for segment in ordered]
         count = times.size
         labels = (
@@ -411,7 +412,7 @@ def uniform_temporal(
             if steps
             else ([BACKGROUND] * count)
         )
-        truth = ground_truth_frame_labels(times, ordered, frame_ranges)
+        truth = ground_truth_frame_labels(times, segments, frame_ranges)
         counts = temporal_counts(truth, labels)
         ious.append(100.0 * counts.iou)
         iods.append(100.0 * counts.iod)

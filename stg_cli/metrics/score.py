@@ -36,7 +36,8 @@ Rules:
   tubes it is a zero-area box, and a ground-truth tube of only degenerate boxes (which no
   prediction can overlap) is left out of video mAP (``counts["degenerate_tubes"]``). Boxes
   reaching outside the frame are used as given.
-  Zero-length segments own no frame under half-open frame ranges.
+  A zero-length MiningYouTube segment owns its one second under the default inclusive frame
+  ranges (none under half-open ones); a step that owns no frame is left out of its transcript.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from stg_cli.metrics.alignment import (
     align_transcript,
     ground_truth_frame_labels,
     temporal_counts,
+    transcript,
 )
 from stg_cli.metrics.annotations import (
     BACKGROUND,
@@ -93,7 +95,8 @@ DEFECT_RULE = (
     "degenerate ground-truth boxes (x1 >= x2 or y1 >= y2) are left out of the pointing game, "
     "IoU+Point and spatial accuracy/AP and are zero-area boxes in tubes (a tube of only "
     "degenerate boxes is left out of video mAP); boxes outside the frame are used as given; "
-    "zero-length segments own no frame under half-open frame ranges"
+    "a MiningYouTube step that owns no frame (zero-length under half-open ranges, or inside an "
+    "earlier-starting segment) is left out of its transcript"
 )
 
 ProgressCallback = Callable[[int, int], None]
@@ -117,7 +120,8 @@ class ScoreOptions:
             ``stg ground`` draws its boxes).
         interpolation: spatial AP, ``"all_point"`` or ``"trapezoid"`` (video mAP is all-point).
         tau: background score of the MiningYouTube alignment (0.5).
-        frame_ranges: MiningYouTube frame ownership, ``"half_open"`` or ``"inclusive"``.
+        frame_ranges: MiningYouTube frame ownership, ``"inclusive"`` (whole integer seconds) or
+            ``"half_open"`` (see ``stg_cli.metrics.alignment``).
         require_label: pointing game and spatial accuracy also require the frame's predicted
             label to equal the ground-truth step (False: localisation only).
     """
@@ -131,7 +135,7 @@ class ScoreOptions:
     mask_threshold: float = DEFAULT_MASK_THRESHOLD
     interpolation: str = "all_point"
     tau: float = DEFAULT_TAU
-    frame_ranges: str = "half_open"
+    frame_ranges: str = "inclusive"
     require_label: bool = False
 
     def __post_init__(self) -> None:
@@ -507,9 +511,9 @@ def _score_mining(
     totals = TemporalCounts(0, 0, 0)
     ious, iods = [], []
     unalignable = []
-    missing_steps = 0
+    missing_steps = steps_without_frames = 0
     for done, video in enumerate(videos):
-        segments = sorted(ground_truth.segments[video], key=lambda s: (s.start, s.end, s.id or 0))
+        segments = ground_truth.segments[video]
         prediction = predictions.get(video)
         if prediction is None:
             frames = np.arange(0, max((s.end for s in segments), default=0) + 1, dtype=np.float64)
@@ -517,7 +521,9 @@ def _score_mining(
             counts = temporal_counts(truth, [BACKGROUND] * len(truth))
         else:
             similarity = prediction.similarity()
-            steps = [segment.label for segment in segments]
+            ordered, dropped = transcript(similarity.times, segments, settings.frame_ranges)
+            steps_without_frames += dropped
+            steps = [segment.label for segment in ordered]
             columns = _step_columns(steps, similarity.queries)
             missing_steps += sum(column is None for column in columns)
             matrix = np.full((similarity.times.size, len(columns)), MISSING_STEP_SCORE)
@@ -558,11 +564,18 @@ def _score_mining(
         "union_frames": totals.union,
         "detected_frames": totals.detected,
         "unalignable_videos": len(unalignable),
+        "steps_without_frames": steps_without_frames,
     }
     if missing_steps:
         notes.append(
             f"{missing_steps} ground-truth step(s) were not among their video's predicted queries "
             f"and scored {MISSING_STEP_SCORE} on every frame"
+        )
+    if steps_without_frames:
+        notes.append(
+            f"{steps_without_frames} ground-truth step(s) own no analysed frame under "
+            f"{settings.frame_ranges} frame ranges (inside an earlier-starting segment, or past the "
+            "last frame) and were left out of their transcript"
         )
     if unalignable:
         notes.append(

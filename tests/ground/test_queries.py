@@ -103,3 +103,42 @@ def test_no_query_at_all_is_a_user_error():
 
     with pytest.raises(UserError, match="--query TEXT"):
         gather_queries(None, ["  "])
+
+
+def test_segment_files_give_each_video_its_annotated_steps(tmp_path):
+    path = tmp_path / "seg.json"
+    path.write_text(
+        '{"a": [{"segment": [30, 31], "id": 1, "sentence": "add_butter"},'
+        ' {"segment": [19, 23], "id": 0, "sentence": "beat_egg"},'
+        ' {"segment": [47, 61], "id": 2, "sentence": "add_butter"}]}'
+    )
+    assert load_queries(path).for_video("a") == ["beat egg", "add butter"]
+    path.write_text('{"a": [{"segment": [1], "sentence": "x"}]}')
+    with pytest.raises(UserError, match="segment 0 must be"):
+        load_queries(path)
+
+
+def test_real_seg_json_pools_cover_every_step():
+    from pathlib import Path
+
+    from stg_cli.metrics.score import load_ground_truth
+    from stg_cli.text.normalize import normalize_text
+
+    path = Path("/work/shared/data/groundingyoutube/seg.json")
+    if not path.exists():
+        pytest.skip("real annotations not present")
+    queries = load_queries(path)
+    truth = load_ground_truth([path], "miningyoutube")
+    missing = sum(
+        normalize_text(segment.label) not in {normalize_text(q) for q in queries.for_video(video)}
+        for video, segments in truth.segments.items()
+        for segment in segments
+    )
+    assert missing == 0
+    pools = load_queries(path.parent / "vid2step.json")
+    missing_from_vid2step = sum(
+        normalize_text(segment.label) not in {normalize_text(q) for q in pools.for_video(video)}
+        for video, segments in truth.segments.items()
+        for segment in segments
+    )
+    assert missing_from_vid2step == 1_835

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stg_cli.metrics.alignment import align_transcript, ground_truth_frame_labels, temporal_counts
+from stg_cli.metrics.alignment import align_transcript, ground_truth_frame_labels, temporal_counts, transcript
 from stg_cli.metrics.annotations import Segment
 
 
@@ -101,7 +101,7 @@ def test_frame_labels_half_open_and_inclusive():
     segments = [Segment("v", 1, 3, "a", 0), Segment("v", 3, 3, "z", 1), Segment("v", 5, 6, "b", 2)]
     times = np.arange(8)
     # Half-open: a owns 1, 2; the zero-length z owns nothing; b owns 5.
-    assert ground_truth_frame_labels(times, segments) == [
+    assert ground_truth_frame_labels(times, segments, "half_open") == [
         "background",
         "a",
         "a",
@@ -111,8 +111,8 @@ def test_frame_labels_half_open_and_inclusive():
         "background",
         "background",
     ]
-    # Inclusive: a owns 1..3 (it starts first, so it wins second 3 over z), b owns 5, 6.
-    assert ground_truth_frame_labels(times, segments, "inclusive") == [
+    # Inclusive (the default): a owns 1..3 (it starts first, so it wins second 3 over z), b 5, 6.
+    assert ground_truth_frame_labels(times, segments) == [
         "background",
         "a",
         "a",
@@ -129,12 +129,24 @@ def test_uniform_prior_splits_the_transcript_evenly():
     from stg_cli.metrics.baselines import uniform_temporal
 
     # 8 frames, transcript a (0-3 s) then b (3-8 s): the prior gives a to frames 0-3, b to 4-7.
-    # a: G = {0,1,2}, D = {0,1,2,3} → ∩ 3, ∪ 4; b: G = {3..7}, D = {4..7} → ∩ 4, ∪ 5.
-    # IoU = 7/9, IoD = 7/8.
+    # Half-open: a: G = {0,1,2}, D = {0,1,2,3} → ∩ 3, ∪ 4; b: G = {3..7}, D = {4..7} → ∩ 4,
+    # ∪ 5. IoU = 7/9, IoD = 7/8. Inclusive: a owns 0-3 (it starts first), b 4-7: 100.
     segments = {"v": [Segment("v", 3, 8, "b", 1), Segment("v", 0, 3, "a", 0)]}
     truth = GroundTruth({}, segments, {}, {}, DataDefects(), "continuous")
-    scores = uniform_temporal(truth, {"v": np.arange(8.0)})
+    scores = uniform_temporal(truth, {"v": np.arange(8.0)}, "half_open")
     assert scores["iou"] == pytest.approx(100 * 7 / 9)
     assert scores["iod"] == pytest.approx(100 * 7 / 8)
+    assert uniform_temporal(truth, {"v": np.arange(8.0)}) == {"iou": 100.0, "iod": 100.0}
     # a video without frame times scores 0
     assert uniform_temporal(truth, {})["iou"] == 0.0
+
+
+def test_transcript_keeps_the_steps_that_own_a_frame():
+    segments = [Segment("v", 5, 6, "b", 2), Segment("v", 3, 3, "z", 1), Segment("v", 1, 3, "a", 0)]
+    times = np.arange(8)
+    kept, dropped = transcript(times, segments)
+    assert [s.label for s in kept] == ["a", "b"] and dropped == 1  # z lies inside a
+    kept, dropped = transcript(times, segments, "half_open")
+    assert [s.label for s in kept] == ["a", "b"] and dropped == 1  # z is zero-length
+    kept, dropped = transcript(np.arange(3), segments)
+    assert [s.label for s in kept] == ["a"] and dropped == 2  # b lies after the last frame

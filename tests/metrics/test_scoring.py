@@ -160,7 +160,7 @@ def test_hand_computed_mining_youtube_case(tmp_path):
         [0.1, 0.9],  # t6 → stir (a false detection)
     ]
     predictions = mining_prediction(tmp_path, similarity)
-    report = score(predictions, mining_ground_truth(), "miningyoutube")
+    report = score(predictions, mining_ground_truth(), "miningyoutube", frame_ranges="half_open")
     # crack: G {1, 2}, D {1} → ∩ 1, ∪ 2; stir: G {4, 5}, D {4, 5, 6} → ∩ 2, ∪ 3.
     # IoU = 3/5 = 60 %, IoD = 3/(1 + 3) = 75 %.
     assert report.metrics["iou"] == pytest.approx(60.0)
@@ -168,7 +168,7 @@ def test_hand_computed_mining_youtube_case(tmp_path):
     assert report.counts["intersection_frames"] == 3
     # tau = 0.35: t2 (.4) now pays more as crack than as background → crack G {1,2} = D.
     # IoU = 4/5 = 80 %, IoD = 4/5 = 80 %.
-    lower = score(predictions, mining_ground_truth(), "miningyoutube", tau=0.35)
+    lower = score(predictions, mining_ground_truth(), "miningyoutube", tau=0.35, frame_ranges="half_open")
     assert lower.metrics["iou"] == pytest.approx(80.0)
     assert lower.metrics["iod"] == pytest.approx(80.0)
 
@@ -182,11 +182,11 @@ def test_mining_youtube_step_missing_from_the_queries_scores_the_lowest_cosine(t
     # "stir egg" is not a query, so its column is -1 on every frame. Every step needs a frame:
     # crack at t1 (.9 vs background .5), then stir at the first frame after it, t2, where
     # giving up background costs -1.5 wherever it is (the dynamic programme keeps the earliest).
-    # Ground truth: crack {1, 2}, stir {4, 5}. crack: ∩ 1, ∪ 2; stir: D {2} → ∩ 0, ∪ 3.
-    # IoU = 1/5 = 20 %, IoD = 1/2 = 50 %.
+    # Ground truth (half-open): crack {1, 2}, stir {4, 5}. crack: ∩ 1, ∪ 2; stir: D {2} → ∩ 0,
+    # ∪ 3. IoU = 1/5 = 20 %, IoD = 1/2 = 50 %.
     similarity = [[0.1, 0.0], [0.9, 0.0], [0.4, 0.0], [0.2, 0.0], [0.3, 0.0], [0.2, 0.0], [0.1, 0.0]]
     predictions = mining_prediction(tmp_path, similarity, queries=("crack egg", "boil"))
-    report = score(predictions, mining_ground_truth(), "miningyoutube")
+    report = score(predictions, mining_ground_truth(), "miningyoutube", frame_ranges="half_open")
     assert any("1 ground-truth step(s) were not among" in note for note in report.notes)
     assert report.metrics["iou"] == pytest.approx(20.0)
     assert report.metrics["iod"] == pytest.approx(50.0)
@@ -451,19 +451,17 @@ def test_real_youcook_interactions_oracle(tmp_path):
     assert any("frame size unknown" in note for note in report.notes)
 
 
-@needs_data
-def test_real_mining_youtube_oracle_similarity(tmp_path):
-    truth = load_ground_truth([GROUNDING / "seg.json"], "miningyoutube")
-    assert len(truth.segments) == 250 and truth.defects.zero_length_segments == 41
-    videos = sorted(truth.segments)[:20]
+def write_mining_oracle(folder: Path, truth: GroundTruth, videos: list[str], padding: int = 3) -> None:
+    """A prediction per video whose similarity is 1 where the frame's ground-truth step is the
+    query (the ``seg.json`` step names, underscores read as spaces), 0 elsewhere."""
     for video in videos:
         segments = truth.segments[video]
-        times = np.arange(max(s.end for s in segments) + 3, dtype=np.float32)
-        queries = sorted({s.label for s in segments})
-        labels = ground_truth_frame_labels(times, segments)
+        times = np.arange(max(s.end for s in segments) + padding, dtype=np.float32)
+        queries = sorted({s.label.replace("_", " ") for s in segments})
+        labels = [label.replace("_", " ") for label in ground_truth_frame_labels(times, segments)]
         similarity = np.array([[float(label == q) for q in queries] for label in labels])
         np.savez(
-            tmp_path / f"{video}.heatmaps.npz", times=times, similarity=similarity, queries=np.array(queries)
+            folder / f"{video}.heatmaps.npz", times=times, similarity=similarity, queries=np.array(queries)
         )
         value = {
             "video": video,
@@ -473,14 +471,22 @@ def test_real_mining_youtube_oracle_similarity(tmp_path):
             "frames": [],
             "heatmaps": f"{video}.heatmaps.npz",
         }
-        (tmp_path / f"{video}.json").write_text(json.dumps(value))
+        (folder / f"{video}.json").write_text(json.dumps(value))
+
+
+@needs_data
+def test_real_mining_youtube_oracle_scores_100(tmp_path):
+    truth = load_ground_truth([GROUNDING / "seg.json"], "miningyoutube")
+    assert len(truth.segments) == 250 and truth.defects.zero_length_segments == 41
+    write_mining_oracle(tmp_path, truth, sorted(truth.segments))
     report = score(load_predictions(tmp_path), truth, "miningyoutube")
-    assert len(report.missing) == 230
-    scored = [row for row in report.per_video if row["predicted"]]
-    # Perfect similarity gives 100 unless a zero-length or overlapped step must still take a
-    # frame of its own (the alignment gives every transcript step at least one frame).
-    assert np.mean([row["iou"] for row in scored]) > 95
-    assert np.mean([row["iod"] for row in scored]) > 95
+    assert report.missing == []
+    for key in ("iou", "iod", "iou_pooled", "iod_pooled"):
+        assert report.metrics[key] == pytest.approx(100.0), key
+    # steps inside an earlier-starting segment own no second and leave their transcript
+    assert report.counts["steps_without_frames"] == 9
+    half_open = score(load_predictions(tmp_path), truth, "miningyoutube", frame_ranges="half_open")
+    assert half_open.metrics["iou"] < 90.0
 
 
 @settings(max_examples=40, deadline=None)

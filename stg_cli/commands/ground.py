@@ -28,7 +28,10 @@ def command(
         ..., metavar="VIDEO...", help="Video files and/or folders of videos (id = file name without suffix)."
     ),
     queries: Path | None = typer.Option(
-        None, "--queries", help="q.txt (one query per line, # comments) or a vid2step.json pool per video."
+        None,
+        "--queries",
+        help="q.txt (one query per line, # comments), a vid2step.json pool per video, or a "
+        "segment file (seg.json: each video's annotated steps).",
     ),
     query: list[str] = typer.Option(
         [],
@@ -78,13 +81,17 @@ def command(
         "for videos in it.",
     ),
     gt: Path | None = typer.Option(
-        None, "--gt", help="ground_seg.json / seg.json (or their folder): ground truth drawn in the timeline."
+        None,
+        "--gt",
+        help="ground_seg.json / seg.json / YouCook2-Interactions' final_dataset_segments.pkl (or "
+        "their folder): ground truth drawn in the timeline.",
     ),
     trimmed: bool = typer.Option(
         False,
         "--trimmed",
-        help="Take when and what from the --gt segments (each segment's label is its query) and "
-        "predict only where: the trimmed protocol of the pointing game.",
+        help="Take when and what from the --gt segments (each segment's label is its query; "
+        "without --queries/--query they are the pool) and predict only where: the trimmed "
+        "protocol of the pointing game.",
     ),
     export: list[str] = typer.Option(
         [],
@@ -97,7 +104,9 @@ def command(
 ) -> None:
     """Ground free-text queries in videos: when (segments) and where (a point and a box per frame).
 
-    Queries come from --queries FILE, from --query TEXT (repeatable), or both.
+    Queries come from --queries FILE (a text file, vid2step.json or a segment file such as
+    seg.json), from --query TEXT (repeatable), or both; with --trimmed and neither, from the
+    --gt segments' labels.
 
     Writes <id>.json and <id>.heatmaps.npz per video, and predictions.json for all, into --out.
 
@@ -108,7 +117,7 @@ def command(
     """
     from stg_cli.ground import pipeline
     from stg_cli.ground.output import check_exports, write_exports
-    from stg_cli.ground.queries import gather_queries
+    from stg_cli.ground.queries import gather_queries, queries_of_segments
     from stg_cli.ground.temporal import check_smooth
     from stg_cli.runs import grounding as runs
     from stg_cli.video_files import find_videos
@@ -126,8 +135,12 @@ def command(
     )
     workers = runs.check_workers(workers)
     export = check_exports(export)
-    query_set = gather_queries(queries, query)
     ground_truth = runs.load_truth_segments(gt) if gt is not None else None
+    if trimmed and queries is None and not query:
+        labels = {video: [segment.label for segment in items] for video, items in ground_truth.items()}
+        query_set = queries_of_segments(labels, f"{gt} (segment labels)")
+    else:
+        query_set = gather_queries(queries, query)
     stderr = terminal.console(stderr=True)
     with Progress(
         SpinnerColumn(),

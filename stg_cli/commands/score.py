@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stg_cli import files, terminal
-from stg_cli.defaults import DATASETS
+from stg_cli.defaults import DATASETS, DEFAULT_MASK_THRESHOLD
 from stg_cli.errors import UserError
 from stg_cli.terminal import escape
 
@@ -58,14 +58,34 @@ def command(
     videos: Path | None = typer.Option(
         None,
         "--videos",
-        help="Folder of the annotated videos: also score the motion and centred-energy priors.",
+        help="Folder of the annotated videos: also score the motion and centred-energy priors "
+        "(and, for youcook-interactions, take each video's frame size from it).",
+    ),
+    protocol: str = typer.Option(
+        "stg",
+        "--protocol",
+        help="stg (the definitions in README) or official (the authors' evaluation conventions "
+        "for the trimmed spatial metrics and the mask scale; see README).",
+    ),
+    tube_regions: str = typer.Option(
+        "masks", "--tube-regions", help="Video mAP's predicted regions: masks (heatmaps) or boxes."
+    ),
+    mask_threshold: float = typer.Option(
+        DEFAULT_MASK_THRESHOLD,
+        "--mask-threshold",
+        help="Masks of video mAP: pixels whose cell probability is ≥ this (stg protocol).",
+    ),
+    frame_ranges: str = typer.Option(
+        "inclusive",
+        "--frame-ranges",
+        help="MiningYouTube frame ownership: inclusive (whole seconds) or half_open.",
     ),
 ) -> None:
     """Score predictions: IoU+Point, pointing game, video mAP, spatial accuracy/mAP, IoU/IoD,
     with the model-free priors given true timing beside the spatial scores."""
     from stg_cli.metrics.baselines import score_priors
     from stg_cli.metrics.predictions import load_predictions
-    from stg_cli.metrics.score import load_ground_truth, score
+    from stg_cli.metrics.score import ScoreOptions, load_ground_truth, score, with_video_frame_sizes
     from stg_cli.video_files import video_paths
 
     if dataset.strip().lower() not in DATASETS:
@@ -74,9 +94,19 @@ def command(
     if videos is not None and not spatial:
         raise UserError("--videos is for the spatial priors; miningyoutube has no boxes")
     paths = video_paths(videos) if videos is not None else None
-    ground_truth = load_ground_truth(gt, dataset)
+    options = {
+        "tolerance": tolerance,
+        "require_label": require_label,
+        "protocol": protocol.strip().lower(),
+        "tube_regions": tube_regions.strip().lower(),
+        "mask_threshold": mask_threshold,
+        "frame_ranges": frame_ranges.strip().lower(),
+    }
+    ScoreOptions(tau=tau, **options)
+    ground_truth = load_ground_truth(gt, dataset, options["protocol"])
+    if paths is not None and dataset.strip().lower() == "youcook-interactions":
+        ground_truth = with_video_frame_sizes(ground_truth, paths)
     loaded = load_predictions(predictions)
-    options = {"tolerance": tolerance, "require_label": require_label}
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

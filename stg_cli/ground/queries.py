@@ -1,6 +1,7 @@
 """Query files for ``stg ground``: one pool of free-text action queries per video.
 
-Queries may also be given directly (``--query``): :func:`gather_queries`.
+Queries may also be given directly (``--query``): :func:`gather_queries`; or, for trimmed
+grounding, be the labels of each video's ground-truth segments: :func:`queries_of_segments`.
 
 Two formats are read:
 
@@ -155,6 +156,12 @@ def load_queries(path: Path | str) -> QuerySet:
     if not queries:
         raise UserError(f"{path}: no queries (one per line; blank and # lines are skipped)")
     return QuerySet(source=str(path), shared=tuple(queries))
+
+
+def queries_of_segments(labels: Mapping[str, Iterable[str]], source: str) -> QuerySet:
+    """Each video's pool from the labels of its ground-truth segments (trimmed grounding without
+    a query file: every segment's label is its query). ``source`` names them in messages."""
+    return QuerySet(source=source, per_video={video: tuple(unique(items)) for video, items in labels.items()})
 
 
 def gather_queries(path: Path | str | None = None, inline: Iterable[str] = ()) -> QuerySet:

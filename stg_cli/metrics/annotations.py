@@ -40,13 +40,20 @@ import json
 import numbers
 import pickle
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stg_cli.errors import UserError
 
 BACKGROUND = "background"
 EXAMPLES_KEPT = 5
+#: the released YouCook2-Interactions files: boxes, segments, and YouCook2's sentences
+YOUCOOK_BOXES = "final_dataset_annotations.pkl"
+YOUCOOK_SEGMENTS = "final_dataset_segments.pkl"
+YOUCOOK_SENTENCES = "youcookii_annotations_trainval.json"
+#: YouCook2-Interactions boxes lie in each video's own frame, 640 × 360 for all but 8 videos
+#: (whose boxes reach up to 1913 × 1080); the authors' code cuts its canvas to it
+YOUCOOK_FRAME = (640, 360)
 
 # The only globals a pickle of builtin containers and scalars needs: every protocol writes
 # dicts, lists, tuples, strings and numbers with opcodes of their own, sets through set or
@@ -108,6 +115,11 @@ class GroundTruth:
     ``frame_sizes`` maps a video to its annotation frame ``(width, height)`` and ``query_pools``
     to its queries (background excluded); both are empty where the dataset has none.
     ``segment_convention`` is ``"frames"`` or ``"continuous"`` (see the module docstring).
+    ``default_frame_size`` is the frame assumed where a video's is unknown (reference
+    predictions are built in it): GroundingYouTube's 640 × 480, YouCook2-Interactions'
+    :data:`YOUCOOK_FRAME`. ``trimmed_segments``, where set, are the segments of the trimmed
+    spatial metrics in place of ``segments`` (the authors' ``seg.json`` under
+    ``--protocol official``).
     """
 
     boxes: dict[str, list[FrameBox]]
@@ -116,6 +128,8 @@ class GroundTruth:
     query_pools: dict[str, list[str]]
     defects: DataDefects
     segment_convention: str
+    default_frame_size: tuple[int, int] = (640, 480)
+    trimmed_segments: dict[str, list[Segment]] | None = None
 
 
 class _BuiltinsOnlyUnpickler(pickle.Unpickler):
@@ -231,7 +245,8 @@ def load_youcook_interactions(
 
     The pickles carry no step labels: with ``youcook2_path`` (the YouCook2 train/val json) each
     segment takes the sentence and id of the YouCook2 annotation with the same ``[start, end]``;
-    without it, labels and ids are None. Box labels are None, frame sizes are unknown.
+    without it, labels and ids are None. Box labels are None; frame sizes are unknown (boxes are
+    in each video's own frame; :data:`YOUCOOK_FRAME` is assumed).
     """
     annotations_path, segments_path = Path(annotations_path), Path(segments_path)
     boxes: dict[str, list[FrameBox]] = {}
@@ -262,7 +277,8 @@ def load_youcook_interactions(
             raise UserError(f"{segments_path}: video {video} has a segment with start > end")
         label, segment_id = labels.get((video, start, end), (None, None))
         segments.setdefault(video, []).append(Segment(video, start, end, label, segment_id))
-    return _ground_truth(boxes, segments, {}, {}, "continuous")
+    truth = _ground_truth(boxes, segments, {}, {}, "continuous")
+    return replace(truth, default_frame_size=YOUCOOK_FRAME)
 
 
 def load_grounding_youtube(directory: Path | str, segments: str = "refined") -> GroundTruth:

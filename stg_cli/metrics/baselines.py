@@ -52,8 +52,9 @@ each video's transcript (its steps that own a frame, by start time, as the align
 its frames, frame i of F taking step ⌊i·K/F⌋ of K: what knowing the steps and their order, but
 not when they happen, scores.
 
-The frame size is the annotation frame size (``id2wh_new.json``); where it is unknown,
-``default_size`` (640 × 480). ``save_predictions`` writes a set in the prediction file format.
+The frame size is the annotation frame size (``id2wh_new.json``); where it is unknown, the
+ground truth's ``default_frame_size``. ``save_predictions`` writes a set in the prediction file
+format.
 """
 
 from __future__ import annotations
@@ -141,11 +142,7 @@ class PriorScores:
 
 
 def baseline_predictions(
-    ground_truth: GroundTruth,
-    kind: str = "oracle",
-    padding: int = 10,
-    default_size: tuple[int, int] = (640, 480),
-    seed: int = 0,
+    ground_truth: GroundTruth, kind: str = "oracle", padding: int = 10, seed: int = 0
 ) -> dict[str, VideoPrediction]:
     """The ``kind`` prediction (``oracle``, ``centre`` or ``random`` with ``seed`` ≥ 0) for every
     video with boxes."""
@@ -153,7 +150,7 @@ def baseline_predictions(
         raise ValueError(f"kind must be one of {', '.join(GROUND_TRUTH_KINDS)}; got {kind!r}")
     predictions = {}
     for video, frames in ground_truth.boxes.items():
-        width, height = ground_truth.frame_sizes.get(video, default_size)
+        width, height = ground_truth.frame_sizes.get(video, ground_truth.default_frame_size)
         if kind == "oracle":
             points = np.array([_box_centre(frame.box) for frame in frames]).reshape(-1, 2)
             boxes = np.array(
@@ -166,7 +163,7 @@ def baseline_predictions(
                 generator = np.random.default_rng([seed, zlib.crc32(video.encode())])
                 points = generator.uniform((0, 0), (width - 1, height - 1), (len(frames), 2))
             boxes = boxes_around(points, width, height)
-        predictions[video] = _prediction(ground_truth, video, kind, points, boxes, padding, default_size)
+        predictions[video] = _prediction(ground_truth, video, kind, points, boxes, padding)
     return predictions
 
 
@@ -230,7 +227,6 @@ def video_prior_predictions(
     videos: Mapping[str, Path],
     grid: tuple[int, int] = DEFAULT_GRID,
     padding: int = 10,
-    default_size: tuple[int, int] = (640, 480),
     cell_pixels: int = CELL_PIXELS,
     on_video: VideoCallback | None = None,
 ) -> VideoPriors:
@@ -253,20 +249,14 @@ def video_prior_predictions(
             except (VideoError, OSError) as error:
                 skipped[video] = str(error).strip().splitlines()[0]
             else:
-                width, height = ground_truth.frame_sizes.get(video, default_size)
+                width, height = ground_truth.frame_sizes.get(video, ground_truth.default_frame_size)
                 for kind, values in (("motion", maps.motion), ("centred_energy", maps.energy)):
                     found = dict(zip(maps.seconds.tolist(), argmax_cell_centres(values, width, height)))
                     points = np.array(
                         [found.get(frame.second, (np.nan, np.nan)) for frame in frames]
                     ).reshape(-1, 2)
                     predictions[kind][video] = _prediction(
-                        ground_truth,
-                        video,
-                        kind,
-                        points,
-                        boxes_around(points, width, height),
-                        padding,
-                        default_size,
+                        ground_truth, video, kind, points, boxes_around(points, width, height), padding
                     )
         if on_video is not None:
             on_video(done + 1, len(ground_truth.boxes), video)
@@ -420,19 +410,13 @@ def uniform_temporal(
 
 
 def _prediction(
-    ground_truth: GroundTruth,
-    video: str,
-    kind: str,
-    points: np.ndarray,
-    boxes: np.ndarray,
-    padding: int,
-    default_size: tuple[int, int],
+    ground_truth: GroundTruth, video: str, kind: str, points: np.ndarray, boxes: np.ndarray, padding: int
 ) -> VideoPrediction:
     """The prediction of ``video`` with ``points`` [S, 2] and ``boxes`` [S, 4] (NaN: none) at its
     S annotated seconds (in ``ground_truth.boxes`` order); labels and segments as the module
     docstring says."""
     frames = ground_truth.boxes[video]
-    width, height = ground_truth.frame_sizes.get(video, default_size)
+    width, height = ground_truth.frame_sizes.get(video, ground_truth.default_frame_size)
     foreground = ground_truth_foreground(frames, ground_truth.segments.get(video, []))
     last = max([frame.second for frame in frames] + list(foreground), default=0)
     seconds = np.arange(0, last + padding + 1)

@@ -15,7 +15,9 @@ each frame squashed, without cropping, so cell (i, j) covers the same part of ev
   to the frame's edge, so the first argmax pixel of a top or left border cell lay on the edge
   while a bottom or right one lay at its centre. Ties go to the tied cell nearest the grid's
   centre (then the first in row-major order), so a uniform map points at the frame's centre;
-- :func:`threshold_masks`: the pixels whose upsampled probability is ≥ a threshold.
+- :func:`threshold_masks`: the pixels whose upsampled probability is ≥ a threshold;
+- :func:`first_argmax_pixels`: the authors' point, the first argmax pixel of the upsampled map
+  (``--protocol official``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ def argmax_cell_centres(cells: np.ndarray, width: int, height: int) -> np.ndarra
     return np.stack(
         [(columns[chosen] + 0.5) * width / gw - 0.5, (rows[chosen] + 0.5) * height / gh - 0.5], axis=1
     )
+
+
+def first_argmax_pixels(cells: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The authors' point: the first maximum, in row-major order, of each frame's upsampled map
+    (on a border cell's flat plateau, its top-left pixel). [T, gh, gw] → float64 [T, 2] ``(x, y)``."""
+    maps = upsample(cells, width, height)
+    flat = maps.reshape(maps.shape[0], -1).argmax(axis=1)
+    rows, columns = np.divmod(flat, width)
+    return np.stack([columns, rows], axis=1).astype(np.float64)
 
 
 def threshold_masks(probabilities: np.ndarray, width: int, height: int, threshold: float) -> np.ndarray:

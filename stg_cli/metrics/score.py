@@ -28,8 +28,10 @@ Rules:
 - predicted labels are matched to the annotation's spelling (as given, else after
   ``stg_cli.text.normalize.normalize_text``);
 - prediction coordinates are rescaled from the prediction's width × height to the annotation
-  frame size (``id2wh_new.json``); where the size is unknown (YouCook2-Interactions) they are
-  used as given;
+  frame size (``id2wh_new.json``). YouCook2-Interactions boxes lie in each video's own frame,
+  which no annotation file records: with the videos (:func:`with_video_frame_sizes`, ``stg
+  score --videos``) their sizes are the frames; otherwise the predictions are used at their own
+  size (``stg ground`` writes the video's) and a note says so;
 - data defects: a degenerate ground-truth box (x1 >= x2 or y1 >= y2) cannot contain a point,
   so its second is left out of the pointing game, IoU+Point and spatial accuracy/AP (on both
   the ground-truth and the predicted side) and counted in ``counts["degenerate_frames"]``; in
@@ -63,6 +65,9 @@ from stg_cli.metrics.alignment import (
 )
 from stg_cli.metrics.annotations import (
     BACKGROUND,
+    YOUCOOK_BOXES,
+    YOUCOOK_SEGMENTS,
+    YOUCOOK_SENTENCES,
     FrameBox,
     GroundTruth,
     Segment,
@@ -75,8 +80,16 @@ from stg_cli.metrics.annotations import (
     load_youcook_interactions,
 )
 from stg_cli.metrics.ap import INTERPOLATIONS, average_precision, match_best_unmatched
-from stg_cli.metrics.geometry import BOX_CONVENTIONS, check_choice, is_degenerate
+from stg_cli.metrics.geometry import BOX_CONVENTIONS, is_degenerate
 from stg_cli.metrics.grounding import MaskRule, Rate, SpatialRecord
+from stg_cli.metrics.official import (
+    OFFICIAL_MASK,
+    PROTOCOLS,
+    official_frames,
+    official_scores,
+    segment_items,
+    youcook_canvas,
+)
 from stg_cli.metrics.predictions import PredictedSegment, VideoPrediction
 from stg_cli.metrics.tubes import (
     DEFAULT_THRESHOLDS,
@@ -87,6 +100,7 @@ from stg_cli.metrics.tubes import (
     tube_iou,
 )
 from stg_cli.text.normalize import normalize_text
+from stg_cli.video import VideoError, probe
 
 # A MiningYouTube step missing from the predicted queries scores the lowest cosine on every frame.
 MISSING_STEP_SCORE = -1.0
@@ -101,6 +115,11 @@ DEFECT_RULE = (
 
 ProgressCallback = Callable[[int, int], None]
 TUBE_REGIONS = ("masks", "boxes")
+OFFICIAL_NOTE = (
+    "protocol official: the pointing game and spatial accuracy follow the authors' evaluation "
+    "code (their items, point, mask scale and box raster) and video mAP's masks their mask "
+    "scale; IoU+Point, video mAP and IoU/IoD are not in their code and keep stg's definitions"
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,9 @@ class ScoreOptions:
             ``"half_open"`` (see ``stg_cli.metrics.alignment``).
         require_label: pointing game and spatial accuracy also require the frame's predicted
             label to equal the ground-truth step (False: localisation only).
+        protocol: ``"stg"`` (the definitions above) or ``"official"``: the authors' items,
+            point, mask scale, box raster and YouCook2 canvas for the trimmed spatial metrics
+            and the masks of video mAP (``stg_cli.metrics.official``).
     """
 
     tolerance: float = 15.0
@@ -137,13 +159,18 @@ class ScoreOptions:
     tau: float = DEFAULT_TAU
     frame_ranges: str = "inclusive"
     require_label: bool = False
+    protocol: str = "stg"
 
     def __post_init__(self) -> None:
-        check_choice(self.box_convention, BOX_CONVENTIONS, "box_convention")
-        check_choice(self.tube_method, TUBE_IOU_METHODS, "tube_method")
-        check_choice(self.tube_regions, TUBE_REGIONS, "tube_regions")
-        check_choice(self.interpolation, INTERPOLATIONS, "interpolation")
-        check_choice(self.frame_ranges, FRAME_RANGES, "frame_ranges")
+        for name, allowed in (
+            ("box_convention", BOX_CONVENTIONS),
+            ("tube_method", TUBE_IOU_METHODS),
+            ("tube_regions", TUBE_REGIONS),
+            ("interpolation", INTERPOLATIONS),
+            ("frame_ranges", FRAME_RANGES),
+            ("protocol", PROTOCOLS),
+        ):
+            _check_option(getattr(self, name), allowed, name)
         for name in ("tolerance", "iou_threshold", "tau", "mask_threshold"):
             value = getattr(self, name)
             is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -191,12 +218,13 @@ class ScoreReport:
         return asdict(self)
 
 
-def load_ground_truth(paths: Sequence[Path | str], dataset: str) -> GroundTruth:
+def load_ground_truth(paths: Sequence[Path | str], dataset: str, protocol: str = "stg") -> GroundTruth:
     """The dataset's ground truth from folders and/or files, found by their released names.
 
     groundingyoutube/synth: ``GoundingYouTubeBox.json`` (or ``box_anno.json``),
-    ``ground_seg.json``, optional ``id2wh_new.json`` and ``vid2step.json`` (a synth benchmark
-    folder is searched in ``test/annotations``); miningyoutube: ``seg.json``;
+    ``ground_seg.json`` (with ``protocol="official"`` also ``seg.json`` when there is one: the
+    authors' windows of the trimmed metrics), optional ``id2wh_new.json`` and ``vid2step.json``
+    (a synth benchmark folder is searched in ``test/annotations``); miningyoutube: ``seg.json``;
     youcook-interactions: ``final_dataset_annotations.pkl``, ``final_dataset_segments.pkl`` and
     optional ``youcookii_annotations_trainval.json``.
 
@@ -215,20 +243,37 @@ def load_ground_truth(paths: Sequence[Path | str], dataset: str) -> GroundTruth:
 
     if dataset == "youcook-interactions":
         return load_youcook_interactions(
-            need("final_dataset_annotations.pkl"),
-            need("final_dataset_segments.pkl"),
-            files.get("youcookii_annotations_trainval.json"),
+            need(YOUCOOK_BOXES), need(YOUCOOK_SEGMENTS), files.get(YOUCOOK_SENTENCES)
         )
     if dataset == "miningyoutube":
         segments = load_mining_youtube_segments(need("seg.json"))
         defects = find_defects({}, segments, {}, "continuous")
         return GroundTruth({}, segments, {}, {}, defects, "continuous")
     boxes = load_grounding_youtube_boxes(need("GoundingYouTubeBox.json", "box_anno.json"))
+    _check_option(protocol, PROTOCOLS, "protocol")
     segments = load_ground_seg(need("ground_seg.json"))
     sizes = load_frame_sizes(files["id2wh_new.json"]) if "id2wh_new.json" in files else {}
     pools = load_vid2step(files["vid2step.json"]) if "vid2step.json" in files else {}
     defects = find_defects(boxes, segments, sizes, "frames")
-    return GroundTruth(boxes, segments, sizes, pools, defects, "frames")
+    trimmed = load_ground_seg(files["seg.json"]) if protocol == "official" and "seg.json" in files else None
+    return GroundTruth(boxes, segments, sizes, pools, defects, "frames", trimmed_segments=trimmed)
+
+
+def with_video_frame_sizes(ground_truth: GroundTruth, videos: Mapping[str, Path]) -> GroundTruth:
+    """``ground_truth`` with the frame size of each of its videos that ``videos`` (video id →
+    file) holds and can be read: YouCook2-Interactions' boxes lie in each video's own frame,
+    which its files do not record. Videos that cannot be read keep the default."""
+    sizes = dict(ground_truth.frame_sizes)
+    for video in ground_truth.boxes:
+        path = videos.get(video)
+        if path is None or video in sizes:
+            continue
+        try:
+            info = probe(path)
+        except (VideoError, OSError):
+            continue
+        sizes[video] = (info.width, info.height)
+    return replace(ground_truth, frame_sizes=sizes)
 
 
 def score(
@@ -265,6 +310,8 @@ def score(
         scored = _score_mining(predictions, ground_truth, videos, settings, progress)
     else:
         scored = _score_spatial(predictions, ground_truth, videos, dataset, settings, progress)
+    if settings.protocol == "official":
+        scored.notes.append(OFFICIAL_NOTE)
     return ScoreReport(
         dataset=dataset,
         videos=len(videos),
@@ -334,16 +381,21 @@ def _score_spatial(
     per_video: list[dict] = []
     degenerate_frames = degenerate_tubes = outside_segments = rescaled = 0
     unsized, without_heatmaps = set(), set()
-    mask_rule = MaskRule(settings.mask_threshold) if settings.tube_regions == "masks" else None
+    official = settings.protocol == "official"
+    mask_rule = OFFICIAL_MASK if official else MaskRule(settings.mask_threshold)
+    if settings.tube_regions == "boxes":
+        mask_rule = None
     for done, video in enumerate(videos):
         frames = ground_truth.boxes.get(video, [])
         segments = ground_truth.segments.get(video, [])
         known = list(ground_truth.query_pools.get(video, []))
         known += sorted({frame.label for frame in frames if frame.label} - set(known))
         prediction = predictions.get(video)
+        size = ground_truth.frame_sizes.get(video)
         if prediction is not None:
             prediction = canonical_labels(prediction, known)
-            size = ground_truth.frame_sizes.get(video)
+            if official and not untrimmed:
+                size = youcook_canvas(size or (prediction.width, prediction.height))
             if size is None:
                 unsized.add(video)
             elif size != (prediction.width, prediction.height):
@@ -351,14 +403,29 @@ def _score_spatial(
                 rescaled += 1
         valid = [frame for frame in frames if not is_degenerate(frame.box)]
         degenerate_frames += len(frames) - len(valid)
-        trimmed = _inside_segments(valid, segments, labels_from_segments=not untrimmed)
-        outside_segments += len(valid) - len(trimmed)
-        guesses = grounding.frame_predictions(prediction, [frame.second for frame in trimmed])
-        video_pointing = grounding.pointing_game(trimmed, guesses, 0.0, settings.require_label)
-        video_tolerant = grounding.pointing_game(trimmed, guesses, settings.tolerance, settings.require_label)
-        video_records = grounding.spatial_records(
-            trimmed, guesses, settings.iou_threshold, settings.box_convention, settings.require_label
-        )
+        if official:
+            windows = (ground_truth.trimmed_segments or {}).get(video, segments)
+            trimmed = segment_items(frames, windows, labels_from_segments=not untrimmed)
+            outside_segments += len({f.second for f in frames} - {f.second for f in trimmed})
+            frame_size = (prediction.width, prediction.height) if prediction is not None else (1, 1)
+            video_pointing, video_tolerant, video_records = official_scores(
+                trimmed,
+                official_frames(prediction, [frame.second for frame in trimmed]),
+                frame_size,
+                settings.tolerance,
+                settings.require_label,
+            )
+        else:
+            trimmed = _inside_segments(valid, segments, labels_from_segments=not untrimmed)
+            outside_segments += len(valid) - len(trimmed)
+            guesses = grounding.frame_predictions(prediction, [frame.second for frame in trimmed])
+            video_pointing = grounding.pointing_game(trimmed, guesses, 0.0, settings.require_label)
+            video_tolerant = grounding.pointing_game(
+                trimmed, guesses, settings.tolerance, settings.require_label
+            )
+            video_records = grounding.spatial_records(
+                trimmed, guesses, settings.iou_threshold, settings.box_convention, settings.require_label
+            )
         pointing += video_pointing
         pointing_tolerant += video_tolerant
         records += video_records
@@ -633,6 +700,11 @@ def _files_by_name(paths: Sequence[Path | str], dataset: str) -> dict[str, Path]
             if child.is_file():
                 files.setdefault(child.name, child)
     return files
+
+
+def _check_option(value: object, allowed: tuple[str, ...], name: str) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise UserError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _dataset(dataset: str) -> str:

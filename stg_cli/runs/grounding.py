@@ -27,7 +27,13 @@ from stg_cli.errors import UserError, error_text
 from stg_cli.ground.output import prediction_names, write_combined, write_prediction
 from stg_cli.ground.pipeline import Grounder, GroundSettings, QueryEmbeddings, Timings, VideoResult
 from stg_cli.ground.queries import QuerySet
-from stg_cli.metrics.annotations import load_ground_seg
+from stg_cli.metrics.annotations import (
+    YOUCOOK_BOXES,
+    YOUCOOK_SEGMENTS,
+    YOUCOOK_SENTENCES,
+    load_ground_seg,
+    load_youcook_interactions,
+)
 from stg_cli.processes import ignore_interrupts, run_in_pool, threads_per_worker
 from stg_cli.video_files import VideoInput
 from stg_cli.viz import TruthSegment
@@ -38,16 +44,28 @@ VIDEO_ERRORS = (UserError, ValueError, RuntimeError, OSError, MemoryError, av.FF
 
 
 def load_truth_segments(path: Path) -> dict[str, list]:
-    """Ground-truth segments per video from ``ground_seg.json`` / ``seg.json`` (or their folder).
+    """Ground-truth segments per video, for the timeline and trimmed grounding.
 
-    Returns ``{video: [stg_cli.viz.TruthSegment]}``, for the timeline and trimmed grounding.
-    Raises UserError when the file is missing or malformed.
+    ``path``: ``ground_seg.json`` / ``seg.json`` (or their folder, ``ground_seg.json`` first), or
+    YouCook2-Interactions' ``final_dataset_segments.pkl`` (or its folder), whose segments are
+    labelled with their YouCook2 sentences from ``youcookii_annotations_trainval.json`` beside
+    it. Returns ``{video: [stg_cli.viz.TruthSegment]}``. Raises UserError when the files are
+    missing or malformed.
     """
     path = Path(path)
     if path.is_dir():
-        candidates = [path / "ground_seg.json", path / "seg.json"]
+        candidates = [path / "ground_seg.json", path / "seg.json", path / YOUCOOK_SEGMENTS]
         path = next((item for item in candidates if item.is_file()), candidates[0])
-    segments = load_ground_seg(path)
+    if path.name.endswith(".pkl"):
+        sentences = path.parent / YOUCOOK_SENTENCES
+        if not sentences.is_file():
+            raise UserError(
+                f"{sentences} not found: YouCook2-Interactions segments take their queries from it"
+            )
+        truth = load_youcook_interactions(path.parent / YOUCOOK_BOXES, path, sentences)
+        segments = truth.segments
+    else:
+        segments = load_ground_seg(path)
     return {
         video: [TruthSegment(s.label or "", float(s.start), float(s.end)) for s in items]
         for video, items in segments.items()

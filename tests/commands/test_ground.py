@@ -324,6 +324,28 @@ def test_bad_arguments_are_user_errors(setup, tmp_path, extra, fragment):
     assert fragment in str(result.exception)
 
 
+def test_trimmed_reads_youcook2_interactions_segments_and_sentences(setup, tmp_path):
+    import pickle
+
+    folder = tmp_path / "youcook2-interactions"
+    folder.mkdir()
+    (folder / "final_dataset_annotations.pkl").write_bytes(pickle.dumps({"clip": {1: (0, 0, 9, 9)}}))
+    (folder / "final_dataset_segments.pkl").write_bytes(pickle.dumps({("clip", 1, 2)}))
+    sentences = {
+        "database": {"clip": {"annotations": [{"segment": [1, 2], "id": 0, "sentence": "pour the milk"}]}}
+    }
+    (folder / "youcookii_annotations_trainval.json").write_text(json.dumps(sentences))
+    out = tmp_path / "out"
+    arguments = ["ground", str(setup / "videos"), "--checkpoint", str(setup / "run"), "--out", str(out)]
+    result = CliRunner().invoke(app, [*arguments, "--gt", str(folder), "--trimmed"])
+    assert result.exit_code == 0, result.output
+    prediction = json.loads((out / "clip.json").read_text())
+    assert prediction["queries"] == ["pour the milk"]
+    assert [(s["label"], s["start"], s["end"]) for s in prediction["segments"]] == [
+        ("pour the milk", 1.0, 2.0)
+    ]
+
+
 def test_trimmed_grounds_the_ground_truth_segments(setup, tmp_path):
     truth = tmp_path / "ground_seg.json"
     truth.write_text(

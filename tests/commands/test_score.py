@@ -168,9 +168,11 @@ def test_mining_youtube_table(tmp_path):
     )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
-    # Ground truth owns t1, t2 (half-open [1, 3)); the alignment labels t1..t3: IoU 2/3, IoD 2/3.
-    assert metrics["iou"] == pytest.approx(200 / 3) and metrics["iod"] == pytest.approx(200 / 3)
-    table = invoke(str(tmp_path / "m.json"), "--gt", str(tmp_path), "--dataset", "miningyoutube")
+    # Ground truth owns t1..t3 (inclusive [1, 3]); the alignment labels t1..t3: 100.
+    assert metrics["iou"] == pytest.approx(100.0) and metrics["iod"] == pytest.approx(100.0)
+    half_open = ["--frame-ranges", "half_open"]
+    table = invoke(str(tmp_path / "m.json"), "--gt", str(tmp_path), "--dataset", "miningyoutube", *half_open)
+    # half-open [1, 3) owns t1, t2 only: IoU 2/3, IoD 2/3
     assert "IoD" in table.stdout and "66.67" in table.stdout
 
 
@@ -335,3 +337,17 @@ def test_real_grounding_youtube_oracle_from_the_command_line(tmp_path):
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics["iou_point"] == pytest.approx(100.0)
     assert metrics["pointing_game"] == pytest.approx(100.0)
+    official = invoke(
+        str(path),
+        "--gt",
+        str(DATA / "groundingyoutube"),
+        "--dataset",
+        "groundingyoutube",
+        "--protocol",
+        "official",
+        "--json",
+    )
+    assert official.exit_code == 0, official.output
+    report = json.loads(official.stdout)
+    assert report["options"]["protocol"] == "official" and report["counts"]["pointing_frames"] == 17_531
+    assert any(note.startswith("protocol official") for note in report["notes"])

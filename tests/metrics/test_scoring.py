@@ -13,7 +13,12 @@ from stg_cli.bench.score import generated_ground_truth
 from stg_cli.errors import UserError
 from stg_cli.metrics.alignment import ground_truth_frame_labels
 from stg_cli.metrics.annotations import FrameBox, GroundTruth, Segment, find_defects
-from stg_cli.metrics.baselines import baseline_predictions, prediction_to_dict, save_predictions
+from stg_cli.metrics.baselines import (
+    baseline_predictions,
+    prediction_to_dict,
+    save_predictions,
+    uniform_temporal,
+)
 from stg_cli.metrics.predictions import load_predictions, parse_prediction
 from stg_cli.metrics.score import ScoreOptions, _video_map, detection_overlaps, load_ground_truth, score
 from stg_cli.metrics.tubes import LabeledTube, TubeDetection, video_map
@@ -438,6 +443,49 @@ def test_real_centre_baseline_documented_numbers(grounding_truth):
     }
     assert {key: round(report.metrics[key], 2) for key in expected} == expected
     assert report.counts["pointing_hits"] == 11_592
+
+
+@needs_data
+@pytest.mark.slow
+def test_real_data_baselines_in_readme():
+    """The real-data rows of README's metric section."""
+    keys = ("iou_point", "pointing_game", "map_mean", "spatial_accuracy")
+    rows = {}
+    for protocol in ("stg", "official"):
+        truth = load_ground_truth([GROUNDING], "groundingyoutube", protocol)
+        for kind in ("oracle", "centre", "random"):
+            report = score(baseline_predictions(truth, kind), truth, "groundingyoutube", protocol=protocol)
+            rows["groundingyoutube", protocol, kind] = [round(report.metrics[key], 2) for key in keys]
+    assert rows == {
+        ("groundingyoutube", "stg", "oracle"): [100.0, 100.0, 100.0, 100.0],
+        ("groundingyoutube", "stg", "centre"): [75.53, 67.01, 55.66, 63.16],
+        ("groundingyoutube", "stg", "random"): [36.67, 17.5, 21.12, 21.84],
+        ("groundingyoutube", "official", "oracle"): [100.0, 99.89, 100.0, 99.89],
+        ("groundingyoutube", "official", "centre"): [75.53, 66.92, 55.66, 63.33],
+        ("groundingyoutube", "official", "random"): [36.67, 17.49, 21.12, 22.16],
+    }
+    youcook = load_ground_truth([YOUCOOK], "youcook-interactions")
+    found = {}
+    for protocol in ("stg", "official"):
+        for kind in ("oracle", "centre", "random"):
+            report = score(
+                baseline_predictions(youcook, kind), youcook, "youcook-interactions", protocol=protocol
+            )
+            found[protocol, kind] = [
+                round(report.metrics[key], 2) for key in ("pointing_game", "spatial_accuracy")
+            ]
+    assert found == {
+        ("stg", "oracle"): [100.0, 100.0],
+        ("stg", "centre"): [28.55, 15.08],
+        ("stg", "random"): [14.48, 8.36],
+        ("official", "oracle"): [96.23, 96.19],
+        ("official", "centre"): [28.49, 15.38],
+        ("official", "random"): [14.5, 8.89],
+    }
+    mining = load_ground_truth([GROUNDING / "seg.json"], "miningyoutube")
+    times = {video: np.arange(max(s.end for s in items) + 1.0) for video, items in mining.segments.items()}
+    uniform = uniform_temporal(mining, times)
+    assert [round(uniform["iou"], 2), round(uniform["iod"], 2)] == [10.31, 13.11]
 
 
 @needs_data

@@ -208,7 +208,9 @@ def command(
             console.print(
                 f"training on {event.samples} clips, {event.total_steps} steps "
                 f"({event.steps_per_epoch} per epoch), {event.world_size} process(es) "
-                f"on {event.device}" + (", bf16 autocast" if event.amp else ""),
+                f"on {event.device}"
+                + (", bf16 autocast" if event.amp else "")
+                + (f", resuming after step {event.start_step}" if event.start_step else ""),
                 highlight=False,
             )
         elif isinstance(event, StepLog):

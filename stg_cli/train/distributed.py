@@ -1,4 +1,12 @@
-"""Process-group setup for ``torchrun``: gloo on CPU, nccl on CUDA, one device per process."""
+"""Process-group setup for ``torchrun``: gloo on CPU, nccl on CUDA, one device per process.
+
+Multi-node and elastic runs use torchrun's own machinery (``--nnodes``, ``--rdzv-backend c10d``,
+``--rdzv-id``, ``--max-restarts``): when a worker dies or a node leaves or joins, torchrun
+restarts every worker of the job, and each checkpoint records the job's rendezvous id
+(:func:`elastic_job`), so the restarted workers — and a relaunch of the same job, such as a
+requeued SLURM job — resume from the run folder's latest checkpoint, which every node reads from
+the shared run folder.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +49,11 @@ def init_distributed(device: str = "auto") -> DistInfo:
             torch.cuda.set_device(target)
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=target)
+
+
+def elastic_job() -> str | None:
+    """The rendezvous id of the torchrun job this process belongs to (None outside torchrun)."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") or None
 
 
 def shutdown(info: DistInfo, finished: bool = False) -> None:

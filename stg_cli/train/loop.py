@@ -45,7 +45,7 @@ from stg_cli.runs.evaluation import LabelledSplit, evaluate_export, split_priors
 from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.config import TrainConfig
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
-from stg_cli.train.distributed import DistInfo, all_reduce_mean, init_distributed, shutdown
+from stg_cli.train.distributed import DistInfo, all_reduce_mean, elastic_job, init_distributed, shutdown
 from stg_cli.train.events import CheckpointSaved, Evaluated, PriorsScored, RunStarted, StepLog, TrainEvent
 from stg_cli.train.losses import global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
@@ -127,7 +127,9 @@ def train(
             frames_u, frames_t, select, ...); the dims and grid come from the store.
         config: optimisation settings.
         resume: continue the run in ``out`` from its latest checkpoint with its saved model
-            and training settings (``model_options`` and ``config`` are then ignored).
+            and training settings (``model_options`` and ``config`` are then ignored). Under
+            torchrun a run resumes by itself when ``out``'s latest checkpoint was written by
+            the same job (rendezvous id): after an elastic restart, or a relaunch of the job.
         device: auto | cpu | cuda (under torchrun each process takes its LOCAL_RANK GPU).
         on_event: called on rank 0 with each event (:mod:`stg_cli.train.events`):
             :class:`RunStarted`, a :class:`StepLog` per step, :class:`CheckpointSaved`, and with
@@ -416,11 +418,15 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     store_config = store_config_dict(store.config)
     manager = CheckpointManager(out, keep=config.keep)
     state = None
+    latest = manager.latest()
+    if not resume and latest is not None and elastic_job() is not None:
+        state = load_checkpoint(latest)
+        resume = state.get("job") == elastic_job()
+        state = state if resume else None
     if resume:
-        latest = manager.latest()
         if latest is None:
             raise UserError(f"--resume: {out} holds no checkpoint to resume from")
-        state = load_checkpoint(latest)
+        state = state or load_checkpoint(latest)
         check_store_matches(state.get("store", {}), store_config, out)
         model_config = ModelConfig.from_dict(state["model_config"])
         config = TrainConfig.from_dict(state["train_config"])
@@ -505,6 +511,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             "best_eval": run.best_eval,
             "smoothed_loss": run.smoothed,
             "world_size": info.world_size,
+            "job": elastic_job(),
         }
 
     end_step = total if stop_after is None else min(total, int(stop_after))

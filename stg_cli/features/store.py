@@ -438,7 +438,15 @@ class FeatureStore:
                     raise ValueError(f"{stem}.npy has shape {list(array.shape)}, expected {expected}")
                 arrays[name] = array
             return VideoFeatures.from_meta({**meta, "video_id": video_id}, arrays)
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except OSError as error:
+            if error.errno == errno.ENOMEM:  # each array is a memory map; Linux allows ~65,530
+                raise UserError(
+                    f"cannot map the features of {video_id!r}: this process holds too many memory "
+                    "maps (7 per video, vm.max_map_count); pack the store with "
+                    f"stg store pack {self.root}"
+                ) from None
+            raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
+        except (ValueError, KeyError, TypeError) as error:
             raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
 
     def _pack(self, name: str) -> Pack:

@@ -184,3 +184,21 @@ def test_open_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unreadable manifest"):
         FeatureStore.open(tmp_path / "g")
     assert os.listdir(tmp_path / "g" / "tmp") == []
+
+
+def test_running_out_of_memory_maps_points_to_packing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    writer = StoreWriter(tmp_path / "f", CONFIG)
+    write(writer, "a")
+    writer.rebuild_manifest()
+    store = FeatureStore.open(tmp_path / "f")
+
+    def no_more_maps(*args, **kwargs):
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(np, "load", no_more_maps)
+    with pytest.raises(UserError, match="too many memory maps .* stg store pack"):
+        store.load("a")

@@ -439,10 +439,12 @@ class FeatureStore:
                 arrays[name] = array
             return VideoFeatures.from_meta({**meta, "video_id": video_id}, arrays)
         except OSError as error:
-            if error.errno == errno.ENOMEM:  # each array is a memory map; Linux allows ~65,530
+            # each array is a memory map holding a file descriptor: 7 per video, against the
+            # process's open-file limit (ulimit -n) and Linux's 65,530 maps (vm.max_map_count)
+            if error.errno in (errno.ENOMEM, errno.EMFILE, errno.ENFILE):
                 raise UserError(
                     f"cannot map the features of {video_id!r}: this process holds too many memory "
-                    "maps (7 per video, vm.max_map_count); pack the store with "
+                    f"maps and files (7 per video; {error.strerror}); pack the store with "
                     f"stg store pack {self.root}"
                 ) from None
             raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None

@@ -196,9 +196,11 @@ def test_running_out_of_memory_maps_points_to_packing(
     writer.rebuild_manifest()
     store = FeatureStore.open(tmp_path / "f")
 
-    def no_more_maps(*args, **kwargs):
-        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+    for code in (errno.ENOMEM, errno.EMFILE):
 
-    monkeypatch.setattr(np, "load", no_more_maps)
-    with pytest.raises(UserError, match="too many memory maps .* stg store pack"):
-        store.load("a")
+        def no_more_maps(*args, code=code, **kwargs):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(np, "load", no_more_maps)
+        with pytest.raises(UserError, match="too many memory maps and files .* stg store pack"):
+            store.load("a")

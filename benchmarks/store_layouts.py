@@ -203,7 +203,8 @@ def main(argv: list[str]) -> int:
         rows[name]["loader_build_s"] = round(float(np.median(builds)), 2) if builds else None
         rows[name]["all_videos_loader"] = loader(root, args.videos, args.batches, 0)
     print(
-        "| layout | files | GB on disk | write s | open s | random clip reads/s | loader clips/s "
+        "| layout | files | GB on disk | write s | open s | random clip reads/s, fresh + warm | "
+        "loader clips/s "
         f"({args.loader_videos} videos) | loader build s | loader over all {args.videos} videos |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")

@@ -157,6 +157,23 @@ def locked(path: Path) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+#: what a store folder holds (the module docstring), its lock files included
+_STORE_ENTRIES = frozenset(
+    {
+        "store.json",
+        "manifest.json",
+        "text_encoder",
+        "videos",
+        PACKS,
+        "failures",
+        "shards",
+        "tmp",
+        ".lock",
+        ".pack.lock",
+    }
+)
+
+
 class StoreWriter:
     """Writes videos into a store folder (created, or resumed when its fingerprint matches)."""
 
@@ -165,7 +182,12 @@ class StoreWriter:
         self.config = config if config.fingerprint else config.with_fingerprint()
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} exists and is not a folder")
-        if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / "store.json").exists():
+        # another shard may be creating the store right now: a folder holding only a store's
+        # own entries is one, whether or not its store.json is there yet
+        if not (self.root / "store.json").exists() and any(
+            entry.name not in _STORE_ENTRIES and not entry.name.startswith(".store.json.")
+            for entry in (self.root.iterdir() if self.root.is_dir() else ())
+        ):
             raise UserError(f"--out {self.root} is a non-empty folder that is not a feature store")
         for sub in ("videos", "failures", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)

@@ -204,3 +204,13 @@ def test_running_out_of_memory_maps_points_to_packing(
         monkeypatch.setattr(np, "load", no_more_maps)
         with pytest.raises(UserError, match="too many memory maps and files .* stg store pack"):
             store.load("a")
+
+
+def test_a_store_another_shard_is_creating_is_not_refused(tmp_path: Path) -> None:
+    """A shard that starts while another one has made the folders but not yet store.json."""
+    root = tmp_path / "f"
+    for sub in ("videos", "failures", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / ".lock").touch()
+    StoreWriter(root, CONFIG)
+    assert (root / "store.json").exists()

@@ -8,7 +8,7 @@ import sys
 import typer
 
 import stg_cli
-from stg_cli.commands import bench, demo, extract, ground, info, score, synth, train
+from stg_cli.commands import bench, demo, extract, ground, info, score, store, synth, train
 from stg_cli.errors import UserError, error_text
 from stg_cli.terminal import console, error_line
 
@@ -41,6 +41,7 @@ app.command("demo")(demo.command)
 app.command("extract")(extract.command)
 app.command("ground")(ground.command)
 app.command("score")(score.command)
+app.add_typer(store.app, name="store")
 app.command("synth")(synth.command)
 app.command("train")(train.command)
 

@@ -33,3 +33,8 @@ DATASETS = ("groundingyoutube", "miningyoutube", "youcook-interactions", "synth"
 
 #: difficulty levels of ``stg synth`` (their settings: :data:`stg_cli.synth.config.DIFFICULTIES`)
 DIFFICULTY_LEVELS = ("easy", "medium", "hard")
+
+#: layouts of a feature store: a folder per video, or packs of many videos (stg_cli.features.store)
+STORE_LAYOUTS = ("videos", "packed")
+#: videos per pack of the packed layout (``stg store pack``, ``stg extract --layout packed``)
+VIDEOS_PER_PACK = 4096

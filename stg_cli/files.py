@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -107,6 +108,73 @@ def atomic_path(path: Path | str, durable: bool = False, keep_suffix: bool = Fal
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    if durable:
+        _fsync_folder(path.parent)
+
+
+def create_new(path: Path | str, data: bytes, durable: bool = False) -> bool:
+    """Writes ``data`` to ``path`` only if nothing is there yet, atomically: the file is written
+    under a temporary name and hard-linked to ``path``, which fails when ``path`` exists (even
+    as a symlink, which is never followed), also between machines on a shared file system
+    where file locks may be missing. Returns whether this call created ``path``."""
+    path = Path(path)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as written:
+            written.write(data)
+            if durable:
+                written.flush()
+                os.fsync(written.fileno())
+        make_readable(temporary)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+    finally:
+        temporary.unlink(missing_ok=True)
+    if durable:
+        _fsync_folder(path.parent)
+    return True
+
+
+@contextmanager
+def atomic_folder(
+    path: Path | str, scratch: Path | str, durable: bool = False, replace: bool = False
+) -> Iterator[Path]:
+    """A fresh private folder inside ``scratch`` (on ``path``'s file system) for the block to
+    fill; when the block ends without an error the folder gets the user's permissions and is
+    renamed to ``path`` at once, so that ``path`` is absent or complete, never partial. On an
+    error the folder is removed; a killed process leaves it in ``scratch``.
+
+    ``durable`` flushes every file of the folder and the folder itself before the rename, and
+    ``path``'s parent after it. ``replace`` removes a folder already at ``path`` first (a
+    symlink there is removed, never followed); without it an existing ``path`` raises
+    FileExistsError and the new folder is dropped.
+    """
+    path = Path(path)
+    work = Path(tempfile.mkdtemp(prefix=f"{path.name}.", dir=scratch))
+    try:
+        yield work
+        if durable:
+            for item in work.iterdir():
+                if item.is_file() and not item.is_symlink():
+                    with open(item, "rb") as written:
+                        os.fsync(written.fileno())
+            _fsync_folder(work)
+        make_readable(work)
+        if replace and path.is_symlink():
+            path.unlink()
+        elif replace and path.exists():
+            shutil.rmtree(path)
+        try:
+            os.replace(work, path)
+        except OSError:  # rename(2) onto a non-empty folder: ENOTEMPTY or EEXIST
+            if path.exists() or path.is_symlink():
+                raise FileExistsError(f"{path} exists") from None
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     if durable:
         _fsync_folder(path.parent)
 

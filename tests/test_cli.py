@@ -58,7 +58,7 @@ def test_shell_completion_is_offered():
     assert "--install-completion" in run_stg("--help").stdout
 
 
-COMMANDS = ("info", "bench", "demo", "extract", "ground", "score", "synth", "train")
+COMMANDS = ("info", "bench", "demo", "extract", "ground", "score", "store", "synth", "train")
 
 
 @pytest.mark.parametrize("args", [("--help",), ("--version",), *((name, "--help") for name in COMMANDS)])

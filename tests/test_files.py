@@ -96,3 +96,34 @@ def test_inside_keeps_names_in_their_folder(tmp_path):
     for name in ("/etc/passwd", "../f2/x", "a/../../x"):
         with pytest.raises(UserError, match="outside"):
             files.inside(tmp_path / "f", name, "config.json (vectors)")
+
+
+def test_a_folder_appears_complete_or_not_at_all(tmp_path, umask_022):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    with pytest.raises(RuntimeError), files.atomic_folder(tmp_path / "video", scratch) as work:
+        (work / "a.npy").write_bytes(b"a")
+        raise RuntimeError("writer died")
+    assert not (tmp_path / "video").exists() and not any(scratch.iterdir())
+    with files.atomic_folder(tmp_path / "video", scratch, durable=True) as work:
+        (work / "a.npy").write_bytes(b"a")
+    assert (tmp_path / "video" / "a.npy").read_bytes() == b"a" and mode(tmp_path / "video") == 0o755
+    with pytest.raises(FileExistsError), files.atomic_folder(tmp_path / "video", scratch) as work:
+        (work / "a.npy").write_bytes(b"b")
+    assert (tmp_path / "video" / "a.npy").read_bytes() == b"a" and not any(scratch.iterdir())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep me")
+    (tmp_path / "linked").symlink_to(outside)
+    with files.atomic_folder(tmp_path / "linked", scratch, replace=True) as work:
+        (work / "a.npy").write_bytes(b"c")
+    assert (outside / "keep").read_text() == "keep me" and not (tmp_path / "linked").is_symlink()
+
+
+def test_create_new_never_replaces_nor_follows(tmp_path):
+    assert files.create_new(tmp_path / "store.json", b"first", durable=True)
+    assert not files.create_new(tmp_path / "store.json", b"second")
+    assert (tmp_path / "store.json").read_bytes() == b"first"
+    (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
+    assert not files.create_new(tmp_path / "link.json", b"x") and not (tmp_path / "target.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "store.json"]

@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from stg_cli import terminal
+from stg_cli.defaults import STORE_LAYOUTS, VIDEOS_PER_PACK
 from stg_cli.terminal import escape
 
 if TYPE_CHECKING:
@@ -78,6 +79,15 @@ def command(
         "auto", "--device", help="auto, cpu or cuda[:N] (under torchrun: the GPU of LOCAL_RANK)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of word2vec training on the captions."),
+    layout: str = typer.Option(
+        "videos",
+        "--layout",
+        help=f"Store layout: {'|'.join(STORE_LAYOUTS)}: a folder per video, or this shard's videos "
+        "moved into packs of --videos-per-pack (8 files per pack; for large corpora).",
+    ),
+    videos_per_pack: int = typer.Option(
+        VIDEOS_PER_PACK, "--videos-per-pack", min=1, help="Videos per pack with --layout packed."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Decode VIDEOS, run the frozen backbones and write a resumable feature store to --out.
@@ -101,6 +111,8 @@ def command(
         device=device,
         batch_size=batch_size,
         seed=seed,
+        layout=layout,
+        videos_per_pack=videos_per_pack,
     )
     stderr = terminal.console(stderr=True)
     with Progress(
@@ -175,6 +187,8 @@ def print_summary(summary: ExtractSummary, console: Console) -> None:
     table.add_row("[red]failed[/red]" if report["failed"] else "failed", str(report["failed"]))
     table.add_row("in the store now", str(report["store_videos"]))
     console.print(table)
+    if summary.packs:
+        console.print(f"[bold]packs[/bold]: {len(summary.packs)} written by this shard", highlight=False)
     rate = report["frames_per_second"]
     console.print(
         f"[bold]frames[/bold]: {report['frames']} extracted in {report['extract_seconds']:.1f} s"

@@ -17,7 +17,15 @@ their weights; the encoder is then saved into ``FEATS/text_encoder/``.
 
 Sharding: the videos sorted by id are dealt round-robin, video i going to shard i mod n; every
 shard must see the same video list. ``--shard i/n`` (0 ≤ i < n) or, under torchrun, the
-RANK/WORLD_SIZE environment variables choose the shard.
+RANK/WORLD_SIZE environment variables choose the shard. Shards may run at once on many machines
+writing into one store on a shared file system: they write disjoint videos and failure records,
+each keeps its progress in its own record (``shards/<i>-of-<n>.json``,
+:mod:`stg_cli.features.status`), and the manifest is rebuilt from what is on disk under a lock.
+A shard rerun skips its finished videos and retries its failed ones.
+
+Layout: ``videos`` (default) leaves a folder per video; ``packed`` moves this shard's videos
+into packs (:func:`stg_cli.features.packing.pack_store`) every ``videos_per_pack`` videos and
+at the end; an interrupted run leaves its last videos in folders, which the next run packs.
 
 Workers: with W ≥ 1, W processes decode videos ahead (at most W + 1 videos in flight) into raw
 frame files under ``FEATS/tmp/`` that the main process memory-maps while it runs the backbone;
@@ -28,6 +36,7 @@ batch of frames, and features do not depend on W.
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import dataclasses
 import math
 import multiprocessing
@@ -44,8 +53,11 @@ import numpy as np
 
 from stg_cli import files
 from stg_cli.backbones import TEXT_ENCODERS, load_text, load_text_from, load_visual, train_word2vec
+from stg_cli.defaults import STORE_LAYOUTS, VIDEOS_PER_PACK
 from stg_cli.errors import UserError, error_text
 from stg_cli.features.encode import encode_frames, encode_video
+from stg_cli.features.packing import pack_store
+from stg_cli.features.status import new_shard_progress, write_shard_progress
 from stg_cli.features.store import StoreConfig, StoreWriter
 from stg_cli.files import safe_name
 from stg_cli.processes import ignore_interrupts, run_in_pool, threads_per_worker
@@ -67,6 +79,8 @@ class ExtractOptions:
     batch_size: int = 32
     word2vec_dim: int = 300
     seed: int = 0
+    layout: str = "videos"  # videos | packed (stg_cli.defaults.STORE_LAYOUTS)
+    videos_per_pack: int = VIDEOS_PER_PACK
 
 
 @dataclass
@@ -97,6 +111,7 @@ class ExtractSummary:
     text_encoder: str = ""
     manifest_videos: int = 0
     interrupted: bool = False
+    packs: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def count(self, status: str) -> int:
@@ -134,6 +149,7 @@ class ExtractSummary:
             "captions_without_video": self.captions_without_video,
             "text_encoder": self.text_encoder,
             "store_videos": self.manifest_videos,
+            "packs_written": self.packs,
             "interrupted": self.interrupted,
         }
 
@@ -218,17 +234,9 @@ def _save_text_encoder(out: Path, encoder) -> None:
     target = out / "text_encoder"
     if target.exists():
         return
-    tmp = Path(tempfile.mkdtemp(prefix="text_encoder.", dir=out / "tmp"))
-    try:
+    # another shard may save it first; it is the same encoder (the store's fingerprint says so)
+    with contextlib.suppress(FileExistsError), files.atomic_folder(target, out / "tmp") as tmp:
         encoder.save(tmp)
-        files.make_readable(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another shard saved it first; it is the same encoder (same fingerprint)
-            if not target.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _caption_arrays(encoder, captions: list[Caption]) -> dict[str, np.ndarray]:
@@ -268,6 +276,10 @@ def extract(
 
     if options.fps is not None and not (math.isfinite(options.fps) and options.fps > 0):
         raise UserError(f"--fps must be a positive number, got {options.fps}")
+    if options.layout not in STORE_LAYOUTS:
+        raise UserError(f"--layout must be one of {', '.join(STORE_LAYOUTS)}, got {options.layout!r}")
+    if options.videos_per_pack < 1:
+        raise UserError(f"--videos-per-pack must be >= 1, got {options.videos_per_pack}")
     started = time.perf_counter()
     out = Path(out)
     found, ignored, duplicates = find_videos(videos)
@@ -306,6 +318,8 @@ def extract(
         _save_text_encoder(out, encoder)
 
     results: list[VideoOutcome] = []
+    progress = new_shard_progress(shard, len(mine))
+    to_pack: list[str] = []  # videos of this shard in folders, for the packed layout
     for message in duplicates:
         path, _, reason = message.partition(": ")
         results.append(VideoOutcome(Path(path).stem, path, "failed", reason))
@@ -314,6 +328,8 @@ def extract(
         path = str(found[video_id])
         if writer.is_done(video_id):
             results.append(VideoOutcome(video_id, path, "stored"))
+            if video_id not in writer.packed:
+                to_pack.append(video_id)
         elif not caption_set.captions.get(video_id):
             writer.clear_failure(video_id)
             results.append(VideoOutcome(video_id, path, "no_captions", "no usable caption"))
@@ -340,6 +356,20 @@ def extract(
     # the manifest is rebuilt now and then so that a killed run leaves a readable store; a
     # rebuild reads every meta.json, so it never takes more than a tenth of the time
     last_manifest, manifest_cost = time.monotonic(), 0.0
+    label = f"shard-{shard[0]}-of-{shard[1]}"
+
+    def record_progress(state: str) -> None:
+        progress.state, progress.updated = state, time.time()
+        for status in ("done", "stored", "failed", "no_captions"):
+            setattr(progress, status, sum(result.status == status for result in results))
+        write_shard_progress(out, progress)
+
+    def pack(videos: list[str]) -> None:
+        packed = pack_store(out, options.videos_per_pack, only=videos, label=label)
+        summary.packs.extend(packed.packs)
+        videos.clear()
+
+    record_progress("running")
 
     def finish(
         video_id: str, status: str, reason: str = "", frames: int = 0, captions: int = 0, t0: float = 0.0
@@ -351,11 +381,16 @@ def extract(
         if status == "failed":
             writer.record_failure(video_id, str(found[video_id]), reason)
         results.append(result)
+        if status == "done" and options.layout == "packed":
+            to_pack.append(video_id)
+            if len(to_pack) >= options.videos_per_pack:
+                pack(to_pack)
         if on_video is not None:
             on_video(result)
         if time.monotonic() - last_manifest > max(30.0, 10 * manifest_cost):
             began = time.monotonic()
             writer.rebuild_manifest()
+            record_progress("running")
             last_manifest = time.monotonic()
             manifest_cost = last_manifest - began
 
@@ -401,12 +436,16 @@ def extract(
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.manifest_videos = writer.rebuild_manifest()["counts"]["videos"]
+        record_progress("interrupted")
         summary.loop_seconds = time.perf_counter() - loop_started
         summary.seconds = time.perf_counter() - started
         raise ExtractInterrupted(summary) from None
     summary.loop_seconds = time.perf_counter() - loop_started
+    if options.layout == "packed" and to_pack:
+        pack(to_pack)
     manifest = writer.rebuild_manifest()
     summary.manifest_videos = manifest["counts"]["videos"]
+    record_progress("finished")
     summary.captions_without_video = caption_set.stats.unmatched
     summary.seconds = time.perf_counter() - started
     return summary

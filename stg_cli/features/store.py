@@ -9,21 +9,31 @@ Layout of a store folder FEATS::
     FEATS/videos/<name>/*.npy        frame_times [U] f32, global [U, Dv] f16, grid [U, N, Dv] f16,
                                      caption_times [C, 2] f32, sentence [C, Dw] f16,
                                      words [C, K, Dw] f16, word_mask [C, K] bool
+    FEATS/packs/<pack>/              many videos' arrays in 7 .npy files + index.json
+                                     (the packed layout, :mod:`stg_cli.features.packs`)
     FEATS/failures/<name>.json       a video that could not be extracted, and why
-    FEATS/tmp/                       videos being written
+    FEATS/shards/<i>-of-<n>.json     progress of each extraction shard (``stg store status``)
+    FEATS/tmp/                       videos and packs being written
 
-``<name>`` is the video id made safe as a file name (:func:`safe_name`).
+``<name>`` is the video id made safe as a file name (:func:`safe_name`). A video lives either
+in its own folder under ``videos/`` (the per-video layout: 8 files per video) or in a pack (the
+packed layout: 8 files per pack of thousands of videos); a store may hold both, and
+:class:`FeatureStore` reads either the same way. :func:`stg_cli.features.packing.pack_store`
+(``stg store pack``, ``stg extract --layout packed``) moves per-video folders into packs.
 
 Atomicity and resumption: a video is written into ``FEATS/tmp/`` (arrays first, ``meta.json``
-last) and moved into ``FEATS/videos/`` with one ``os.replace``, so a folder under ``videos/`` is
-always complete; an interrupted run leaves at most a folder under ``tmp/``, which the next run
-removes. A rerun skips every video whose folder exists. The per-video ``meta.json`` files are the
-source of truth: ``manifest.json`` is rebuilt from them (and from ``failures/``) under a file lock
-and replaced atomically, so shards on several machines writing disjoint videos into one store
-never lose each other's entries. Every process of a store must use the same configuration: the
-fingerprint in ``store.json`` (backbone name and weights digest, text encoder digest, fps, input
-size, clip geometry, dtype and the store format version) is compared at every run and a mismatch
-is refused.
+last) and moved into ``FEATS/videos/`` with one rename (:func:`stg_cli.files.atomic_folder`),
+so a folder under ``videos/`` is always complete; an interrupted run leaves at most a folder
+under ``tmp/``, which the next run removes. Packs appear the same way. A rerun skips every
+video whose folder or pack exists. The per-video ``meta.json`` files and the packs' indexes are
+the source of truth: ``manifest.json`` is rebuilt from them (and from ``failures/``) under a
+file lock and replaced atomically, so shards on several machines writing disjoint videos into
+one store never lose each other's entries. Every process of a store must use the same
+configuration: the fingerprint in ``store.json`` (backbone name and weights digest, text
+encoder digest, fps, input size, clip geometry, dtype and the store format version) is compared
+at every run and a mismatch is refused; ``store.json`` is created with an exclusive link
+(:func:`stg_cli.files.create_new`), so two machines starting at once cannot both create it,
+even on a file system without locks.
 """
 
 from __future__ import annotations
@@ -35,8 +45,8 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +54,24 @@ import numpy as np
 from stg_cli import files
 from stg_cli.backbones import load_matching_visual, load_text_from
 from stg_cli.errors import UserError
+from stg_cli.features.layout import ARRAYS, FEATURE_DTYPE, VideoFeatures, read_json_object, to_storage
+from stg_cli.features.packs import Pack, valid_pack_name
 from stg_cli.files import safe_name
+
+__all__ = [
+    "ARRAYS",
+    "FEATURE_DTYPE",
+    "FeatureStore",
+    "StoreConfig",
+    "StoreWriter",
+    "VideoFeatures",
+    "safe_name",
+]
 
 STORE_FORMAT = "stg-features"
 #: Bumped whenever the layout or the meaning of an array changes.
 STORE_VERSION = 1
-FEATURE_DTYPE = np.float16
+PACKS = "packs"
 
 
 @dataclass(frozen=True)
@@ -119,69 +141,8 @@ class StoreConfig:
         return [f"{key}: {mine[key]} → {theirs[key]}" for key in mine if mine[key] != theirs[key]]
 
 
-@dataclass
-class VideoFeatures:
-    """The stored features of one video (arrays are memory-mapped, read-only).
-
-    frame_times [U] float32 seconds (sampling times k / fps); global_feats [U, Dv] float16;
-    grid_feats [U, N, Dv] float16 (cells row-major over the gh × gw grid of the whole frame);
-    caption_times [C, 2] float32 (start, end); texts [C] normalised caption text;
-    sentence [C, Dw] float16; words [C, K, Dw] float16; word_mask [C, K] bool.
-    width/height are the display size of the original video, duration in seconds.
-    """
-
-    video_id: str
-    width: int
-    height: int
-    duration: float
-    frame_times: np.ndarray
-    global_feats: np.ndarray
-    grid_feats: np.ndarray
-    caption_times: np.ndarray
-    texts: list[str]
-    sentence: np.ndarray
-    words: np.ndarray
-    word_mask: np.ndarray
-    meta: dict = field(default_factory=dict, repr=False)
-
-
-ARRAYS = {  # file stem → (VideoFeatures field, dtype on disk)
-    "frame_times": ("frame_times", np.float32),
-    "global": ("global_feats", FEATURE_DTYPE),
-    "grid": ("grid_feats", FEATURE_DTYPE),
-    "caption_times": ("caption_times", np.float32),
-    "sentence": ("sentence", FEATURE_DTYPE),
-    "words": ("words", FEATURE_DTYPE),
-    "word_mask": ("word_mask", np.bool_),
-}
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as error:
-        raise UserError(f"unreadable {what} {path}: {error}") from None
-    except RecursionError:
-        raise UserError(f"unreadable {what} {path}: JSON nested too deeply") from None
-    if not isinstance(data, dict):
-        raise UserError(f"unreadable {what} {path}: not a JSON object")
-    return data
-
-
-def _to_storage(name: str, array: np.ndarray, dtype) -> np.ndarray:
-    array = np.asarray(array)
-    if dtype == FEATURE_DTYPE:
-        if not np.isfinite(array).all():
-            raise ValueError(f"non-finite values in the {name} features")
-        limit = float(np.finfo(FEATURE_DTYPE).max)
-        array = np.clip(array, -limit, limit)
-    return np.ascontiguousarray(array, dtype=dtype)
-
-
 @contextlib.contextmanager
-def _locked(path: Path):
+def locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``path`` (flock: one process of one machine at a time)."""
     with open(path, "a+") as handle:
         try:
@@ -196,6 +157,23 @@ def _locked(path: Path):
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+#: what a store folder holds (the module docstring), its lock files included
+_STORE_ENTRIES = frozenset(
+    {
+        "store.json",
+        "manifest.json",
+        "text_encoder",
+        "videos",
+        PACKS,
+        "failures",
+        "shards",
+        "tmp",
+        ".lock",
+        ".pack.lock",
+    }
+)
+
+
 class StoreWriter:
     """Writes videos into a store folder (created, or resumed when its fingerprint matches)."""
 
@@ -204,39 +182,45 @@ class StoreWriter:
         self.config = config if config.fingerprint else config.with_fingerprint()
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--out {self.root} exists and is not a folder")
-        if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / "store.json").exists():
+        # another shard may be creating the store right now: a folder holding only a store's
+        # own entries is one, whether or not its store.json is there yet
+        if not (self.root / "store.json").exists() and any(
+            entry.name not in _STORE_ENTRIES and not entry.name.startswith(".store.json.")
+            for entry in (self.root.iterdir() if self.root.is_dir() else ())
+        ):
             raise UserError(f"--out {self.root} is a non-empty folder that is not a feature store")
         for sub in ("videos", "failures", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        with _locked(self.root / ".lock"):
+        header = {"format": STORE_FORMAT, "version": STORE_VERSION, "config": self.config.to_dict()}
+        with locked(self.root / ".lock"):
             path = self.root / "store.json"
-            if path.exists():
-                existing = StoreConfig.from_dict(_read_json(path, "feature store")["config"])
+            text = json.dumps(header, indent=1) + "\n"
+            if path.exists() or not files.create_new(path, text.encode(), durable=True):
+                existing = StoreConfig.from_dict(read_json_object(path, "feature store")["config"])
                 if existing.fingerprint != self.config.fingerprint:
                     changes = "; ".join(existing.differences(self.config)) or "fingerprint"
                     raise UserError(
                         f"{self.root} holds features made with another configuration ({changes}); "
                         "use another --out or delete it to start over"
                     )
-            else:
-                files.write_json(
-                    path,
-                    {"format": STORE_FORMAT, "version": STORE_VERSION, "config": self.config.to_dict()},
-                    indent=1,
-                    durable=True,
-                )
+        self.packed = set(packed_videos(self.root, self.config.fingerprint))
 
     def video_dir(self, video_id: str) -> Path:
         return self.root / "videos" / safe_name(video_id)
 
     def is_done(self, video_id: str) -> bool:
-        """Whether ``video_id`` is fully written (its folder exists: folders appear complete)."""
-        return (self.video_dir(video_id) / "meta.json").exists()
+        """Whether ``video_id`` is fully written: its folder exists (folders appear complete) or
+        a pack holds it (the packs present when the writer was made)."""
+        return video_id in self.packed or (self.video_dir(video_id) / "meta.json").exists()
 
-    def write(self, video_id: str, arrays: dict[str, np.ndarray], texts: list[str], info: dict) -> Path:
-        """Atomically write one video: ``arrays`` keyed as :data:`ARRAYS`, ``info`` into meta.json.
+    def prepare(
+        self, video_id: str, arrays: dict[str, np.ndarray], texts: list[str], info: dict
+    ) -> tuple[dict[str, np.ndarray], dict]:
+        """The arrays as stored (keyed as :data:`ARRAYS`) and the meta.json object of one video.
 
-        Raises ValueError for non-finite features or inconsistent shapes (nothing is written).
+        ``arrays``: frame_times [U], global [U, Dv], grid [U, N, Dv], caption_times [C, 2],
+        sentence [C, Dw], words [C, K, Dw], word_mask [C, K]; ``info`` goes into meta.json.
+        Raises ValueError for non-finite features or inconsistent shapes.
         """
         missing = set(ARRAYS) - set(arrays)
         if missing:
@@ -255,40 +239,40 @@ class StoreWriter:
         if (
             np.shape(arrays["words"])[:1] != (captions,)
             or np.shape(arrays["words"])[-1] != self.config.text_dim
+            or len(np.shape(arrays["words"])) != 3
         ):
             raise ValueError(f"words has shape {np.shape(arrays['words'])}")
         if np.shape(arrays["word_mask"]) != np.shape(arrays["words"])[:2] or len(texts) != captions:
             raise ValueError("word_mask, words and texts disagree")
-        stored = {name: _to_storage(name, arrays[name], dtype) for name, (_, dtype) in ARRAYS.items()}
+        stored = {name: to_storage(name, arrays[name], dtype) for name, (_, dtype) in ARRAYS.items()}
+        meta = {
+            "video_id": video_id,
+            "fingerprint": self.config.fingerprint,
+            "frames": frames,
+            "captions": captions,
+            **info,
+            "texts": list(texts),
+            "arrays": {stem: [list(a.shape), a.dtype.name] for stem, a in stored.items()},
+        }
+        return stored, meta
+
+    def write(self, video_id: str, arrays: dict[str, np.ndarray], texts: list[str], info: dict) -> Path:
+        """Atomically write one video into its folder (see :meth:`prepare` for the arguments).
+
+        Raises ValueError for non-finite features or inconsistent shapes (nothing is written).
+        """
+        stored, meta = self.prepare(video_id, arrays, texts, info)
         name = safe_name(video_id)
-        final = self.root / "videos" / name
         for stale in (self.root / "tmp").glob(f"{name}.*"):
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=self.root / "tmp"))
-        try:
+        # written by an earlier run meanwhile, or a stale copy: replaced
+        with files.atomic_folder(self.video_dir(video_id), self.root / "tmp", replace=True) as tmp:
             for stem, array in stored.items():
-                with open(tmp / f"{stem}.npy", "wb") as handle:
+                with open(tmp / f"{stem}.npy", "xb") as handle:
                     np.save(handle, array)
-            meta = {
-                "video_id": video_id,
-                "fingerprint": self.config.fingerprint,
-                "frames": frames,
-                "captions": captions,
-                **info,
-                "texts": list(texts),
-                "arrays": {stem: [list(a.shape), a.dtype.name] for stem, a in stored.items()},
-            }
             files.write_json(tmp / "meta.json", meta, indent=1, durable=True)
-            files.make_readable(tmp)
-            if final.exists():  # written by an earlier run meanwhile, or a stale copy: replace it
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        failure = self.root / "failures" / f"{name}.json"
-        failure.unlink(missing_ok=True)
-        return final
+        self.clear_failure(video_id)
+        return self.video_dir(video_id)
 
     def record_failure(self, video_id: str, source: str, reason: str) -> None:
         """Remember why ``video_id`` failed (listed in the manifest until a later run succeeds)."""
@@ -301,89 +285,145 @@ class StoreWriter:
         (self.root / "failures" / f"{safe_name(video_id)}.json").unlink(missing_ok=True)
 
     def rebuild_manifest(self) -> dict:
-        """Rebuild ``manifest.json`` from every video's meta.json and the failures, atomically."""
-        with _locked(self.root / ".lock"):
-            return rebuild_manifest(self.root, self.config)
+        """Rebuild ``manifest.json`` from every video's meta.json, the packs and the failures."""
+        return rebuild_manifest(self.root, self.config)
+
+
+def pack_folders(root: Path) -> list[Path]:
+    """The pack folders of the store at ``root`` (names checked, symlinks ignored), sorted."""
+    folder = root / PACKS
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if valid_pack_name(path.name) and path.is_dir() and not path.is_symlink()
+    )
+
+
+def open_packs(root: Path, fingerprint: str) -> tuple[list[Pack], dict[str, str]]:
+    """The readable packs of the store, and ``{pack name: why}`` for the damaged ones."""
+    packs, damaged = [], {}
+    for folder in pack_folders(root):
+        try:
+            packs.append(Pack.open(folder, fingerprint))
+        except UserError as error:
+            damaged[folder.name] = str(error)
+    return packs, damaged
+
+
+def packed_videos(root: Path, fingerprint: str) -> dict[str, str]:
+    """``{video id: pack name}`` over the readable packs of the store."""
+    packs, _ = open_packs(root, fingerprint)
+    return {video_id: pack.folder.name for pack in packs for video_id in pack.videos}
 
 
 def rebuild_manifest(root: Path, config: StoreConfig) -> dict:
-    videos: dict[str, dict] = {}
-    for folder in sorted((root / "videos").iterdir()):
-        try:
-            meta = json.loads((folder / "meta.json").read_text())
-        except (OSError, ValueError):
-            continue  # not a finished video
-        if meta.get("fingerprint") != config.fingerprint:
-            continue
-        videos[meta["video_id"]] = {
-            "dir": folder.name,
-            "frames": meta["frames"],
-            "captions": meta["captions"],
-            "duration": meta.get("duration"),
-            "width": meta.get("width"),
-            "height": meta.get("height"),
-        }
-    failures: dict[str, dict] = {}
-    for path in sorted((root / "failures").glob("*.json")):
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            record = json.loads(path.read_text())
-            if record["video_id"] not in videos:
-                failures[record["video_id"]] = {
-                    "source": record.get("source"),
-                    "reason": record.get("reason"),
+    """Rebuild ``manifest.json`` from every video's meta.json, the packs' indexes and the
+    failures, under the store's lock, and replace it atomically; returns it.
+
+    A video both in a pack and in a folder (a pack step interrupted before it removed the
+    folder) is listed in its pack.
+    """
+    with locked(root / ".lock"):
+        videos: dict[str, dict] = {}
+        packs, damaged = open_packs(root, config.fingerprint)
+        for pack in packs:
+            for video_id, entry in pack.videos.items():
+                meta = entry["meta"]
+                videos[video_id] = {
+                    "pack": pack.folder.name,
+                    "frames": entry["frames"][1],
+                    "captions": entry["captions"][1],
+                    "duration": meta.get("duration"),
+                    "width": meta.get("width"),
+                    "height": meta.get("height"),
                 }
-    manifest = {
-        "format": STORE_FORMAT,
-        "version": STORE_VERSION,
-        "fingerprint": config.fingerprint,
-        "config": config.to_dict(),
-        "counts": {
-            "videos": len(videos),
-            "frames": sum(v["frames"] for v in videos.values()),
-            "captions": sum(v["captions"] for v in videos.values()),
-            "failures": len(failures),
-        },
-        "videos": dict(sorted(videos.items())),
-        "failures": dict(sorted(failures.items())),
-    }
-    files.write_json(root / "manifest.json", manifest, indent=1, durable=True)
+        for folder in sorted((root / "videos").iterdir()):
+            try:
+                meta = json.loads((folder / "meta.json").read_text())
+            except (OSError, ValueError):
+                continue  # not a finished video
+            if meta.get("fingerprint") != config.fingerprint or meta.get("video_id") in videos:
+                continue
+            videos[meta["video_id"]] = {
+                "dir": folder.name,
+                "frames": meta["frames"],
+                "captions": meta["captions"],
+                "duration": meta.get("duration"),
+                "width": meta.get("width"),
+                "height": meta.get("height"),
+            }
+        failures: dict[str, dict] = {}
+        for path in sorted((root / "failures").glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                record = json.loads(path.read_text())
+                if record["video_id"] not in videos:
+                    failures[record["video_id"]] = {
+                        "source": record.get("source"),
+                        "reason": record.get("reason"),
+                    }
+        manifest = {
+            "format": STORE_FORMAT,
+            "version": STORE_VERSION,
+            "fingerprint": config.fingerprint,
+            "config": config.to_dict(),
+            "counts": {
+                "videos": len(videos),
+                "frames": sum(v["frames"] for v in videos.values()),
+                "captions": sum(v["captions"] for v in videos.values()),
+                "failures": len(failures),
+            },
+            "layout": {"packs": len(packs), "packed_videos": sum("pack" in v for v in videos.values())},
+            "damaged_packs": damaged,
+            "videos": dict(sorted(videos.items())),
+            "failures": dict(sorted(failures.items())),
+        }
+        files.write_json(root / "manifest.json", manifest, indent=1, durable=True)
     return manifest
 
 
+def read_config(root: Path) -> StoreConfig:
+    """The configuration in ``root/store.json``; UserError if it is missing, foreign, of
+    another format version or broken."""
+    if not root.exists():
+        raise UserError(f"feature store not found: {root}")
+    try:
+        header = read_json_object(root / "store.json", "feature store")
+    except FileNotFoundError:
+        raise UserError(
+            f"{root} is not a feature store (no store.json); create one with stg extract"
+        ) from None
+    if header.get("format") != STORE_FORMAT:
+        raise UserError(f"{root}/store.json is not a stg feature store")
+    if header.get("version") != STORE_VERSION:
+        raise UserError(
+            f"{root} was written in store format {header.get('version')}, this stg reads "
+            f"format {STORE_VERSION}: extract the features again"
+        )
+    try:
+        return StoreConfig.from_dict(header["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{root}/store.json has a broken configuration ({error})") from None
+
+
 class FeatureStore:
-    """Read access to a finished feature store (see the module docstring for the layout)."""
+    """Read access to a finished feature store of either layout (see the module docstring)."""
 
     def __init__(self, root: Path, config: StoreConfig, manifest: dict) -> None:
         self.root = root
         self.config = config
         self.manifest = manifest
         self.video_ids: list[str] = list(manifest["videos"])
+        self._packs: dict[str, Pack] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> FeatureStore:
         """Open the store at ``path``; UserError if it is missing, empty, unfinished or broken."""
         root = Path(path)
-        if not root.exists():
-            raise UserError(f"feature store not found: {root}")
+        config = read_config(root)
         try:
-            header = _read_json(root / "store.json", "feature store")
-        except FileNotFoundError:
-            raise UserError(
-                f"{root} is not a feature store (no store.json); create one with stg extract"
-            ) from None
-        if header.get("format") != STORE_FORMAT:
-            raise UserError(f"{root}/store.json is not a stg feature store")
-        if header.get("version") != STORE_VERSION:
-            raise UserError(
-                f"{root} was written in store format {header.get('version')}, this stg reads "
-                f"format {STORE_VERSION}: extract the features again"
-            )
-        try:
-            config = StoreConfig.from_dict(header["config"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"{root}/store.json has a broken configuration ({error})") from None
-        try:
-            manifest = _read_json(root / "manifest.json", "manifest")
+            manifest = read_json_object(root / "manifest.json", "manifest")
         except FileNotFoundError:
             raise UserError(
                 f"{root} is unfinished (no manifest.json): rerun stg extract with --out {root}"
@@ -405,7 +445,9 @@ class FeatureStore:
         entry = self.manifest["videos"].get(video_id)
         if entry is None:
             raise UserError(f"video {video_id!r} is not in the feature store {self.root}")
-        folder = self.root / "videos" / entry["dir"]
+        if "pack" in entry:
+            return self._pack(str(entry["pack"])).features(video_id)
+        folder = self.root / "videos" / str(entry["dir"])
         try:
             meta = json.loads((folder / "meta.json").read_text())
             arrays = {}
@@ -417,17 +459,28 @@ class FeatureStore:
                 if list(array.shape) != expected:
                     raise ValueError(f"{stem}.npy has shape {list(array.shape)}, expected {expected}")
                 arrays[name] = array
-        except (OSError, ValueError, KeyError) as error:
+            return VideoFeatures.from_meta({**meta, "video_id": video_id}, arrays)
+        except OSError as error:
+            # each array is a memory map holding a file descriptor: 7 per video, against the
+            # process's open-file limit (ulimit -n) and Linux's 65,530 maps (vm.max_map_count)
+            if error.errno in (errno.ENOMEM, errno.EMFILE, errno.ENFILE):
+                raise UserError(
+                    f"cannot map the features of {video_id!r}: this process holds too many memory "
+                    f"maps and files (7 per video; {error.strerror}); pack the store with "
+                    f"stg store pack {self.root}"
+                ) from None
             raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
-        return VideoFeatures(
-            video_id=video_id,
-            width=int(meta["width"]),
-            height=int(meta["height"]),
-            duration=float(meta["duration"]),
-            texts=list(meta["texts"]),
-            meta=meta,
-            **arrays,
-        )
+        except (ValueError, KeyError, TypeError) as error:
+            raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
+
+    def _pack(self, name: str) -> Pack:
+        """The pack ``name``, opened once (its index read, its arrays mapped) and kept."""
+        pack = self._packs.get(name)
+        if pack is None:
+            if not valid_pack_name(name):
+                raise UserError(f"{self.root}/manifest.json names the pack {name!r}: refused")
+            pack = self._packs[name] = Pack.open(self.root / PACKS / name, self.config.fingerprint)
+        return pack
 
     def visual_backbone(self, device: str = "cpu"):
         """The visual backbone that made this store, loaded from the recorded weights path."""

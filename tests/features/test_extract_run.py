@@ -229,3 +229,76 @@ def test_scratch_of_killed_extractions_is_removed_and_live_ones_kept(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         name for kind, name in names.items() if kind != "dead"
     )
+
+
+def _contents(store: FeatureStore) -> dict:
+    """Every video's arrays (copied) and texts, and the failures, of an opened store."""
+    fields = ("frame_times", "global_feats", "grid_feats", "caption_times", "sentence", "words", "word_mask")
+    videos = {}
+    for video_id in store.video_ids:
+        video = store.load(video_id)
+        videos[video_id] = {"texts": video.texts, **{name: np.array(getattr(video, name)) for name in fields}}
+    return {"videos": videos, "failures": sorted(store.manifest["failures"])}
+
+
+def _assert_same_store(left: dict, right: dict) -> None:
+    assert list(left["videos"]) == list(right["videos"]) and left["failures"] == right["failures"]
+    for video_id, arrays in left["videos"].items():
+        assert arrays["texts"] == right["videos"][video_id]["texts"]
+        for name, array in arrays.items():
+            if name != "texts":
+                np.testing.assert_array_equal(
+                    array, right["videos"][video_id][name], err_msg=f"{video_id} {name}"
+                )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["videos", "packed"])
+def test_concurrent_shard_processes_build_the_one_process_store(
+    dataset: dict[str, Path], tmp_path: Path, layout: str
+) -> None:
+    """Three processes extract disjoint shards into one store at the same time (as an array
+    job on several machines would): the store equals the one a single process makes."""
+    import multiprocessing
+
+    from stg_cli.features.status import store_status
+
+    videos = [dataset["videos"] / f"{name}.mp4" for name in GOOD] + [dataset["videos"] / "notavideo.mp4"]
+    extract(videos, dataset["captions"], tmp_path / "one", ExtractOptions(**OPTIONS))
+    shared = tmp_path / "shared"
+    jobs = [
+        (
+            videos,
+            dataset["captions"],
+            shared,
+            ExtractOptions(shard=(i, 3), layout=layout, videos_per_pack=1, **OPTIONS),
+        )
+        for i in range(3)
+    ]
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        summaries = pool.starmap(extract, jobs)
+    assert sorted(r.video_id for s in summaries for r in s.results if r.status == "done") == sorted(GOOD)
+    _assert_same_store(_contents(FeatureStore.open(tmp_path / "one")), _contents(FeatureStore.open(shared)))
+    if layout == "packed":
+        assert not any((shared / "videos").iterdir()) and len(list((shared / "packs").iterdir())) == 5
+
+    status = store_status(shared)
+    assert (status.videos, list(status.failed), status.manifest_current) == (5, ["notavideo"], True)
+    assert [(r.shard, r.state, r.done + r.failed, r.remaining) for r in status.shards] == [
+        ((0, 3), "finished", 2, 0),
+        ((1, 3), "finished", 2, 0),
+        ((2, 3), "finished", 2, 0),
+    ]
+    # a shard's rerun is idempotent: it skips its stored videos and retries its failure
+    again = extract(
+        videos, dataset["captions"], shared, ExtractOptions(shard=(2, 3), layout=layout, **OPTIONS)
+    )
+    assert (again.count("done"), again.count("stored"), again.count("failed")) == (0, 1, 1)
+    _assert_same_store(_contents(FeatureStore.open(tmp_path / "one")), _contents(FeatureStore.open(shared)))
+
+
+def test_layout_is_checked(dataset: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="--layout must be one of videos, packed"):
+        extract(
+            [dataset["videos"]], dataset["captions"], tmp_path / "f", ExtractOptions(layout="flat", **OPTIONS)
+        )

@@ -184,3 +184,33 @@ def test_open_errors(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unreadable manifest"):
         FeatureStore.open(tmp_path / "g")
     assert os.listdir(tmp_path / "g" / "tmp") == []
+
+
+def test_running_out_of_memory_maps_points_to_packing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    writer = StoreWriter(tmp_path / "f", CONFIG)
+    write(writer, "a")
+    writer.rebuild_manifest()
+    store = FeatureStore.open(tmp_path / "f")
+
+    for code in (errno.ENOMEM, errno.EMFILE):
+
+        def no_more_maps(*args, code=code, **kwargs):
+            raise OSError(code, os.strerror(code))
+
+        monkeypatch.setattr(np, "load", no_more_maps)
+        with pytest.raises(UserError, match="too many memory maps and files .* stg store pack"):
+            store.load("a")
+
+
+def test_a_store_another_shard_is_creating_is_not_refused(tmp_path: Path) -> None:
+    """A shard that starts while another one has made the folders but not yet store.json."""
+    root = tmp_path / "f"
+    for sub in ("videos", "failures", "tmp"):
+        (root / sub).mkdir(parents=True)
+    (root / ".lock").touch()
+    StoreWriter(root, CONFIG)
+    assert (root / "store.json").exists()

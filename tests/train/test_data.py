@@ -72,3 +72,23 @@ def test_centred_batches_subtract_each_videos_means(store):
     from stg_cli.train.data import feature_stats
 
     assert abs(float(feature_stats(centred)["global"][0].mean())) < 1e-4
+
+
+def test_a_packed_store_gives_the_same_batches(tmp_path):
+    from helpers.stores import write_store
+    from stg_cli.features import FeatureStore
+    from stg_cli.features.packing import pack_store
+
+    fake = make_store()
+    per_video = write_store(tmp_path / "per-video", fake)
+    write_store(tmp_path / "packed", fake)
+    pack_store(tmp_path / "packed", videos_per_pack=3)
+    packed = FeatureStore.open(tmp_path / "packed")
+    assert packed.manifest["layout"]["packed_videos"] == 4
+    left, right = (
+        ClipDataset(per_video, frames_u=8, center_video=True),
+        ClipDataset(packed, frames_u=8, center_video=True),
+    )
+    ids = list(range(len(left)))
+    for name, value in left.batch(ids).model_inputs().items():
+        assert (value == right.batch(ids).model_inputs()[name]).all(), name

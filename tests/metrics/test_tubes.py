@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from stg_cli.metrics import LabeledTube, TubeDetection, ground_truth_tubes, tube_iou, video_ap, video_map
@@ -21,6 +22,25 @@ def test_tube_iou_golden_detected_boxes():
     assert round(tube_iou(detected, ground_truth, method="temporal_x_spatial"), 4) == 0.0408
     # Summed areas (volume method): 6·25 / (6·175 + 5·100 + 10·100); single-tube seconds add their full area.
     assert tube_iou(detected, ground_truth) == pytest.approx(150 / 2550)
+
+
+def mask_of(box, size=20):
+    x1, y1, x2, y2 = box
+    mask = np.zeros((size, size), dtype=bool)
+    mask[y1 : y2 + 1, x1 : x2 + 1] = True
+    return mask
+
+
+def test_tube_iou_golden_values_hold_for_masks():
+    # a mask of exactly a box's pixels scores as the box under both methods
+    assert round(tube_iou(tube(10, 20, mask_of(GT_BOX)), tube(15, 30, GT_BOX)), 4) == 0.2857
+    detected, ground_truth = tube(10, 20, mask_of(DETECTED_BOX)), tube(15, 30, GT_BOX)
+    assert tube_iou(detected, ground_truth) == pytest.approx(150 / 2550)
+    assert round(tube_iou(detected, ground_truth, method="temporal_x_spatial"), 4) == 0.0408
+    # an L-shaped mask inside the box's bounding box: 75 of the box's 100 pixels, none outside
+    l_shape = mask_of(GT_BOX)
+    l_shape[5:, 5:] = False
+    assert tube_iou(tube(0, 3, l_shape), tube(0, 3, GT_BOX)) == pytest.approx(0.75)
 
 
 def test_tube_iou_continuous_convention():

@@ -21,9 +21,9 @@ IoU = Σ_c |G_c ∩ D_c| / Σ_c |G_c ∪ D_c| and IoD = Σ_c |G_c ∩ D_c| / Σ_
 denominator is 0). A frame at time t has the ground-truth label of the segment [start, end]
 owning it: ``ranges="inclusive"`` (default, start <= t <= end: the annotations' integer seconds
 are whole seconds, as the authors' code reads them) or ``"half_open"`` (start <= t < end, which
-drops a segment's last second: 19.7 % of MiningYouTube's ground-truth frames, and every
+drops a segment's last second: 18 % of MiningYouTube's ground-truth frames, and every
 zero-length segment); background elsewhere; where segments overlap the earliest-starting one
-wins (:func:`frame_owners`).
+wins (then the earlier-ending, then the lower id; :func:`frame_owners`).
 
 **Transcript.** The steps that own at least one frame, by start time. A step that owns none
 (under ``"inclusive"``: one whose seconds all lie inside an earlier-starting segment) has no
@@ -117,8 +117,8 @@ def frame_owners(times: np.ndarray, segments: Sequence[Segment], ranges: str = "
     check_choice(ranges, FRAME_RANGES, "ranges")
     times = np.asarray(times, dtype=np.float64)
     owners = np.full(times.shape, -1, dtype=np.int64)
-    by_start = sorted(range(len(segments)), key=lambda index: segments[index].start, reverse=True)
-    for index in by_start:
+    priority = sorted(range(len(segments)), key=lambda index: _order_key(segments[index]), reverse=True)
+    for index in priority:
         segment = segments[index]
         end_ok = times <= segment.end if ranges == "inclusive" else times < segment.end
         owners[(times >= segment.start) & end_ok] = index
@@ -138,10 +138,15 @@ def transcript(
 ) -> tuple[list[Segment], int]:
     """The video's transcript on frames ``times`` [F]: its segments that own a frame, by start
     (then end, then id), and how many were left out for owning none."""
-    ordered = sorted(segments, key=lambda s: (s.start, s.end, s.id or 0))
+    ordered = sorted(segments, key=_order_key)
     owned = set(frame_owners(times, ordered, ranges).tolist())
     kept = [segment for index, segment in enumerate(ordered) if index in owned]
     return kept, len(ordered) - len(kept)
+
+
+def _order_key(segment: Segment) -> tuple:
+    """Transcript order, and precedence where segments overlap: start, then end, then id."""
+    return (segment.start, segment.end, segment.id or 0)
 
 
 def temporal_counts(ground_truth: Sequence[str], predicted: Sequence[str]) -> TemporalCounts:

@@ -257,7 +257,7 @@ def predicted_tubes(prediction: VideoPrediction | None, masks: MaskRule | None =
             continue
         seconds = np.arange(math.ceil(segment.start), math.floor(segment.end) + 1)
         indices = prediction.frame_indices(seconds)
-        rows = cells.rows(prediction.times[indices]) if cells is not None else indices
+        rows = cells.rows(prediction.times_at(indices)) if cells is not None else indices
         regions: dict[int, Region] = {}
         for second, index, row in zip(seconds, indices, rows):
             if index < 0 or prediction.labels[index] != segment.label:

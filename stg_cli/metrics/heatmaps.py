@@ -10,7 +10,8 @@ each frame squashed, without cropping, so cell (i, j) covers the same part of ev
   ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``: every pixel lies
   between its neighbouring cells' values, so the values stay on the cell-probability scale;
 - :func:`argmax_cell_centres`: the point of a frame is the centre of its largest cell,
-  ((j + ½)·W/gw − ½, (i + ½)·H/gh − ½) in pixels (pixel k covers [k, k + 1)). The centre, not
+  ((j + ½)·W/gw − ½, (i + ½)·H/gh − ½) in pixel coordinates whose integers are pixel centres
+  (the coordinates of inclusive integer box corners). The centre, not
   the argmax pixel of the upsampled map: bilinear upsampling holds a border cell's value flat out
   to the frame's edge, so the first argmax pixel of a top or left border cell lay on the edge
   while a bottom or right one lay at its centre. Ties go to the tied cell nearest the grid's

@@ -20,10 +20,12 @@ IoU/IoD are not in it, so they keep stg's definitions under either protocol.
 - **Spatial accuracy** (printed as "meanAP" by their code): a hit when the mask's pixel IoU
   with the box, rasterised as theirs is (columns x1 + 1 … x2 + 1, rows y1 … y2, clipped to the
   frame), is > 0.3. A box whose raster is empty (x1 > x2, as 18 released boxes are) counts as
-  a miss of both the pointing game and the spatial accuracy, where stg leaves it out.
+  a miss of both the pointing game and the spatial accuracy, where stg leaves it out (a box
+  with x1 = x2 has a one-pixel-wide raster and is scored).
 - **Frame size**: GroundingYouTube as stg (the annotation frame, ``id2wh_new.json``);
   YouCook2-Interactions: their canvas is the video's frame cut to at most 640 × 360
-  (:data:`YOUCOOK_CANVAS`) while the boxes stay in the video's own pixels.
+  (:data:`stg_cli.metrics.annotations.YOUCOOK_FRAME`) while the boxes stay in the video's own
+  pixels.
 
 Not reproduced: their last second of each segment is scored on a zero-padded frame (a segment
 [start, end] decodes end − start frames for end − start + 1 seconds: 3,311 of 17,812
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stg_cli.metrics.annotations import FrameBox, Segment
+from stg_cli.metrics.annotations import YOUCOOK_FRAME, FrameBox, Segment
 from stg_cli.metrics.geometry import point_in_box
 from stg_cli.metrics.grounding import MaskRule, Rate, SpatialRecord
 from stg_cli.metrics.heatmaps import first_argmax_pixels
@@ -48,8 +50,6 @@ from stg_cli.metrics.predictions import VideoPrediction
 PROTOCOLS = ("stg", "official")
 #: their mask: per-clip mass ≥ 1e-4, a 16-frame clip's mass shared equally by its frames
 OFFICIAL_MASK = MaskRule(threshold=1e-4, frames_per_unit=16)
-#: their YouCook2-Interactions canvas: the frame cut to at most this width × height
-YOUCOOK_CANVAS = (640, 360)
 OFFICIAL_IOU_THRESHOLD = 0.3
 
 
@@ -91,7 +91,7 @@ def official_frames(prediction: VideoPrediction | None, seconds: Sequence[int]) 
         return [None] * len(seconds)
     indices = prediction.frame_indices(np.asarray(seconds, dtype=np.float64))
     cells = prediction.cells() if prediction.heatmaps is not None else None
-    rows = cells.rows(prediction.times[indices]) if cells is not None else np.full(len(indices), -1)
+    rows = cells.rows(prediction.times_at(indices)) if cells is not None else np.full(len(indices), -1)
     found = [row for row in rows if row >= 0]
     width, height = prediction.width, prediction.height
     points = first_argmax_pixels(cells.cells[found], width, height) if found else np.zeros((0, 2))
@@ -162,7 +162,7 @@ def official_scores(
 
 def youcook_canvas(size: tuple[int, int]) -> tuple[int, int]:
     """Their YouCook2-Interactions canvas for a video of ``size`` (width, height)."""
-    return min(size[0], YOUCOOK_CANVAS[0]), min(size[1], YOUCOOK_CANVAS[1])
+    return min(size[0], YOUCOOK_FRAME[0]), min(size[1], YOUCOOK_FRAME[1])
 
 
 def _box_mask(box: tuple[float, float, float, float] | None, width: int, height: int) -> np.ndarray | None:

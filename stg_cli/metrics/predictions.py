@@ -125,6 +125,14 @@ class VideoPrediction:
         """
         return nearest_frames(self.times, seconds, max(0.5, 0.5 / self.fps))
 
+    def times_at(self, indices: np.ndarray) -> np.ndarray:
+        """The times of frames ``indices`` [S] (as ``frame_indices`` gives), NaN where -1."""
+        indices = np.asarray(indices, dtype=np.int64)
+        times = np.full(indices.shape, np.nan)
+        found = indices >= 0
+        times[found] = self.times[indices[found]]
+        return times
+
     def foreground_seconds(self) -> dict[int, int]:
         """Whole seconds whose frame (as ``frame_indices`` picks it) is not background → index."""
         if self.times.size == 0:

@@ -389,7 +389,8 @@ def _score_spatial(
         frames = ground_truth.boxes.get(video, [])
         segments = ground_truth.segments.get(video, [])
         known = list(ground_truth.query_pools.get(video, []))
-        known += sorted({frame.label for frame in frames if frame.label} - set(known))
+        annotated = {frame.label for frame in frames} | {segment.label for segment in segments}
+        known += sorted({label for label in annotated if label} - set(known))
         prediction = predictions.get(video)
         size = ground_truth.frame_sizes.get(video)
         if prediction is not None:

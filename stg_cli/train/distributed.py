@@ -52,8 +52,22 @@ def init_distributed(device: str = "auto") -> DistInfo:
 
 
 def elastic_job() -> str | None:
-    """The rendezvous id of the torchrun job this process belongs to (None outside torchrun)."""
-    return os.environ.get("TORCHELASTIC_RUN_ID") or None
+    """The rendezvous id of the torchrun job this process belongs to: None outside torchrun and
+    where torchrun has none (static rendezvous, ``--master-addr``/``--master-port``, names every
+    job ``none``)."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID", "").strip()
+    return None if job.lower() in ("", "none") else job
+
+
+def from_main(value: object, info: DistInfo) -> object:
+    """Rank 0's ``value`` on every process (picklable; ``value`` itself with one process), so
+    that all of them act on one decision even where a shared file system shows them different
+    things."""
+    if not info.enabled:
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def shutdown(info: DistInfo, finished: bool = False) -> None:

@@ -45,7 +45,14 @@ from stg_cli.runs.evaluation import LabelledSplit, evaluate_export, split_priors
 from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.config import TrainConfig
 from stg_cli.train.data import BatchOrder, ClipDataset, feature_stats
-from stg_cli.train.distributed import DistInfo, all_reduce_mean, elastic_job, init_distributed, shutdown
+from stg_cli.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    elastic_job,
+    from_main,
+    init_distributed,
+    shutdown,
+)
 from stg_cli.train.events import CheckpointSaved, Evaluated, PriorsScored, RunStarted, StepLog, TrainEvent
 from stg_cli.train.losses import global_loss, local_loss
 from stg_cli.train.plot import plot_losses, read_metrics
@@ -418,7 +425,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
     store_config = store_config_dict(store.config)
     manager = CheckpointManager(out, keep=config.keep)
     state = None
-    latest = manager.latest()
+    latest = from_main(manager.latest(), info)
     if not resume and latest is not None and elastic_job() is not None:
         state = load_checkpoint(latest)
         resume = state.get("job") == elastic_job()

@@ -22,6 +22,7 @@ from stg_cli.metrics.baselines import (
 from stg_cli.metrics.predictions import load_predictions, parse_prediction
 from stg_cli.metrics.score import ScoreOptions, _video_map, detection_overlaps, load_ground_truth, score
 from stg_cli.metrics.tubes import LabeledTube, TubeDetection, video_map
+from stg_cli.text.normalize import normalize_text
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 GROUNDING = DATA / "groundingyoutube"
@@ -464,6 +465,15 @@ def test_real_data_baselines_in_readme():
         ("groundingyoutube", "official", "centre"): [75.53, 66.92, 55.66, 63.33],
         ("groundingyoutube", "official", "random"): [36.67, 17.49, 21.12, 22.16],
     }
+    # the oracle limited to each video's vid2step.json pool: the ceiling of a model grounded with it
+    truth = load_ground_truth([GROUNDING], "groundingyoutube")
+    limited = {}
+    for video, prediction in baseline_predictions(truth, "oracle").items():
+        pool = {normalize_text(query) for query in truth.query_pools[video]}
+        labels = [label if normalize_text(label) in pool else "background" for label in prediction.labels]
+        limited[video] = replace(prediction, labels=labels)
+    ceiling = score(limited, truth, "groundingyoutube")
+    assert [round(ceiling.metrics[key], 2) for key in ("iou_point", "iou_point_pooled")] == [79.52, 82.68]
     youcook = load_ground_truth([YOUCOOK], "youcook-interactions")
     found = {}
     for protocol in ("stg", "official"):
@@ -532,7 +542,7 @@ def test_real_mining_youtube_oracle_scores_100(tmp_path):
     for key in ("iou", "iod", "iou_pooled", "iod_pooled"):
         assert report.metrics[key] == pytest.approx(100.0), key
     # steps inside an earlier-starting segment own no second and leave their transcript
-    assert report.counts["steps_without_frames"] == 9
+    assert report.counts["steps_without_frames"] == 5
     half_open = score(load_predictions(tmp_path), truth, "miningyoutube", frame_ranges="half_open")
     assert half_open.metrics["iou"] < 90.0
 
@@ -639,3 +649,13 @@ def test_masks_need_the_heatmaps_file_a_prediction_names(tmp_path):
     report = score(load_predictions(path), mask_ground_truth(), "groundingyoutube")
     assert report.metrics["map@0.5"] == pytest.approx(100.0)
     assert any("their tubes are their boxes" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("protocol", ["stg", "official"])
+def test_a_prediction_without_frames_but_with_heatmaps_scores_as_empty(tmp_path, protocol):
+    path = write_mask_prediction(tmp_path, np.full((7, 7), 1 / 49), [0, 0, 1, 1])
+    value = json.loads(path.read_text())
+    value["frames"] = []
+    path.write_text(json.dumps(value))
+    report = score(load_predictions(path), mask_ground_truth(), "groundingyoutube", protocol=protocol)
+    assert report.metrics["pointing_game"] == 0.0 and report.metrics["map@0.1"] == 0.0

@@ -52,3 +52,28 @@ def test_two_processes_match_one(tmp_path, loss):
     for name, value in a["model"].items():
         torch.testing.assert_close(b["model"][name], value, rtol=1e-3, atol=1e-4)
     assert not (double / "checkpoints" / "step-00000006.pt.tmp").exists()
+
+
+def test_the_job_id_of_static_rendezvous_names_no_job(monkeypatch):
+    from stg_cli.train.distributed import elastic_job
+
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert elastic_job() is None
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # torchrun's id without --rdzv-id
+    assert elastic_job() is None
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "grounding-1")
+    assert elastic_job() == "grounding-1"
+
+
+def test_a_run_of_another_job_is_not_resumed(tmp_path, monkeypatch):
+    from stg_cli.errors import UserError
+
+    store = make_store()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "first")
+    train(store, tmp_path / "run", MODEL, settings("both", steps=2), device="cpu")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "second")
+    with pytest.raises(UserError, match="already holds a training run"):
+        train(store, tmp_path / "run", MODEL, settings("both", steps=4), device="cpu")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "first")
+    result = train(store, tmp_path / "run", MODEL, settings("both", steps=4), device="cpu")
+    assert result.steps == 2  # the job's own saved settings (2 steps), not the new ones

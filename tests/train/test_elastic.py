@@ -5,6 +5,7 @@ where an uninterrupted run ends."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -97,18 +98,31 @@ def launch_two_nodes(feats: Path, run: Path, job: str) -> list[subprocess.Popen]
     ]
 
 
-def finish(agents: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
-    results = []
-    for agent in agents:
-        out, err = agent.communicate(timeout=300)
-        results.append((agent.returncode, out, err))
-    return results
+def finish(agents: list[subprocess.Popen], timeout: float = 300) -> list[tuple[int, str, str]]:
+    """Each agent's exit code, stdout and stderr; agents (and their workers) still running after
+    the time limit are killed, so that a failed test leaves no process behind."""
+    try:
+        results = []
+        for agent in agents:
+            out, err = agent.communicate(timeout=timeout)
+            results.append((agent.returncode, out, err))
+        return results
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                for pid in workers_of(agent):
+                    os.kill(pid, signal.SIGKILL)
+                agent.kill()
+                agent.wait()
 
 
 def workers_of(agent: subprocess.Popen) -> list[int]:
     """The worker processes torchrun started (its children running stg_cli)."""
-    children = Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()
-    return [int(pid) for pid in children if "stg_cli" in Path(f"/proc/{pid}/cmdline").read_text()]
+    try:
+        children = Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()
+        return [int(pid) for pid in children if "stg_cli" in Path(f"/proc/{pid}/cmdline").read_text()]
+    except OSError:  # the agent or a child has just ended
+        return []
 
 
 def test_a_killed_worker_restarts_and_resumes_to_the_uninterrupted_result(feats, tmp_path):
@@ -119,13 +133,18 @@ def test_a_killed_worker_restarts_and_resumes_to_the_uninterrupted_result(feats,
     agents = launch_two_nodes(feats, run, "killed")
     first = run / "checkpoints" / f"step-{EVERY:08d}.pt"
     deadline = time.monotonic() + 300
-    while not first.exists():
-        assert time.monotonic() < deadline and all(agent.poll() is None for agent in agents), "no checkpoint"
-        time.sleep(0.02)
-    victims = workers_of(agents[1])
-    assert victims
-    for pid in victims:
-        os.kill(pid, signal.SIGKILL)
+    try:
+        while not first.exists():
+            assert time.monotonic() < deadline and all(a.poll() is None for a in agents), "no checkpoint"
+            time.sleep(0.02)
+        victims = workers_of(agents[1])
+        assert victims
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+    except BaseException:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            finish(agents, timeout=0)
+        raise
     results = finish(agents)
     assert all(code == 0 for code, _, _ in results), results[1][2][-3000:]
     summary = next(json.loads(out) for _, out, _ in results if out.strip())

@@ -30,7 +30,14 @@ from stg_cli import files
 from stg_cli.defaults import VIDEOS_PER_PACK
 from stg_cli.errors import UserError
 from stg_cli.features.layout import ARRAYS, open_array
-from stg_cli.features.packs import WRITING, PackSource, pack_name, valid_pack_name, write_pack
+from stg_cli.features.packs import (
+    WRITING,
+    PackSource,
+    pack_name,
+    valid_pack_name,
+    write_pack,
+    writing_pattern,
+)
 from stg_cli.features.store import PACKS, locked, packed_videos, read_config, rebuild_manifest
 from stg_cli.files import safe_name
 
@@ -111,9 +118,10 @@ def pack_store(
     videos, tmp = root / "videos", root / "tmp"
     (root / PACKS).mkdir(exist_ok=True)
     tmp.mkdir(exist_ok=True)
-    with locked(root / ".pack.lock"):
-        # every packing process holds the lock while it writes: what is here was left by one killed
-        files.remove_scratch(tmp, WRITING)
+    with locked(root / ".pack.lock") as held:
+        # every packing process holds the lock while it writes: what is here was left by one
+        # killed. Without locks, only this label's (this shard's) packs are known to be stale
+        files.remove_scratch(tmp, WRITING if held else writing_pattern(label))
         files.remove_scratch(tmp, DISCARDED)
         if only is None:
             folders = sorted(path for path in videos.iterdir() if path.is_dir() and not path.is_symlink())

@@ -58,6 +58,11 @@ _WRITING_TAG = ".pack-"
 WRITING = files.scratch_pattern(r"[A-Za-z0-9][A-Za-z0-9._-]*", _WRITING_TAG)
 
 
+def writing_pattern(label: str) -> re.Pattern[str]:
+    """The names of the folders of packs labelled ``label`` being written (see :data:`WRITING`)."""
+    return files.scratch_pattern(f"{re.escape(label)}-[0-9a-f]{{16}}", _WRITING_TAG)
+
+
 @dataclass(frozen=True)
 class PackSource:
     """One video to pack: its meta.json object (``meta["arrays"][stem]`` = [shape, dtype]) and

@@ -156,16 +156,20 @@ class StoreConfig:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (flock: one process of one machine at a time)."""
+def locked(path: Path) -> Iterator[bool]:
+    """An exclusive advisory lock on ``path`` (flock: one process of one machine at a time);
+    yields whether it is held: False on a file system without locks, where the block runs
+    anyway (what it does must then be safe without the lock)."""
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            held = True
         except OSError as error:  # file systems without locks: the rebuild is still atomic
             if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
+            held = False
         try:
-            yield
+            yield held
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -294,3 +294,21 @@ def test_a_malformed_index_is_one_line(per_video: Path, tamper) -> None:
         FeatureStore.open(per_video).load("vid1")
     assert "\n" not in str(raised.value)
     assert list(store_status(per_video, rebuild=True).damaged_packs) == [pack.name]
+
+
+def test_without_file_locks_only_the_own_label_s_half_written_packs_are_removed(
+    per_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import stg_cli.features.store as store_module
+
+    def no_locks(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "no locks")
+
+    monkeypatch.setattr(store_module.fcntl, "flock", no_locks)
+    mine, theirs = (f".pack-{label}-0123456789abcdef.ab12cd34" for label in ("pack", "shard-1-of-2"))
+    for name in (mine, theirs):
+        (per_video / "tmp" / name).mkdir()
+    assert pack_store(per_video).videos_packed == 7
+    assert [p.name for p in (per_video / "tmp").iterdir()] == [theirs]

@@ -138,22 +138,76 @@ def create_new(path: Path | str, data: bytes, durable: bool = False) -> bool:
     return True
 
 
+#: the random part :func:`tempfile.mkdtemp` gives a scratch folder's name (8 characters)
+_SCRATCH_TAIL = r"\.[a-z0-9_]{8}"
+
+
+def scratch_pattern(target: str, tag: str = "") -> re.Pattern[str]:
+    """The names that :func:`atomic_folder` and :func:`discard_folder` give their folders in
+    ``scratch`` (``<tag><name>.<8 random characters>``) for a ``path`` whose name matches the
+    regular expression ``target`` (``re.escape(name)`` for one name); use ``fullmatch``.
+
+    Exact: the scratch folder of one name never matches the pattern of another (``clip`` and
+    ``clip.v2`` included), because the random part has a fixed length.
+    """
+    return re.compile(f"{re.escape(tag)}(?:{target}){_SCRATCH_TAIL}")
+
+
+def remove_scratch(scratch: Path | str, pattern: re.Pattern[str]) -> list[str]:
+    """Removes the entries of ``scratch`` whose whole name matches ``pattern`` (see
+    :func:`scratch_pattern`): what killed processes left there. A symlink is removed, never
+    followed. Returns the names removed, sorted."""
+    scratch = Path(scratch)
+    removed = []
+    for entry in sorted(scratch.iterdir()) if scratch.is_dir() else ():
+        if not pattern.fullmatch(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
+
+
+def discard_folder(path: Path | str, scratch: Path | str, tag: str) -> None:
+    """Removes the folder ``path`` so that it is never seen half-removed: it is renamed into
+    ``scratch`` (same file system) as ``<tag><name>.<8 random characters>`` at once, then
+    deleted there; a killed process leaves it in ``scratch``, where
+    ``remove_scratch(scratch, scratch_pattern(..., tag))`` finds it. A symlink at ``path`` is
+    removed, never followed; a missing ``path`` is no error.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        path.unlink()
+        return
+    # an empty folder that rename(2) replaces: a name no other process takes meanwhile
+    holder = Path(tempfile.mkdtemp(prefix=f"{tag}{path.name}.", dir=scratch))
+    try:
+        os.replace(path, holder)
+    except FileNotFoundError:
+        pass
+    shutil.rmtree(holder, ignore_errors=True)
+
+
 @contextmanager
 def atomic_folder(
-    path: Path | str, scratch: Path | str, durable: bool = False, replace: bool = False
+    path: Path | str, scratch: Path | str, durable: bool = False, replace: bool = False, tag: str = ""
 ) -> Iterator[Path]:
     """A fresh private folder inside ``scratch`` (on ``path``'s file system) for the block to
     fill; when the block ends without an error the folder gets the user's permissions and is
     renamed to ``path`` at once, so that ``path`` is absent or complete, never partial. On an
-    error the folder is removed; a killed process leaves it in ``scratch``.
+    error the folder is removed; a killed process leaves it in ``scratch``, named
+    ``<tag><name>.<8 random characters>`` (:func:`scratch_pattern` matches it exactly).
 
     ``durable`` flushes every file of the folder and the folder itself before the rename, and
-    ``path``'s parent after it. ``replace`` removes a folder already at ``path`` first (a
-    symlink there is removed, never followed); without it an existing ``path`` raises
-    FileExistsError and the new folder is dropped.
+    ``path``'s parent after it: after a crash of the machine, ``path`` is complete or absent.
+    ``replace`` removes a folder already at ``path`` first (a symlink there is removed, never
+    followed); without it an existing ``path`` raises FileExistsError and the new folder is
+    dropped.
     """
     path = Path(path)
-    work = Path(tempfile.mkdtemp(prefix=f"{path.name}.", dir=scratch))
+    work = Path(tempfile.mkdtemp(prefix=f"{tag}{path.name}.", dir=scratch))
     try:
         yield work
         if durable:

@@ -8,7 +8,8 @@ Ctrl-C belongs to the main process: the workers ignore SIGINT (from their first 
 when they are started inside :func:`interrupts_ignored`, else from their initialiser
 :func:`ignore_interrupts`), and the main process ends them with :func:`stop` and keeps what they
 finished. Each of W workers gets :func:`threads_per_worker` threads, so that together they use
-the machine's cores once.
+the machine's cores once. :func:`process_alive` tells whether a process recorded by its id
+(a shard's progress record, a scratch folder's owner) still runs on this machine.
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ Job = TypeVar("Job")
 def threads_per_worker(workers: int) -> int:
     """Threads for each of ``workers`` processes: the machine's cores shared out, at least 1."""
     return max(1, (os.cpu_count() or 1) // max(workers, 1))
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts as alive:
+    signal 0 is refused to it, but it is there). Ids below 1 name no single process: False."""
+    if pid < 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def ignore_interrupts() -> None:

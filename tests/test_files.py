@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -127,3 +129,58 @@ def test_create_new_never_replaces_nor_follows(tmp_path):
     (tmp_path / "link.json").symlink_to(tmp_path / "target.json")
     assert not files.create_new(tmp_path / "link.json", b"x") and not (tmp_path / "target.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "store.json"]
+
+
+def test_scratch_patterns_match_exactly_the_folders_left_behind(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    left = {}
+    for name, tag in (("clip", ""), ("clip.v2", ""), ("clip", ".pack-")):
+        with pytest.raises(KeyboardInterrupt), files.atomic_folder(tmp_path / name, scratch, tag=tag) as work:
+            left[(name, tag)] = work.name
+            (work / "a.npy").write_bytes(b"half")
+            os.rename(work, scratch / f"{work.name}.kept")  # what a killed process leaves ...
+            raise KeyboardInterrupt
+        os.rename(scratch / f"{left[(name, tag)]}.kept", scratch / left[(name, tag)])  # ... as it was
+    for (name, tag), entry in left.items():
+        matching = {
+            key for key, other in left.items() if files.scratch_pattern(re.escape(name), tag).fullmatch(other)
+        }
+        assert matching == {(name, tag)}, entry
+    assert files.remove_scratch(scratch, files.scratch_pattern(re.escape("clip"))) == [left[("clip", "")]]
+    assert sorted(p.name for p in scratch.iterdir()) == sorted(
+        [left[("clip.v2", "")], left[("clip", ".pack-")]]
+    )
+
+
+def test_a_discarded_folder_is_never_seen_half_removed(tmp_path, monkeypatch):
+    scratch, folder = tmp_path / "tmp", tmp_path / "videos" / "clip"
+    scratch.mkdir()
+    folder.mkdir(parents=True)
+    for index in range(5):
+        (folder / f"{index}.npy").write_bytes(b"x")
+    real_rmtree = files.shutil.rmtree
+
+    def killed(path, *args, **kwargs):  # dies after deleting two files
+        for item in sorted(Path(path).iterdir())[:2]:
+            item.unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        files.discard_folder(folder, scratch, ".gone-")
+    monkeypatch.setattr(files.shutil, "rmtree", real_rmtree)
+    assert not folder.exists()
+    (left,) = scratch.iterdir()
+    assert files.scratch_pattern(r"[a-z]+", ".gone-").fullmatch(left.name) and len(list(left.iterdir())) == 3
+    assert files.remove_scratch(scratch, files.scratch_pattern(r"[a-z]+", ".gone-")) == [left.name]
+    # a symlink is removed, never followed; a missing folder is no error
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep").write_text("x")
+    (tmp_path / "videos" / "link").symlink_to(target)
+    files.discard_folder(tmp_path / "videos" / "link", scratch, ".gone-")
+    files.discard_folder(tmp_path / "videos" / "missing", scratch, ".gone-")
+    assert (
+        (target / "keep").exists() and not any((tmp_path / "videos").iterdir()) and not any(scratch.iterdir())
+    )

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from stg_cli.processes import ignore_interrupts, run_in_pool
+from stg_cli.processes import ignore_interrupts, process_alive, run_in_pool
 
 KILLER = 3  # the job that kills its worker
 FAILING = 5  # the job that raises
@@ -78,3 +78,20 @@ def test_an_error_in_the_callback_stops_the_workers_and_propagates():
             lambda job: None,
             ahead=2,
         )
+
+
+def test_process_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    assert process_alive(os.getpid()) and not process_alive(int(gone.stdout))
+    assert not process_alive(0) and not process_alive(-1)  # process groups, not processes
+
+    def refused(pid: int, signal: int) -> None:  # a process of another user
+        raise PermissionError
+
+    monkeypatch.setattr(os, "kill", refused)
+    assert process_alive(int(gone.stdout))

@@ -150,5 +150,7 @@ def pack(
             console.print(
                 f"[red]damaged, left in place[/red] videos/{escape(name)}: {escape(reason)}", highlight=False
             )
+        if summary.damaged:
+            console.print("delete a damaged folder and rerun stg extract to extract its video again")
     if summary.damaged:
         raise typer.Exit(1)

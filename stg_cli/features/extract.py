@@ -60,7 +60,7 @@ from stg_cli.features.packing import pack_store
 from stg_cli.features.status import new_shard_progress, write_shard_progress
 from stg_cli.features.store import StoreConfig, StoreWriter
 from stg_cli.files import safe_name
-from stg_cli.processes import ignore_interrupts, run_in_pool, threads_per_worker
+from stg_cli.processes import ignore_interrupts, process_alive, run_in_pool, threads_per_worker
 from stg_cli.text.captions import Caption, CaptionStats, read_captions
 from stg_cli.video import VideoError, iter_clips
 from stg_cli.video_files import VIDEO_SUFFIXES, list_folder
@@ -185,17 +185,19 @@ def shard_from_env() -> tuple[int, int]:
     return rank, world
 
 
-def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], list[str], list[str]]:
+def find_videos(
+    inputs: Iterable[str | os.PathLike],
+) -> tuple[dict[str, Path], list[str], list[tuple[Path, str]]]:
     """Video files of ``inputs``: folders as every command reads them
     (:func:`stg_cli.video_files.list_folder`), files as given.
 
-    Returns ``({video_id: path}, ignored files, duplicate-id messages)``: a folder's visible
+    Returns ``({video_id: path}, ignored files, [(duplicate file, why)])``: a folder's visible
     files without a video suffix are ignored, and a second file with an id already seen is a
-    duplicate (captions are keyed by the id).
+    duplicate (captions are keyed by the id; the first file keeps it).
     """
     videos: dict[str, Path] = {}
     ignored: list[str] = []
-    duplicates: list[str] = []
+    duplicates: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
@@ -208,7 +210,7 @@ def find_videos(inputs: Iterable[str | os.PathLike]) -> tuple[dict[str, Path], l
         for candidate in candidates:
             video_id = candidate.stem
             if video_id in videos:
-                duplicates.append(f"{candidate}: duplicate video id {video_id!r} (also {videos[video_id]})")
+                duplicates.append((candidate, f"duplicate video id {video_id!r} (also {videos[video_id]})"))
                 continue
             videos[video_id] = candidate
     return videos, ignored, duplicates
@@ -260,9 +262,10 @@ def extract(
 ) -> ExtractSummary:
     """Extract the features of ``videos`` into the store ``out`` (see the module docstring).
 
-    ``on_start(n)`` gets the number of videos of this shard, ``on_video`` each video's result,
-    ``on_frames(n)`` the frames encoded as they go. On KeyboardInterrupt the manifest is rebuilt
-    (every finished video stays) and the interrupt is raised again.
+    ``on_start(n)`` gets the number of videos of this shard (duplicate files of its ids
+    included), ``on_video`` each video's result, ``on_frames(n)`` the frames encoded as they go.
+    On KeyboardInterrupt the manifest is rebuilt (every finished video stays) and the interrupt is
+    raised again.
     """
     options = options or ExtractOptions()
 
@@ -317,12 +320,14 @@ def extract(
     if not reused:
         _save_text_encoder(out, encoder)
 
-    results: list[VideoOutcome] = []
-    progress = new_shard_progress(shard, len(mine))
+    # a duplicate file belongs to the shard of its id (whose first file that shard extracts)
+    own = set(mine)
+    results = [
+        VideoOutcome(path.stem, str(path), "failed", why) for path, why in duplicates if path.stem in own
+    ]
+    in_shard = len(mine) + len(results)
+    progress = new_shard_progress(shard, in_shard)
     to_pack: list[str] = []  # videos of this shard in folders, for the packed layout
-    for message in duplicates:
-        path, _, reason = message.partition(": ")
-        results.append(VideoOutcome(Path(path).stem, path, "failed", reason))
     todo: list[str] = []
     for video_id in mine:
         path = str(found[video_id])
@@ -336,7 +341,7 @@ def extract(
         else:
             todo.append(video_id)
     if on_start is not None:
-        on_start(len(mine))
+        on_start(in_shard)
     for result in results:
         if on_video is not None:
             on_video(result)
@@ -488,14 +493,8 @@ def _remove_orphaned_scratch(folder: Path) -> None:
     for scratch in folder.glob(f"{_SCRATCH_PREFIX}*"):
         owner, _, rest = scratch.name.removeprefix(_SCRATCH_PREFIX).rpartition("-")
         owner_host, _, pid = owner.rpartition("-")
-        if owner_host != host or not pid.isdigit() or not rest:
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if owner_host == host and pid.isdigit() and rest and not process_alive(int(pid)):
             shutil.rmtree(scratch, ignore_errors=True)
-        except PermissionError:  # a live process of another user
-            continue
 
 
 def _run_with_workers(todo, found, spec, fps, options, backbone, store, finish, on_frames, out) -> None:

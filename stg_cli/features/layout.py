@@ -8,6 +8,9 @@ Both layouts of :mod:`stg_cli.features.store` (a folder per video, or packs of m
 from __future__ import annotations
 
 import json
+import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +69,39 @@ ARRAYS = {  # file stem → (VideoFeatures field, dtype on disk)
     "words": ("words", FEATURE_DTYPE),
     "word_mask": ("word_mask", np.bool_),
 }
+
+
+def open_array(path: Path, dtype: np.dtype | type, shape: Sequence[int], source: str) -> np.ndarray:
+    """The ``.npy`` file ``path`` memory-mapped read-only, once its header and its size agree
+    with ``dtype`` and ``shape`` (what ``source``, e.g. ``meta.json``, says it holds).
+
+    Only the header is read. Raises OSError when the file cannot be opened, ValueError (one line
+    naming the file) when it is not an ``.npy`` file, holds another dtype or shape, or is
+    shorter or longer than that shape needs (a file cut short by a crash of the machine).
+    """
+    expected_dtype, expected = np.dtype(dtype), tuple(int(n) for n in shape)
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                found, fortran, found_dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                found, fortran, found_dtype = np.lib.format.read_array_header_2_0(handle)
+        except (ValueError, EOFError) as error:
+            raise ValueError(f"{path.name} is not a readable .npy file ({error})") from None
+        offset, size = handle.tell(), os.fstat(handle.fileno()).st_size
+    if found_dtype != expected_dtype or tuple(found) != expected or fortran:
+        raise ValueError(
+            f"{path.name} is {found_dtype.name} {list(found)}, {source} says {expected_dtype.name} "
+            f"{list(expected)}"
+        )
+    needed = offset + math.prod(expected) * expected_dtype.itemsize
+    if size != needed:
+        raise ValueError(
+            f"{path.name} holds {size} bytes, its shape {list(expected)} needs {needed} "
+            "(cut short by a crash?)"
+        )
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def read_json_object(path: Path, what: str) -> dict:

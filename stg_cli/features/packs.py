@@ -18,9 +18,12 @@ maps each array once (``np.load(mmap_mode="r")``) and slices it, so reading one 
 only that clip's pages, never the whole pack, and a process holds 7 mappings per pack instead of
 7 per video.
 
-A pack is written into ``FEATS/tmp/`` and renamed into ``packs/`` once every file is on disk
-(:func:`stg_cli.files.atomic_folder`, durable), so a pack folder is complete or absent. Its name
-is its label and a digest of its video ids: packing the same videos again gives the same name.
+A pack is written into ``FEATS/tmp/.pack-<name>.<8 random characters>`` and renamed into
+``packs/`` once every file is on disk (:func:`stg_cli.files.atomic_folder`, durable), so a pack
+folder is complete or absent; :data:`WRITING` matches what a killed packing process leaves in
+``tmp/`` (the dot keeps it apart from a video's folder being written, whose name never starts
+with one). Its name is its label and a digest of its video ids: packing the same videos again
+gives the same name.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 
 from stg_cli import files
 from stg_cli.errors import UserError
-from stg_cli.features.layout import ARRAYS, VideoFeatures, read_json_object
+from stg_cli.features.layout import ARRAYS, VideoFeatures, open_array, read_json_object
 
 PACK_FORMAT = "stg-pack"
 PACK_VERSION = 1
@@ -50,6 +53,14 @@ ROWS = {
     "word_mask": "words",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}$")
+_WRITING_TAG = ".pack-"
+#: the names of the folders of packs being written in a store's ``tmp/``
+WRITING = files.scratch_pattern(r"[A-Za-z0-9][A-Za-z0-9._-]*", _WRITING_TAG)
+
+
+def writing_pattern(label: str) -> re.Pattern[str]:
+    """The names of the folders of packs labelled ``label`` being written (see :data:`WRITING`)."""
+    return files.scratch_pattern(f"{re.escape(label)}-[0-9a-f]{{16}}", _WRITING_TAG)
 
 
 @dataclass(frozen=True)
@@ -110,7 +121,7 @@ def write_pack(
         for space in totals:
             totals[space] += rows[space]
     shapes = {stem: [totals[ROWS[stem]], *tails[stem]] for stem in ARRAYS}
-    with files.atomic_folder(packs / name, scratch, durable=True) as work:
+    with files.atomic_folder(packs / name, scratch, durable=True, tag=_WRITING_TAG) as work:
         for stem, (_, dtype) in ARRAYS.items():
             header = {
                 "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
@@ -140,6 +151,31 @@ def write_pack(
     return packs / name
 
 
+def _index_field(data: dict, key: str, kind: type, where: str) -> dict | list:
+    """``data[key]``, which must be a ``kind`` (dict or list); ValueError naming it otherwise."""
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise ValueError(f"{where} has no {key!r} {'object' if kind is dict else 'list'}")
+    return value
+
+
+def _rows_entry(video_id: str, entry: object) -> tuple[tuple[int, int], ...]:
+    """A video's ``(start, count)`` in the frames, captions and words row spaces (words:
+    ``(start, word slots K)``), from its index entry; ValueError naming the video when the entry
+    is not an object of three pairs of non-negative integers with a ``meta`` object."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("meta"), dict):
+        raise ValueError(f"the entry of {video_id!r} is not an object with a meta object")
+    rows = tuple(entry.get(space) for space in ("frames", "captions", "words"))
+    if not all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in pair)
+        for pair in rows
+    ):
+        raise ValueError(f"the rows of {video_id!r} are not pairs of non-negative integers")
+    return tuple((pair[0], pair[1]) for pair in rows)
+
+
 class Pack:
     """A pack opened for reading: its index and its arrays memory-mapped (see the module)."""
 
@@ -166,21 +202,18 @@ class Pack:
                 raise ValueError(f"index.json is not a stg pack of version {PACK_VERSION}")
             if index.get("fingerprint") != fingerprint:
                 raise ValueError("made with another store configuration (fingerprint)")
+            shapes = _index_field(index, "arrays", dict, "index.json")
             arrays = {}
             for stem, (_, dtype) in ARRAYS.items():
-                array = np.load(folder / f"{stem}.npy", mmap_mode="r", allow_pickle=False)
-                shape, dtype_name = index["arrays"][stem]
-                if array.dtype != dtype or dtype_name != np.dtype(dtype).name:
-                    raise ValueError(f"{stem}.npy is {array.dtype}, expected {np.dtype(dtype).name}")
-                if list(array.shape) != list(shape):
-                    raise ValueError(f"{stem}.npy has shape {list(array.shape)}, index says {shape}")
-                arrays[stem] = array
+                shape, dtype_name = _index_field(shapes, stem, list, "index.json's arrays")
+                if dtype_name != np.dtype(dtype).name:
+                    raise ValueError(f"index.json says {stem}.npy is {dtype_name}")
+                arrays[stem] = open_array(folder / f"{stem}.npy", dtype, shape, "index.json")
             totals = {space: len(arrays[stem]) for stem, space in ROWS.items()}
-            for video_id, entry in index["videos"].items():
-                (f0, frames), (c0, captions), (w0, slots) = entry["frames"], entry["captions"], entry["words"]
+            for video_id, entry in _index_field(index, "videos", dict, "index.json").items():
+                (f0, frames), (c0, captions), (w0, slots) = _rows_entry(video_id, entry)
                 if (
-                    min(f0, frames, c0, captions, w0, slots) < 0
-                    or f0 + frames > totals["frames"]
+                    f0 + frames > totals["frames"]
                     or c0 + captions > totals["captions"]
                     or w0 + captions * slots > totals["words"]
                 ):

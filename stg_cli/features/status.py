@@ -21,6 +21,7 @@ from pathlib import Path
 from stg_cli import files
 from stg_cli.features.store import open_packs, read_config, rebuild_manifest
 from stg_cli.files import safe_name
+from stg_cli.processes import process_alive
 
 SHARDS = "shards"
 
@@ -84,15 +85,12 @@ def _read_shards(root: Path) -> list[ShardProgress]:
 
 def _process_gone(record: ShardProgress) -> bool:
     """Whether a running record's process is known to be gone (only checkable on its host)."""
-    if record.state != "running" or record.host != socket.gethostname():
-        return False
-    try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return (
+        record.state == "running"
+        and record.host == socket.gethostname()
+        and isinstance(record.pid, int)
+        and not process_alive(record.pid)
+    )
 
 
 @dataclass

@@ -13,7 +13,7 @@ Layout of a store folder FEATS::
                                      (the packed layout, :mod:`stg_cli.features.packs`)
     FEATS/failures/<name>.json       a video that could not be extracted, and why
     FEATS/shards/<i>-of-<n>.json     progress of each extraction shard (``stg store status``)
-    FEATS/tmp/                       videos and packs being written
+    FEATS/tmp/                       videos and packs being written, folders being removed
 
 ``<name>`` is the video id made safe as a file name (:func:`safe_name`). A video lives either
 in its own folder under ``videos/`` (the per-video layout: 8 files per video) or in a pack (the
@@ -21,10 +21,17 @@ packed layout: 8 files per pack of thousands of videos); a store may hold both, 
 :class:`FeatureStore` reads either the same way. :func:`stg_cli.features.packing.pack_store`
 (``stg store pack``, ``stg extract --layout packed``) moves per-video folders into packs.
 
-Atomicity and resumption: a video is written into ``FEATS/tmp/`` (arrays first, ``meta.json``
-last) and moved into ``FEATS/videos/`` with one rename (:func:`stg_cli.files.atomic_folder`),
-so a folder under ``videos/`` is always complete; an interrupted run leaves at most a folder
-under ``tmp/``, which the next run removes. Packs appear the same way. A rerun skips every
+Atomicity and resumption: a video is written into ``FEATS/tmp/<name>.<8 random characters>``
+(arrays first, ``meta.json`` last, every file flushed to disk) and moved into
+``FEATS/videos/`` with one rename (:func:`stg_cli.files.atomic_folder`, durable), so a folder
+under ``videos/`` is always complete, even after a crash of the machine. An interrupted
+extraction leaves at most one such folder per video it was writing, which the next run removes
+when it writes that video again (only that video's: :func:`stg_cli.files.scratch_pattern`).
+Packs appear the same way (:mod:`stg_cli.features.packs`): an interrupted packing leaves its
+pack half written in ``tmp/`` (``.pack-<pack>.<8 random characters>``), and a folder it was
+removing renamed there (``.packed-<name>.<…>``), both of which the next packing removes under
+its lock (:mod:`stg_cli.features.packing`). The reader and the packer check every array's size
+against its meta.json (a file cut short is reported, naming the video). A rerun skips every
 video whose folder or pack exists. The per-video ``meta.json`` files and the packs' indexes are
 the source of truth: ``manifest.json`` is rebuilt from them (and from ``failures/``) under a
 file lock and replaced atomically, so shards on several machines writing disjoint videos into
@@ -44,7 +51,7 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +61,14 @@ import numpy as np
 from stg_cli import files
 from stg_cli.backbones import load_matching_visual, load_text_from
 from stg_cli.errors import UserError
-from stg_cli.features.layout import ARRAYS, FEATURE_DTYPE, VideoFeatures, read_json_object, to_storage
+from stg_cli.features.layout import (
+    ARRAYS,
+    FEATURE_DTYPE,
+    VideoFeatures,
+    open_array,
+    read_json_object,
+    to_storage,
+)
 from stg_cli.features.packs import Pack, valid_pack_name
 from stg_cli.files import safe_name
 
@@ -142,16 +156,20 @@ class StoreConfig:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (flock: one process of one machine at a time)."""
+def locked(path: Path) -> Iterator[bool]:
+    """An exclusive advisory lock on ``path`` (flock: one process of one machine at a time);
+    yields whether it is held: False on a file system without locks, where the block runs
+    anyway (what it does must then be safe without the lock)."""
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            held = True
         except OSError as error:  # file systems without locks: the rebuild is still atomic
             if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise
+            held = False
         try:
-            yield
+            yield held
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
@@ -209,8 +227,9 @@ class StoreWriter:
         return self.root / "videos" / safe_name(video_id)
 
     def is_done(self, video_id: str) -> bool:
-        """Whether ``video_id`` is fully written: its folder exists (folders appear complete) or
-        a pack holds it (the packs present when the writer was made)."""
+        """Whether ``video_id`` is fully written: its folder exists (folders appear complete and
+        flushed to disk, see :meth:`write`) or a pack holds it (the packs present when the
+        writer was made)."""
         return video_id in self.packed or (self.video_dir(video_id) / "meta.json").exists()
 
     def prepare(
@@ -257,20 +276,22 @@ class StoreWriter:
         return stored, meta
 
     def write(self, video_id: str, arrays: dict[str, np.ndarray], texts: list[str], info: dict) -> Path:
-        """Atomically write one video into its folder (see :meth:`prepare` for the arguments).
+        """Atomically and durably write one video into its folder (see :meth:`prepare` for the
+        arguments), first removing what a killed write of the same video left in ``tmp/``.
 
         Raises ValueError for non-finite features or inconsistent shapes (nothing is written).
         """
         stored, meta = self.prepare(video_id, arrays, texts, info)
-        name = safe_name(video_id)
-        for stale in (self.root / "tmp").glob(f"{name}.*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        # written by an earlier run meanwhile, or a stale copy: replaced
-        with files.atomic_folder(self.video_dir(video_id), self.root / "tmp", replace=True) as tmp:
+        # what a killed write of this video left; exactly its own: "clip.v2"'s are not "clip"'s
+        files.remove_scratch(self.root / "tmp", files.scratch_pattern(re.escape(safe_name(video_id))))
+        # written by an earlier run meanwhile, or a stale copy: replaced. Durable, so that after
+        # a crash of the machine the folder is complete or absent (is_done trusts its meta.json)
+        target = self.video_dir(video_id)
+        with files.atomic_folder(target, self.root / "tmp", durable=True, replace=True) as tmp:
             for stem, array in stored.items():
                 with open(tmp / f"{stem}.npy", "xb") as handle:
                     np.save(handle, array)
-            files.write_json(tmp / "meta.json", meta, indent=1, durable=True)
+            files.write_json(tmp / "meta.json", meta, indent=1)
         self.clear_failure(video_id)
         return self.video_dir(video_id)
 
@@ -450,15 +471,10 @@ class FeatureStore:
         folder = self.root / "videos" / str(entry["dir"])
         try:
             meta = json.loads((folder / "meta.json").read_text())
-            arrays = {}
-            for stem, (name, dtype) in ARRAYS.items():
-                array = np.load(folder / f"{stem}.npy", mmap_mode="r", allow_pickle=False)
-                if array.dtype != dtype:
-                    raise ValueError(f"{stem}.npy is {array.dtype}, expected {np.dtype(dtype).name}")
-                expected = meta["arrays"][stem][0]
-                if list(array.shape) != expected:
-                    raise ValueError(f"{stem}.npy has shape {list(array.shape)}, expected {expected}")
-                arrays[name] = array
+            arrays = {
+                name: open_array(folder / f"{stem}.npy", dtype, meta["arrays"][stem][0], "meta.json")
+                for stem, (name, dtype) in ARRAYS.items()
+            }
             return VideoFeatures.from_meta({**meta, "video_id": video_id}, arrays)
         except OSError as error:
             # each array is a memory map holding a file descriptor: 7 per video, against the
@@ -471,7 +487,10 @@ class FeatureStore:
                 ) from None
             raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
         except (ValueError, KeyError, TypeError) as error:
-            raise UserError(f"damaged features of {video_id!r} in {folder}: {error}") from None
+            raise UserError(
+                f"damaged features of {video_id!r} in {folder}: {error}; delete the folder and rerun "
+                "stg extract to extract the video again"
+            ) from None
 
     def _pack(self, name: str) -> Pack:
         """The pack ``name``, opened once (its index read, its arrays mapped) and kept."""

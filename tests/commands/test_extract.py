@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,6 +109,23 @@ def test_shard_option(inputs: dict[str, Path], tmp_path: Path) -> None:
     assert FeatureStore.open(tmp_path / "f").video_ids == ["one", "three", "two"]
     result = CliRunner().invoke(app, base + ["--shard", "2/2"])
     assert result.exit_code != 0 and "need 0 ≤ i < n" in str(result.exception)
+
+
+def test_a_duplicate_file_counts_in_its_id_s_shard_only(inputs: dict[str, Path], tmp_path: Path) -> None:
+    """Sorted ids: broken, one, three, two; shard 0 gets broken and three, shard 1 one and two,
+    and the second file named ``one`` too."""
+    (tmp_path / "dup").mkdir()
+    shutil.copy(inputs["videos"] / "one.mp4", tmp_path / "dup" / "one.mp4")
+    out = tmp_path / "f"
+    base = ["extract", str(inputs["videos"]), str(tmp_path / "dup" / "one.mp4")]
+    base += ["--captions", str(inputs["captions"]), "--out", str(out), "--json"]
+    reports = [json.loads(CliRunner().invoke(app, base + ["--shard", f"{i}/2"]).stdout) for i in range(2)]
+    assert [(r["in_shard"], r["done"], r["failed"]) for r in reports] == [(2, 1, 1), (3, 2, 1)]
+    records = [json.loads((out / "shards" / f"{i}-of-2.json").read_text()) for i in range(2)]
+    assert [(r["in_shard"], r["done"], r["failed"], r["remaining"]) for r in records] == [
+        (2, 1, 1, 0),
+        (3, 2, 1, 0),
+    ]
 
 
 def _stg(*args: str, **kwargs) -> subprocess.Popen:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -14,9 +17,11 @@ import pytest
 
 import stg_cli.features.packing as packing
 from helpers.stores import make_store, write_store
+from stg_cli import files
 from stg_cli.errors import UserError
 from stg_cli.features import FeatureStore
 from stg_cli.features.packing import pack_store
+from stg_cli.features.packs import WRITING
 from stg_cli.features.status import store_status
 
 FIELDS = ("frame_times", "global_feats", "grid_feats", "caption_times", "sentence", "words", "word_mask")
@@ -104,18 +109,26 @@ def test_mixed_layouts_and_a_later_pack(per_video: Path) -> None:
 def test_an_interrupted_pack_loses_nothing_and_resumes(per_video: Path, monkeypatch) -> None:
     before = snapshot(FeatureStore.open(per_video))
     removed = []
-    real_rmtree = shutil.rmtree
+    real_rmtree = files.shutil.rmtree
 
-    def killed_after_two(path, *args, **kwargs):  # Ctrl-C while removing the packed folders
+    def killed_on_the_third(path, *args, **kwargs):  # Ctrl-C half-way through removing a folder
+        if not packing.DISCARDED.fullmatch(Path(path).name):
+            return real_rmtree(path, *args, **kwargs)
         if len(removed) == 2:
+            for item in sorted(Path(path).iterdir())[:3]:
+                item.unlink()
             raise KeyboardInterrupt
         removed.append(path)
         return real_rmtree(path, *args, **kwargs)
 
-    monkeypatch.setattr(packing.shutil, "rmtree", killed_after_two)
+    monkeypatch.setattr(files.shutil, "rmtree", killed_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         pack_store(per_video, videos_per_pack=4)
     monkeypatch.undo()
+    # the half-removed folder is in tmp/, never under videos/
+    assert sorted(p.name for p in (per_video / "videos").iterdir()) == [f"vid{i}" for i in range(3, 7)]
+    (left,) = (per_video / "tmp").iterdir()
+    assert left.name.startswith(".packed-vid2.")
     assert_same(before, snapshot(FeatureStore.open(per_video)))  # pack + leftover folders: all there
     # a rerun first removes the folders of packed videos; then its pack write dies half-way
     real_write = packing.write_pack
@@ -189,3 +202,113 @@ def test_pack_refuses_bad_arguments(per_video: Path, tmp_path: Path) -> None:
         pack_store(per_video, label="../x")
     with pytest.raises(UserError, match="not a feature store"):
         pack_store(tmp_path)
+
+
+KILLED_PACKING = """
+import os, signal, sys
+from dataclasses import replace
+from functools import partial
+import stg_cli.features.packing as packing
+from stg_cli import files
+
+real_write = packing.write_pack
+
+def dying_write(packs, scratch, name, fingerprint, label, sources):
+    def read(source, stem):
+        if stem == "grid":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return source.read(stem)
+
+    dying = [replace(source, read=partial(read, source)) for source in sources]
+    return real_write(packs, scratch, name, fingerprint, label, dying)
+
+packing.write_pack = dying_write
+packing.pack_store(sys.argv[1], videos_per_pack=4)
+"""
+
+
+def test_a_killed_pack_leaves_a_half_written_pack_that_the_next_one_removes(per_video: Path) -> None:
+    before = snapshot(FeatureStore.open(per_video))
+    run = subprocess.run(
+        [sys.executable, "-c", KILLED_PACKING, str(per_video)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    (left,) = (per_video / "tmp").iterdir()
+    assert WRITING.fullmatch(left.name) and (left / "global.npy").exists()
+    assert store_status(per_video).being_written == 1
+    summary = pack_store(per_video, videos_per_pack=4)
+    assert summary.videos_packed == 7 and not any((per_video / "tmp").iterdir())
+    assert store_status(per_video).being_written == 0
+    assert_same(before, snapshot(FeatureStore.open(per_video)))
+
+
+@pytest.mark.parametrize("left", ["without meta.json", "without an array"])
+def test_a_half_removed_folder_of_a_packed_video_is_removed(
+    per_video: Path, tmp_path: Path, left: str
+) -> None:
+    """What an older pack, killed while deleting a packed video's folder, left under videos/."""
+    shutil.copytree(per_video / "videos" / "vid0", tmp_path / "vid0")
+    pack_store(per_video, videos_per_pack=10, only=["vid0", "vid1"])
+    shutil.copytree(tmp_path / "vid0", per_video / "videos" / "vid0")
+    (per_video / "videos" / "vid0" / ("meta.json" if left == "without meta.json" else "grid.npy")).unlink()
+    summary = pack_store(per_video, videos_per_pack=10, only=["vid0"])
+    assert summary.damaged == {} and summary.duplicates_removed == 1
+    assert not (per_video / "videos" / "vid0").exists() and not any((per_video / "tmp").iterdir())
+    assert "pack" in FeatureStore.open(per_video).manifest["videos"]["vid0"]
+
+
+@pytest.mark.parametrize("cut", ["half", "empty"])
+def test_the_packer_reports_an_array_cut_short(per_video: Path, cut: str) -> None:
+    path = per_video / "videos" / "vid2" / "words.npy"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if cut == "half" else b"")
+    summary = pack_store(per_video, videos_per_pack=10)
+    assert list(summary.damaged) == ["vid2"] and "words.npy" in summary.damaged["vid2"]
+    assert "\n" not in summary.damaged["vid2"] and summary.videos_packed == 6
+    with pytest.raises(UserError, match="damaged features of 'vid2'.*words.npy"):
+        FeatureStore.open(per_video).load("vid2")
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda index: index.update(videos=["vid0"]),
+        lambda index: index.update(videos="vid0"),
+        lambda index: index.update(arrays=[1, 2]),
+        lambda index: index["arrays"].update(grid="float16"),
+        lambda index: index["videos"].update(vid0=[0, 1]),
+        lambda index: index["videos"]["vid0"].update(meta="text"),
+        lambda index: index["videos"]["vid0"].update(frames=[0.5, 3]),
+        lambda index: index["videos"]["vid0"].update(frames=[-1, 3]),
+        lambda index: index["videos"]["vid0"].update(captions=[0]),
+        lambda index: index["videos"]["vid0"].update(words={"0": 1}),
+    ],
+)
+def test_a_malformed_index_is_one_line(per_video: Path, tamper) -> None:
+    pack_store(per_video, videos_per_pack=10)
+    (pack,) = (per_video / "packs").iterdir()
+    index = json.loads((pack / "index.json").read_text())
+    tamper(index)
+    (pack / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UserError, match="damaged pack") as raised:
+        FeatureStore.open(per_video).load("vid1")
+    assert "\n" not in str(raised.value)
+    assert list(store_status(per_video, rebuild=True).damaged_packs) == [pack.name]
+
+
+def test_without_file_locks_only_the_own_label_s_half_written_packs_are_removed(
+    per_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import stg_cli.features.store as store_module
+
+    def no_locks(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "no locks")
+
+    monkeypatch.setattr(store_module.fcntl, "flock", no_locks)
+    mine, theirs = (f".pack-{label}-0123456789abcdef.ab12cd34" for label in ("pack", "shard-1-of-2"))
+    for name in (mine, theirs):
+        (per_video / "tmp" / name).mkdir()
+    assert pack_store(per_video).videos_packed == 7
+    assert [p.name for p in (per_video / "tmp").iterdir()] == [theirs]

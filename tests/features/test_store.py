@@ -10,6 +10,7 @@ import pytest
 
 from stg_cli.errors import UserError
 from stg_cli.features import FeatureStore, StoreConfig, StoreWriter, safe_name
+from stg_cli.features.layout import ARRAYS
 
 CONFIG = StoreConfig(
     backbone="tiny",
@@ -148,7 +149,7 @@ def test_partial_writes_are_never_read(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.undo()
     assert not writer.is_done("b") and not any((tmp_path / "f" / "tmp").iterdir())
     # a killed process leaves its folder under tmp/: ignored, and removed when the video is redone
-    stale = tmp_path / "f" / "tmp" / "b.x1y2"
+    stale = tmp_path / "f" / "tmp" / "b.x1y2z3w4"
     stale.mkdir()
     (stale / "global.npy").write_bytes(b"half")
     writer.rebuild_manifest()
@@ -214,3 +215,42 @@ def test_a_store_another_shard_is_creating_is_not_refused(tmp_path: Path) -> Non
     (root / ".lock").touch()
     StoreWriter(root, CONFIG)
     assert (root / "store.json").exists()
+
+
+def test_a_write_removes_only_its_own_video_s_leftovers(tmp_path: Path) -> None:
+    """``clip.v2``'s folder being written by another shard is not a leftover of ``clip``."""
+    writer = StoreWriter(tmp_path / "f", CONFIG)
+    scratch = tmp_path / "f" / "tmp"
+    other, stale, longer = scratch / "clip.v2.k3j4h5g6", scratch / "clip.ab12cd34", scratch / "clip.v2"
+    for folder in (other, stale, longer):
+        folder.mkdir()
+    write(writer, "clip")
+    assert sorted(p.name for p in scratch.iterdir()) == ["clip.v2", "clip.v2.k3j4h5g6"]
+
+
+def test_video_folders_are_written_durably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writer = StoreWriter(tmp_path / "f", CONFIG)
+    flushed = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    write(writer, "a")
+    names = {Path(path).name for path in flushed}
+    assert {f"{stem}.npy" for stem in ARRAYS} | {"meta.json", "videos"} <= names
+
+
+@pytest.mark.parametrize("cut", ["half", "empty", "header"])
+def test_an_array_cut_short_is_one_line_naming_the_video(tmp_path: Path, cut: str) -> None:
+    writer = StoreWriter(tmp_path / "f", CONFIG)
+    write(writer, "a")
+    writer.rebuild_manifest()
+    path = tmp_path / "f" / "videos" / "a" / "grid.npy"
+    data = path.read_bytes()
+    path.write_bytes({"half": data[: len(data) - 10], "empty": b"", "header": data[:20]}[cut])
+    with pytest.raises(UserError, match="damaged features of 'a'.*grid.npy") as raised:
+        FeatureStore.open(tmp_path / "f").load("a")
+    assert "\n" not in str(raised.value)

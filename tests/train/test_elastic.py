@@ -44,6 +44,13 @@ TRAIN = [
     "--json",
 ]
 
+# torchrun shares its rendezvous store with the workers by default and keys each restart by the
+# agent's own restart count, which differs between agents after a membership change (one agent
+# restarts for a failure, the other for the change): the restarted workers then wait for each
+# other under different keys forever (pytorch/pytorch#135712). Without sharing, every round gets
+# a store of its own.
+ELASTIC_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed")]
 
 
@@ -67,7 +74,7 @@ def launch_two_nodes(feats: Path, run: Path, job: str) -> list[subprocess.Popen]
     rendezvous at one endpoint. A failure restarts the workers of both nodes, and a restart can
     itself fail while the other node's old worker is still going down: three are allowed."""
     endpoint = f"127.0.0.1:{_free_port()}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **ELASTIC_ENV}
     command = [
         str(TORCHRUN),
         "--nnodes",

@@ -495,7 +495,7 @@ def test_real_data_baselines_in_readme():
     mining = load_ground_truth([GROUNDING / "seg.json"], "miningyoutube")
     times = {video: np.arange(max(s.end for s in items) + 1.0) for video, items in mining.segments.items()}
     uniform = uniform_temporal(mining, times)
-    assert [round(uniform["iou"], 2), round(uniform["iod"], 2)] == [10.31, 13.11]
+    assert [round(uniform["iou"], 2), round(uniform["iod"], 2)] == [10.26, 13.06]
 
 
 @needs_data
@@ -544,7 +544,7 @@ def test_real_mining_youtube_oracle_scores_100(tmp_path):
     # steps inside an earlier-starting segment own no second and leave their transcript
     assert report.counts["steps_without_frames"] == 5
     half_open = score(load_predictions(tmp_path), truth, "miningyoutube", frame_ranges="half_open")
-    assert half_open.metrics["iou"] < 90.0
+    assert round(half_open.metrics["iou"], 2) == 77.97
 
 
 @settings(max_examples=40, deadline=None)

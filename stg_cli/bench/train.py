@@ -9,8 +9,11 @@ Shapes: ``tiny`` — the demo's (Dv 256 and Dw 300 of the tiny backbone + word2v
 7×7 grid, U = 16, T = 8, B = 16 and chunk 8 on the CPU, B = 64 and chunk 16 (the paper's batch)
 on CUDA (``quick``: tiny B = 16, paper B = 8, chunk 8).
 
-Variants: ``native`` runs the attention through :func:`stg_cli.ops.xattn`; ``reference``
-through the bmm reference (:func:`stg_cli.ops.reference.xattn`).
+Variants: ``native`` runs the attention through :func:`stg_cli.ops.xattn` — what ``stg
+train`` runs; ``reference`` through the bmm reference (:func:`stg_cli.ops.reference.xattn`);
+``compile(reference)`` and ``compile(native)`` the same with the forward pass and the losses
+under ``torch.compile`` (compiled, and run twice, while the variant is set up, so that neither
+the compile nor its first calls are timed).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from stg_cli.models import GroundingModel, ModelConfig
 from stg_cli.train.losses import LossConfig, global_loss, local_loss
 
 WORDS = 12
+COMPILED_REFERENCE = "compile(reference)"
+COMPILED_NATIVE = "compile(native)"
+# calls that compile a variant before it is timed (the first traces, the second may recompile)
+COMPILE_CALLS = 2
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def shapes(quick: bool, device_type: str = "cpu") -> list[TrainShape]:
 
 
 def cases(quick: bool, device: torch.device) -> list[Case]:
-    """One case per shape, native vs reference attention."""
+    """One case per shape: native and reference attention, each eager and compiled."""
     result = []
     for shape in shapes(quick, device.type):
         result.append(
@@ -72,6 +79,11 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 variants=[
                     native_variant("xattn", device, _setup(shape, device, "native")),
                     Variant(REFERENCE, _setup(shape, device, "reference")),
+                    Variant(COMPILED_REFERENCE, _setup(shape, device, "reference", compiled=True)),
+                    _renamed(
+                        native_variant("xattn", device, _setup(shape, device, "native", compiled=True)),
+                        COMPILED_NATIVE,
+                    ),
                 ],
                 targets=[Target(REFERENCE, "time"), Target(REFERENCE, "memory")],
             )
@@ -79,15 +91,28 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
     return result
 
 
-def _setup(shape: TrainShape, device: torch.device, ops: str) -> Callable[[], Callable[[], object]]:
+def _setup(
+    shape: TrainShape, device: torch.device, ops: str, compiled: bool = False
+) -> Callable[[], Callable[[], object]]:
     def setup() -> Callable[[], object]:
-        return training_step(shape, device, ops)
+        step = training_step(shape, device, ops, compiled=compiled)
+        if compiled:
+            for _ in range(COMPILE_CALLS):
+                step()
+        return step
 
     return setup
 
 
-def training_step(shape: TrainShape, device: torch.device, ops: str, seed: int = 0) -> Callable[[], object]:
-    """A closure running one optimizer step on a fixed random batch."""
+def _renamed(variant: Variant, name: str) -> Variant:
+    return Variant(name, variant.setup)
+
+
+def training_step(
+    shape: TrainShape, device: torch.device, ops: str, seed: int = 0, compiled: bool = False
+) -> Callable[[], object]:
+    """A closure running one optimizer step on a fixed random batch (``compiled``: the forward
+    pass and the losses under ``torch.compile``)."""
     generator = torch.Generator().manual_seed(seed)
     config = ModelConfig(
         visual_dim=shape.visual_dim,
@@ -114,11 +139,16 @@ def training_step(shape: TrainShape, device: torch.device, ops: str, seed: int =
     losses = LossConfig()
     amp = device.type == "cuda"
 
-    def step() -> object:
+    def forward_and_losses() -> torch.Tensor:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             out = model(**inputs, local_chunk=shape.chunk)
         lg, _ = global_loss(out.video_global.float(), out.sentence_global.float(), losses)
-        loss = lg + local_loss(out.local_similarity, losses)
+        return lg + local_loss(out.local_similarity, losses)
+
+    loss_of = torch.compile(forward_and_losses) if compiled else forward_and_losses
+
+    def step() -> object:
+        loss = loss_of()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

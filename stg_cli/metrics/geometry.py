@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stg_cli.errors import UserError
+
 BOX_CONVENTIONS = ("pixel", "continuous")
 SEGMENT_CONVENTIONS = ("continuous", "frames")
 
@@ -35,9 +37,10 @@ Region = Box | np.ndarray
 
 
 def check_choice(value: object, allowed: tuple[str, ...], name: str) -> str:
-    """The value, checked to be one of the allowed strings (ValueError naming both otherwise)."""
+    """The value, checked to be one of the allowed strings (UserError, a ValueError, naming both
+    otherwise)."""
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise UserError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
     return value
 
 

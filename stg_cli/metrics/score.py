@@ -80,7 +80,7 @@ from stg_cli.metrics.annotations import (
     load_youcook_interactions,
 )
 from stg_cli.metrics.ap import INTERPOLATIONS, average_precision, match_best_unmatched
-from stg_cli.metrics.geometry import BOX_CONVENTIONS, is_degenerate
+from stg_cli.metrics.geometry import BOX_CONVENTIONS, check_choice, is_degenerate
 from stg_cli.metrics.grounding import MaskRule, Rate, SpatialRecord
 from stg_cli.metrics.official import (
     OFFICIAL_MASK,
@@ -170,7 +170,7 @@ class ScoreOptions:
             ("frame_ranges", FRAME_RANGES),
             ("protocol", PROTOCOLS),
         ):
-            _check_option(getattr(self, name), allowed, name)
+            check_choice(getattr(self, name), allowed, name)
         for name in ("tolerance", "iou_threshold", "tau", "mask_threshold"):
             value = getattr(self, name)
             is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -250,7 +250,7 @@ def load_ground_truth(paths: Sequence[Path | str], dataset: str, protocol: str =
         defects = find_defects({}, segments, {}, "continuous")
         return GroundTruth({}, segments, {}, {}, defects, "continuous")
     boxes = load_grounding_youtube_boxes(need("GoundingYouTubeBox.json", "box_anno.json"))
-    _check_option(protocol, PROTOCOLS, "protocol")
+    check_choice(protocol, PROTOCOLS, "protocol")
     segments = load_ground_seg(need("ground_seg.json"))
     sizes = load_frame_sizes(files["id2wh_new.json"]) if "id2wh_new.json" in files else {}
     pools = load_vid2step(files["vid2step.json"]) if "vid2step.json" in files else {}
@@ -701,11 +701,6 @@ def _files_by_name(paths: Sequence[Path | str], dataset: str) -> dict[str, Path]
             if child.is_file():
                 files.setdefault(child.name, child)
     return files
-
-
-def _check_option(value: object, allowed: tuple[str, ...], name: str) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise UserError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _dataset(dataset: str) -> str:

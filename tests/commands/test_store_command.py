@@ -9,17 +9,14 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from helpers.stores import make_store, write_store
+from helpers.training import SMALL_MODEL, write_training_store
 from stg_cli.cli import app
 from stg_cli.features.status import ShardProgress, write_shard_progress
-
-SMALL = ["--dim", "16", "--frames-u", "8", "--frames-t", "4", "--batch-size", "8", "--local-chunk", "4"]
 
 
 def test_pack_then_train_gives_the_same_run(tmp_path: Path) -> None:
     per_video = tmp_path / "per-video"
-    write_store(per_video, make_store())
-    (per_video / "text_encoder").mkdir()
-    (per_video / "text_encoder" / "text_encoder.json").write_text("{}")
+    write_training_store(per_video)
     packed = tmp_path / "packed"
     shutil.copytree(per_video, packed)
     result = CliRunner().invoke(app, ["store", "pack", str(packed), "--videos-per-pack", "3", "--json"])
@@ -29,7 +26,16 @@ def test_pack_then_train_gives_the_same_run(tmp_path: Path) -> None:
     for name, store in (("per-video", per_video), ("packed", packed)):
         trained = CliRunner().invoke(
             app,
-            ["train", str(store), "--out", str(tmp_path / f"run-{name}"), "--steps", "2", *SMALL, "--json"],
+            [
+                "train",
+                str(store),
+                "--out",
+                str(tmp_path / f"run-{name}"),
+                "--steps",
+                "2",
+                *SMALL_MODEL,
+                "--json",
+            ],
         )
         assert trained.exit_code == 0, trained.output
         runs[name] = json.loads(trained.stdout)

@@ -15,31 +15,15 @@ import torch
 from typer.testing import CliRunner
 
 from helpers.stores import make_store, write_store
+from helpers.training import SMALL_MODEL, write_training_store
 from stg_cli.cli import app, main
 
-SMALL = [
-    "--dim",
-    "16",
-    "--frames-u",
-    "8",
-    "--frames-t",
-    "4",
-    "--batch-size",
-    "8",
-    "--local-chunk",
-    "4",
-    "--log-every",
-    "1",
-]
+SMALL = [*SMALL_MODEL, "--log-every", "1"]
 
 
 @pytest.fixture(scope="module")
 def feats(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("feats") / "store"
-    write_store(root, make_store())
-    (root / "text_encoder").mkdir()
-    (root / "text_encoder" / "text_encoder.json").write_text("{}")
-    return root
+    return write_training_store(tmp_path_factory.mktemp("feats") / "store")
 
 
 def run_main(monkeypatch, capsys, *args) -> tuple[int, str]:
@@ -179,16 +163,7 @@ def test_eval_scores_a_labelled_split_at_checkpoints_and_the_end(tmp_path):
             "2",
             "--eval",
             str(bench / "test"),
-            "--dim",
-            "16",
-            "--frames-u",
-            "8",
-            "--frames-t",
-            "4",
-            "--batch-size",
-            "8",
-            "--local-chunk",
-            "4",
+            *SMALL_MODEL,
         ],
     )
     assert result.exit_code == 0, result.output

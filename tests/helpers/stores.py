@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stg_cli.features.layout import VideoFeatures
+
 
 @dataclass(frozen=True)
 class FakeStoreConfig:
@@ -25,29 +27,13 @@ class FakeStoreConfig:
     fingerprint: str = "fake-0001"
 
 
-@dataclass
-class FakeVideo:
-    video_id: str
-    width: int
-    height: int
-    duration: float
-    frame_times: np.ndarray
-    global_feats: np.ndarray
-    grid_feats: np.ndarray
-    caption_times: np.ndarray
-    texts: list[str]
-    sentence: np.ndarray
-    words: np.ndarray
-    word_mask: np.ndarray
-
-
 class FakeStore:
-    def __init__(self, videos: list[FakeVideo], config: FakeStoreConfig) -> None:
+    def __init__(self, videos: list[VideoFeatures], config: FakeStoreConfig) -> None:
         self.config = config
         self._videos = {video.video_id: video for video in videos}
         self.video_ids = list(self._videos)
 
-    def load(self, video_id: str) -> FakeVideo:
+    def load(self, video_id: str) -> VideoFeatures:
         return self._videos[video_id]
 
 
@@ -83,7 +69,7 @@ def make_store(
             words.append(w)
             mask.append(m)
         result.append(
-            FakeVideo(
+            VideoFeatures(
                 video_id=f"vid{v}",
                 width=64,
                 height=48,

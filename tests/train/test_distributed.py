@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
 from helpers.stores import make_store
+from helpers.training import free_port
 from stg_cli.train import TrainConfig, load_checkpoint, train
 
 MODEL = {"dim": 16, "frames_u": 8, "frames_t": 4}
@@ -31,19 +31,13 @@ def _worker(rank: int, world_size: int, port: int, out: str, loss: str, steps: i
     train(make_store(), out, MODEL, settings(loss, steps), device="cpu")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["both", "global"])
 def test_two_processes_match_one(tmp_path, loss):
     single = tmp_path / "single"
     train(make_store(), single, MODEL, settings(loss), device="cpu")
     double = tmp_path / "double"
-    mp.spawn(_worker, args=(2, _free_port(), str(double), loss), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(double), loss), nprocs=2, join=True)
     a = load_checkpoint(single / "checkpoints" / "step-00000006.pt")
     b = load_checkpoint(double / "checkpoints" / "step-00000006.pt")
     assert b["world_size"] == 2 and a["world_size"] == 1

@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,31 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.stores import make_store, write_store
+from helpers.training import SMALL_MODEL, free_port, write_training_store
 from stg_cli.train import load_checkpoint
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 ROOT = Path(__file__).resolve().parents[2]
 STEPS, EVERY = 600, 100
-TRAIN = [
-    "--steps",
-    str(STEPS),
-    "--checkpoint-every",
-    str(EVERY),
-    "--dim",
-    "16",
-    "--frames-u",
-    "8",
-    "--frames-t",
-    "4",
-    "--batch-size",
-    "8",
-    "--local-chunk",
-    "4",
-    "--device",
-    "cpu",
-    "--json",
-]
+TRAIN = ["--steps", str(STEPS), "--checkpoint-every", str(EVERY), *SMALL_MODEL, "--device", "cpu", "--json"]
 
 # torchrun shares its rendezvous store with the workers by default and keys each restart by the
 # agent's own restart count, which differs between agents after a membership change (one agent
@@ -56,24 +37,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not TORCHRUN.exists(), reason
 
 @pytest.fixture(scope="module")
 def feats(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("feats") / "store"
-    write_store(root, make_store())
-    (root / "text_encoder").mkdir()
-    (root / "text_encoder" / "text_encoder.json").write_text("{}")
-    return root
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return write_training_store(tmp_path_factory.mktemp("feats") / "store")
 
 
 def launch_two_nodes(feats: Path, run: Path, job: str) -> list[subprocess.Popen]:
     """Two torchrun agents, as on two machines: ``--nnodes 2 --nproc-per-node 1`` with c10d
     rendezvous at one endpoint. A failure restarts the workers of both nodes, and a restart can
     itself fail while the other node's old worker is still going down: three are allowed."""
-    endpoint = f"127.0.0.1:{_free_port()}"
+    endpoint = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **ELASTIC_ENV}
     command = [
         str(TORCHRUN),

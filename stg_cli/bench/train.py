@@ -9,8 +9,10 @@ Shapes: ``tiny`` — the demo's (Dv 256 and Dw 300 of the tiny backbone + word2v
 7×7 grid, U = 16, T = 8, B = 16 and chunk 8 on the CPU, B = 64 and chunk 16 (the paper's batch)
 on CUDA (``quick``: tiny B = 16, paper B = 8, chunk 8).
 
-Variants: ``native`` runs the attention through :func:`stg_cli.ops.xattn` — what ``stg
-train`` runs; ``reference`` through the bmm reference (:func:`stg_cli.ops.reference.xattn`);
+Variants: ``default`` is exactly what ``stg train`` runs on the device (the attention kernels
+of :func:`stg_cli.models.grounding.training_attention_ops`, eager); ``native`` runs the
+attention through :func:`stg_cli.ops.xattn`; ``reference`` through the bmm reference
+(:func:`stg_cli.ops.reference.xattn`);
 ``compile(reference)`` and ``compile(native)`` the same with the forward pass and the losses
 under ``torch.compile`` (compiled, and run twice, while the variant is set up, so that neither
 the compile nor its first calls are timed).
@@ -25,11 +27,13 @@ import torch
 
 from stg_cli.bench.common import REFERENCE, Case, Target, Variant, native_variant
 from stg_cli.models import GroundingModel, ModelConfig
+from stg_cli.models.grounding import training_attention_ops
 from stg_cli.train.losses import LossConfig, global_loss, local_loss
 
 WORDS = 12
 COMPILED_REFERENCE = "compile(reference)"
 COMPILED_NATIVE = "compile(native)"
+DEFAULT = "default (stg train)"
 # calls that compile a variant before it is timed (the first traces, the second may recompile)
 COMPILE_CALLS = 2
 
@@ -77,6 +81,7 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 shape=shape.describe(),
                 device=str(device),
                 variants=[
+                    Variant(DEFAULT, _setup(shape, device, training_attention_ops(device))),
                     native_variant("xattn", device, _setup(shape, device, "native")),
                     Variant(REFERENCE, _setup(shape, device, "reference")),
                     Variant(COMPILED_REFERENCE, _setup(shape, device, "reference", compiled=True)),

@@ -26,6 +26,18 @@ OPS_CHOICES = ("native", "reference")
 ACTIVATION_TEMPERATURE = 0.07
 
 
+def training_attention_ops(device: torch.device | str) -> str:
+    """The attention kernels ``stg train`` uses on ``device``: "reference" on the CPU, "native"
+    elsewhere.
+
+    On the CPU the native ``xattn`` kernel is slower than MKL's ``bmm`` at every shape of a
+    training step (forward + backward per call 0.54-0.81x the bmm formulation at d = 128 and
+    512, level only for regions attending to words at d = 512; benchmarks/RESULTS.md, "train
+    step"), so training runs the bmm formulation there. Both compute the same attention.
+    """
+    return "reference" if torch.device(device).type == "cpu" else "native"
+
+
 def video_means(global_feats: ArrayLike, grid_feats: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """A video's mean features, which ``center_video`` subtracts (float64 sums).
 
@@ -256,10 +268,10 @@ class GroundingModel(nn.Module):
             return reference.xattn(q, k, v, mask, scale, probs)
         return xattn(q, k, v, mask, scale=scale, return_probs=probs)
 
-    def _cross_attend(self, q: Tensor, kv: Tensor, mask: Tensor, probs: bool) -> tuple[Tensor, Tensor | None]:
-        if self.cosine:
-            return self._attend(F.normalize(q, dim=-1), F.normalize(kv, dim=-1), kv, mask, self.scale, probs)
-        return self._attend(q, kv, kv, mask, self.scale, probs)
+    def _keys(self, tokens: Tensor) -> Tensor:
+        """What a cross layer compares: the tokens themselves, or their directions for cosine
+        logits."""
+        return F.normalize(tokens, dim=-1) if self.cosine else tokens
 
     def _self_attend(
         self, layer: SelfAttention, x: Tensor, mask: Tensor, probs: bool
@@ -269,26 +281,49 @@ class GroundingModel(nn.Module):
         return x + layer.out(out), attn
 
     def local_stack(
-        self, video: Tensor, words: Tensor, region_mask: Tensor, word_mask: Tensor, return_maps: bool = False
+        self,
+        video: Tensor,
+        words: Tensor,
+        region_mask: Tensor,
+        word_mask: Tensor,
+        return_maps: bool = False,
+        pairs: tuple[Tensor, Tensor] | None = None,
     ) -> LocalOutput:
         """Runs the attention stack on P (video, sentence) pairs.
 
         Args:
-            video: [P, R, d] projected region tokens (f'). words: [P, K, d] projected words (g').
-            region_mask: [P, R] bool. word_mask: [P, K] bool (padded tokens are never keys).
+            video: [V, R, d] projected region tokens (f'). words: [S, K, d] projected words (g').
+            region_mask: [V, R] bool. word_mask: [S, K] bool (padded tokens are never keys).
             return_maps: also return every layer's attention probabilities (heatmaps).
+            pairs: (video index [P], sentence index [P]) int64, pair p being video
+                ``pairs[0][p]`` with sentence ``pairs[1][p]``; None pairs video i with sentence i
+                (V = S = P). Pairing here rather than before lets the first layer compare each
+                video's and each sentence's tokens once, not once per pair.
 
         The first cross-attention has no residual (CA1 replaces each token by its context in
         the other modality); later cross-attentions and every self-attention are residual.
-        A fully padded side gives zero context, never NaN.
+        Each cross layer normalises its inputs once for both directions. A fully padded side
+        gives zero context, never NaN.
         """
         maps: list[dict] = []
         self_index = 0
         seen_cross = False
+        paired = pairs is None
+        if not paired:
+            region_mask, word_mask = region_mask[pairs[0]], word_mask[pairs[1]]
         for kind in self.layers:
             if kind == "cross":
-                new_video, r2w = self._cross_attend(video, words, word_mask, return_maps)
-                new_words, w2r = self._cross_attend(words, video, region_mask, return_maps)
+                video_keys, word_keys = self._keys(video), self._keys(words)
+                if not paired:
+                    video, video_keys = video[pairs[0]], video_keys[pairs[0]]
+                    words, word_keys = words[pairs[1]], word_keys[pairs[1]]
+                    paired = True
+                new_video, r2w = self._attend(
+                    video_keys, word_keys, words, word_mask, self.scale, return_maps
+                )
+                new_words, w2r = self._attend(
+                    word_keys, video_keys, video, region_mask, self.scale, return_maps
+                )
                 if seen_cross:
                     new_video, new_words = video + new_video, words + new_words
                 video, words = new_video, new_words
@@ -296,6 +331,8 @@ class GroundingModel(nn.Module):
                 if return_maps:
                     maps.append({"kind": "cross", "r2w": r2w, "w2r": w2r})
             else:
+                if not paired:
+                    video, words, paired = video[pairs[0]], words[pairs[1]], True
                 video, rr = self._self_attend(self.video_self[self_index], video, region_mask, return_maps)
                 words, ww = self._self_attend(self.word_self[self_index], words, word_mask, return_maps)
                 self_index += 1
@@ -323,9 +360,7 @@ class GroundingModel(nn.Module):
         count = regions.shape[0]
         video_index = torch.arange(count, device=regions.device).repeat_interleave(count)
         sentence_index = torch.arange(count, device=regions.device).repeat(count)
-        out = self.local_stack(
-            regions[video_index], words[sentence_index], region_mask[video_index], word_mask[sentence_index]
-        )
+        out = self.local_stack(regions, words, region_mask, word_mask, pairs=(video_index, sentence_index))
         video = F.normalize(self.pool(out.video, region_mask[video_index]).float(), dim=-1)
         sentence = F.normalize(self.pool(out.words, word_mask[sentence_index]).float(), dim=-1)
         return (video * sentence).sum(-1).view(count, count)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stg_cli.models import ATTENTION_STACKS, GroundingModel, ModelConfig
-from stg_cli.models.grounding import video_means
+from stg_cli.models.grounding import training_attention_ops, video_means
 from stg_cli.ops import SELECTION_MODES
 
 DV, DW, D, GRID = 12, 10, 16, (2, 3)
@@ -119,6 +119,41 @@ def test_local_similarity_entry_matches_single_pair():
     v = torch.nn.functional.normalize(model.pool(single.video, region_mask), dim=-1)
     s = torch.nn.functional.normalize(model.pool(single.words, batch["word_mask"][j : j + 1]), dim=-1)
     torch.testing.assert_close(out.local_similarity[0][k, j], (v * s).sum(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", list(ATTENTION_STACKS))
+@pytest.mark.parametrize("cross_logits", ["cosine", "dot"])
+def test_pairing_inside_the_stack_equals_pairing_before_it(attention, cross_logits):
+    """``pairs`` gathers inside the stack (after the first layer's normalisation): the same
+    outputs, maps and gradients as running the gathered pairs."""
+    model = make_model(attention=attention, cross_logits=cross_logits)
+    generator = torch.Generator().manual_seed(3)
+    regions = torch.randn(3, 8, D, generator=generator, requires_grad=True)
+    words = torch.randn(2, 5, D, generator=generator, requires_grad=True)
+    region_mask = torch.ones(3, 8, dtype=torch.bool)
+    region_mask[2, 5:] = False
+    word_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    pairs = (torch.tensor([0, 1, 2, 2, 0]), torch.tensor([1, 0, 1, 0, 0]))
+    inside = model.local_stack(regions, words, region_mask, word_mask, return_maps=True, pairs=pairs)
+    before = model.local_stack(
+        regions[pairs[0]], words[pairs[1]], region_mask[pairs[0]], word_mask[pairs[1]], return_maps=True
+    )
+    torch.testing.assert_close(inside.video, before.video)
+    torch.testing.assert_close(inside.words, before.words)
+    for ours, theirs in zip(inside.maps, before.maps):
+        for key in ours:
+            if key != "kind":
+                torch.testing.assert_close(ours[key], theirs[key])
+    grads = torch.autograd.grad(inside.video.sum() + inside.words.sum(), (regions, words))
+    expected = torch.autograd.grad(before.video.sum() + before.words.sum(), (regions, words))
+    for ours, theirs in zip(grads, expected):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_training_runs_the_bmm_attention_on_the_cpu_and_the_kernels_on_cuda():
+    assert training_attention_ops("cpu") == "reference"
+    assert training_attention_ops(torch.device("cpu")) == "reference"
+    assert training_attention_ops("cuda:0") == "native"
 
 
 def test_fully_masked_words_give_finite_outputs():

@@ -14,6 +14,7 @@ def test_cases_and_one_small_step_lowers_nothing_to_nan():
     cases = train_bench.cases(True, torch.device("cpu"))
     assert [case.op for case in cases] == ["train step", "train step"]
     assert [variant.name for variant in cases[0].variants] == [
+        "default (stg train)",
         "native",
         "reference",
         "compile(reference)",

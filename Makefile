@@ -20,7 +20,7 @@ PACKAGES312 := av numpy pytest
 
 LOCK_DIR := build/lock
 
-.PHONY: demo test test-fast test-py312 lint install lock cuda-check bench clean
+.PHONY: demo test test-fast test-py312 lint install lock cuda-check gpu-check bench clean
 
 demo: install
 	$(BIN)/stg demo
@@ -101,6 +101,11 @@ lock:
 # STG_CUDA_CHECK_TORCH=1 also compiles the torch-facing launchers against the venv's torch.
 cuda-check:
 	PYTHON="$(BIN)/python" bash csrc/cuda_check.sh
+
+# On a machine with an NVIDIA GPU and a CUDA torch: build, CUDA tests, harness, benchmarks and a
+# short nccl/bf16 training run in one go (tools/gpu_check.sh; PYTHON defaults to python3).
+gpu-check:
+	bash tools/gpu_check.sh
 
 clean:
 	rm -rf build stg_cli/_C*.so $(STAMP) $(STAMP312)

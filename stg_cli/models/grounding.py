@@ -166,7 +166,8 @@ class GroundingModel(nn.Module):
     """Projections f, g, f', g', the frame selector and the local attention stack.
 
     ``ops`` chooses the attention kernels: "native" (``stg_cli.ops.xattn``, which itself runs
-    the reference when no kernel exists) or "reference" (the bmm formulation, for benchmarks).
+    the reference when no kernel exists) or "reference" (the bmm formulation; what ``stg
+    train`` runs on the CPU, see :func:`training_attention_ops`).
     """
 
     def __init__(self, config: ModelConfig, ops: str = "native") -> None:

@@ -46,7 +46,8 @@ from stg_cli.metrics.baselines import PRIORS
 from stg_cli.metrics.geometry import point_in_box
 from stg_cli.metrics.heatmaps import argmax_cell_centres
 from stg_cli.models.grounding import video_means
-from stg_cli.runs.evaluation import LabelledSplit, split_priors
+from stg_cli.runs.evaluation import LabelledSplit, split_priors, wrong_query_truth
+from stg_cli.runs.grounding import load_truth_segments
 from stg_cli.train.data import BatchOrder, ClipDataset
 from stg_cli.train.losses import symmetric_nce
 
@@ -112,9 +113,11 @@ def prepare(out: Path) -> tuple[Path, Path, LabelledSplit]:
 def labelled_seconds(split: LabelledSplit, store: FeatureStore, encoder) -> list[dict]:
     """Every annotated second of the test split: its video, the centred grid features of its
     frame [N, Dv], the step's and each distractor's (word vectors, word mask, box), and the
-    wrong query (the next step of the same video in order of first appearance)."""
+    wrong query of the demo's control (:func:`stg_cli.runs.evaluation.wrong_query_truth`: the
+    next step of the same video; None for a video with a single step)."""
     boxes = json.loads((split.annotations / "GoundingYouTubeBox.json").read_text())
     distractors = json.loads((split.annotations / "distractors.json").read_text())
+    wrong = wrong_query_truth(load_truth_segments(split.annotations / "ground_seg.json"))
     cache: dict[str, tuple] = {}
 
     def words_of(text: str) -> tuple[Tensor, Tensor]:
@@ -132,22 +135,24 @@ def labelled_seconds(split: LabelledSplit, store: FeatureStore, encoder) -> list
         grid = np.asarray(video.grid_feats, np.float32)
         grid = grid - video_means(video.global_feats, grid)[1]
         times = np.asarray(video.frame_times, np.float64)
-        ordered = sorted(boxes[video_id].items(), key=lambda item: int(item[0]))
-        steps = list(dict.fromkeys(item["step"] for _, item in ordered))
-        following = {step: steps[(index + 1) % len(steps)] for index, step in enumerate(steps)}
-        for second, item in ordered:
+        for second, item in sorted(boxes[video_id].items(), key=lambda item: int(item[0])):
             frame = int(np.argmin(np.abs(times - int(second))))
             actions = [(item["step"], item["box"])] + [
                 (other["step"], other["box"])
                 for other in distractors[video_id].get(second, [])
                 if other["box"]
             ]
+            asked = [
+                segment.label
+                for segment in wrong.get(video_id, [])
+                if segment.start <= int(second) <= segment.end
+            ]
             seconds.append(
                 {
                     "video": video_id,
                     "cells": torch.from_numpy(grid[frame]),
                     "actions": [(*words_of(label), box) for label, box in actions],
-                    "wrong": words_of(following[item["step"]]) if len(steps) > 1 else None,
+                    "wrong": words_of(asked[0]) if asked else None,
                 }
             )
     return seconds

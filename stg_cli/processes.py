@@ -4,10 +4,10 @@
 when a worker dies are redone one at a time, so that only a job that kills its worker alone is
 lost.
 
-Ctrl-C belongs to the main process: the workers ignore SIGINT (from their first instruction
-when they are started inside :func:`interrupts_ignored`, else from their initialiser
-:func:`ignore_interrupts`), and the main process ends them with :func:`stop` and keeps what they
-finished. Each of W workers gets :func:`threads_per_worker` threads, so that together they use
+Ctrl-C belongs to the main process: the workers never see SIGINT (it is blocked from their
+first instruction when they are started inside :func:`interrupts_held`, and their initialiser
+:func:`ignore_interrupts` ignores it), and the main process ends them with :func:`stop` and keeps
+what they finished. Each of W workers gets :func:`threads_per_worker` threads, so that together they use
 the machine's cores once. :func:`process_alive` tells whether a process recorded by its id
 (a shard's progress record, a scratch folder's owner) still runs on this machine.
 """
@@ -51,21 +51,24 @@ def ignore_interrupts() -> None:
 
 
 @contextmanager
-def interrupts_ignored() -> Iterator[None]:
-    """SIGINT ignored in this block, in the main thread (elsewhere the block runs unchanged).
+def interrupts_held() -> Iterator[None]:
+    """SIGINT held back in this block, in the main thread: a Ctrl-C during it is delivered when
+    the block ends, never lost (elsewhere, or without ``pthread_sigmask``, the block runs
+    unchanged).
 
-    A spawned process starts with the main process's ignored SIGINT and Python then leaves it
-    ignored, so a Ctrl-C while a worker is still importing gives no traceback there. Wrap the
-    calls that may start workers (``submit``); a Ctrl-C during the block itself is lost.
+    The signal is blocked, not ignored: a process started in the block inherits the blocked
+    signal, so a Ctrl-C while a spawned worker is still importing gives no traceback there, and
+    its initialiser (:func:`ignore_interrupts`) then ignores SIGINT, which also drops one held
+    back. Wrap the calls that may start workers (``submit``).
     """
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop(pool: futures.ProcessPoolExecutor) -> None:
@@ -90,8 +93,8 @@ def run_in_pool(
 
     Args:
         jobs: what to run, in order.
-        submit: starts one job in the pool and returns its future (called with SIGINT ignored,
-            so that a worker started by it ignores Ctrl-C from its first instruction).
+        submit: starts one job in the pool and returns its future (called with SIGINT held
+            back, so that a worker started by it never sees Ctrl-C).
         new_pool: a fresh pool (at the start and after a worker died).
         on_result: called with each finished job and its future, which holds the job's result
             or its own exception; in submission order with ``in_order``, else as jobs finish.
@@ -116,7 +119,7 @@ def run_in_pool(
                 source = suspects if alone else queue
                 job = source.popleft()
                 try:
-                    with interrupts_ignored():
+                    with interrupts_held():
                         future = submit(pool, job)
                 except futures.process.BrokenProcessPool:  # a worker died: seen below in pending
                     source.appendleft(job)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing
 import os
+import signal
+import time
 
 import pytest
 
-from stg_cli.processes import ignore_interrupts, process_alive, run_in_pool
+from stg_cli.processes import ignore_interrupts, interrupts_held, process_alive, run_in_pool
 
 KILLER = 3  # the job that kills its worker
 FAILING = 5  # the job that raises
@@ -95,3 +97,14 @@ def test_process_alive(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(os, "kill", refused)
     assert process_alive(int(gone.stdout))
+
+
+def test_a_ctrl_c_while_interrupts_are_held_arrives_when_the_block_ends():
+    """Held back, not lost: the block runs to its end, then the Ctrl-C is raised."""
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            finished.append(True)
+    assert finished == [True]

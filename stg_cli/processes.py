@@ -52,9 +52,10 @@ def ignore_interrupts() -> None:
 
 @contextmanager
 def interrupts_held() -> Iterator[None]:
-    """SIGINT held back in this block, in the main thread: a Ctrl-C during it is delivered when
-    the block ends, never lost (elsewhere, or without ``pthread_sigmask``, the block runs
-    unchanged).
+    """SIGINT blocked for the main thread in this block: a Ctrl-C during it is never lost. It is
+    raised when the block ends, or at once if another thread of the process (one started
+    before the block) takes the signal; elsewhere, or without ``pthread_sigmask``, the block
+    runs unchanged.
 
     The signal is blocked, not ignored: a process started in the block inherits the blocked
     signal, so a Ctrl-C while a spawned worker is still importing gives no traceback there, and

@@ -77,15 +77,17 @@ class Variant:
 
 @dataclass(frozen=True)
 class Target:
-    """A performance target: ``baseline measure ÷ native measure ≥ minimum``.
+    """A performance target: ``baseline measure ÷ subject measure ≥ minimum``.
 
-    ``measure`` is "time" (median ms) or "memory" (peak MB). A minimum below 1 bounds how much
-    slower the native variant may be, e.g. 0.5 means "native within 2× of the baseline".
+    ``measure`` is "time" (median ms) or "memory" (peak MB). ``subject`` is the variant held
+    to the target, the native one unless said otherwise. A minimum below 1 bounds how much
+    slower the subject may be, e.g. 0.5 means "within 2× of the baseline".
     """
 
     baseline: str
     measure: str
     minimum: float | None = None
+    subject: str = NATIVE
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,8 @@ class BenchResult:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The native variant against another one: ratio = baseline ÷ native (time or memory).
+    """A variant (``subject``, usually the native one) against another one: ratio = baseline ÷
+    subject (time or memory).
 
     ``ratio`` is None when either was not measured (skipped) or native measured 0; ``met`` is
     None when there is no ratio or no target minimum (an informative comparison).
@@ -179,6 +182,7 @@ class Comparison:
     ratio: float | None
     target_min: float | None
     met: bool | None
+    subject: str = NATIVE
 
 
 @dataclass(frozen=True)
@@ -549,13 +553,13 @@ def _sampled_rss_increase(call: Callable[[], object]) -> int:
 
 
 def _compare(case: Case, target: Target, rows: dict[str, BenchResult]) -> Comparison:
-    native, baseline = rows.get(NATIVE), rows.get(target.baseline)
+    subject, baseline = rows.get(target.subject), rows.get(target.baseline)
     field_name = "median_ms" if target.measure == "time" else "peak_mb"
-    native_value = getattr(native, field_name) if native else None
+    subject_value = getattr(subject, field_name) if subject else None
     baseline_value = getattr(baseline, field_name) if baseline else None
     ratio = None
-    if native_value and baseline_value is not None:
-        ratio = baseline_value / native_value
+    if subject_value and baseline_value is not None:
+        ratio = baseline_value / subject_value
     met = None if ratio is None or target.minimum is None else ratio >= target.minimum
     return Comparison(
         op=case.op,
@@ -566,6 +570,7 @@ def _compare(case: Case, target: Target, rows: dict[str, BenchResult]) -> Compar
         ratio=ratio,
         target_min=target.minimum,
         met=met,
+        subject=target.subject,
     )
 
 

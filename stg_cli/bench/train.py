@@ -9,13 +9,18 @@ Shapes: ``tiny`` — the demo's (Dv 256 and Dw 300 of the tiny backbone + word2v
 7×7 grid, U = 16, T = 8, B = 16 and chunk 8 on the CPU, B = 64 and chunk 16 (the paper's batch)
 on CUDA (``quick``: tiny B = 16, paper B = 8, chunk 8).
 
-Variants: ``default`` is exactly what ``stg train`` runs on the device (the attention kernels
-of :func:`stg_cli.models.grounding.training_attention_ops`, eager); ``native`` runs the
-attention through :func:`stg_cli.ops.xattn`; ``reference`` through the bmm reference
-(:func:`stg_cli.ops.reference.xattn`);
-``compile(reference)`` and ``compile(native)`` the same with the forward pass and the losses
-under ``torch.compile`` (compiled, and run twice, while the variant is set up, so that neither
-the compile nor its first calls are timed).
+Variants: ``default`` is exactly what ``stg train`` runs on the device: the local branch
+factored through the words (``GroundingModel.factorable``: exact, the R × R self-attention in
+width 2(K + 1) instead of d) with the attention kernels of
+:func:`stg_cli.models.grounding.training_attention_ops`, eager; ``factored, <ops>`` the same
+with the device's other kernels. The others run every layer as written: ``native`` with the
+attention through :func:`stg_cli.ops.xattn`, ``reference`` through the bmm reference
+(:func:`stg_cli.ops.reference.xattn`); ``compile(reference)`` and ``compile(native)`` the same
+with the forward pass and the losses under ``torch.compile`` (compiled, and run twice, while
+the variant is set up, so that neither the compile nor its first calls are timed).
+
+Targets: ``default`` ≥ 1.5× the eager reference and ≥ 1× ``compile(reference)``; ``native``
+≥ 1× the reference (the same layers, other kernels).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ WORDS = 12
 COMPILED_REFERENCE = "compile(reference)"
 COMPILED_NATIVE = "compile(native)"
 DEFAULT = "default (stg train)"
+# what stg train's step must reach against the eager reference (and ≥ 1× its compiled form)
+DEFAULT_MIN_SPEEDUP = 1.5
 # calls that compile a variant before it is timed (the first traces, the second may recompile)
 COMPILE_CALLS = 2
 
@@ -74,6 +81,8 @@ def shapes(quick: bool, device_type: str = "cpu") -> list[TrainShape]:
 def cases(quick: bool, device: torch.device) -> list[Case]:
     """One case per shape: native and reference attention, each eager and compiled."""
     result = []
+    default_ops = training_attention_ops(device)
+    other_ops = "native" if default_ops == "reference" else "reference"
     for shape in shapes(quick, device.type):
         result.append(
             Case(
@@ -81,7 +90,8 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 shape=shape.describe(),
                 device=str(device),
                 variants=[
-                    Variant(DEFAULT, _setup(shape, device, training_attention_ops(device))),
+                    Variant(DEFAULT, _setup(shape, device, default_ops, factored=True)),
+                    _factored_variant(shape, device, other_ops),
                     native_variant("xattn", device, _setup(shape, device, "native")),
                     Variant(REFERENCE, _setup(shape, device, "reference")),
                     Variant(COMPILED_REFERENCE, _setup(shape, device, "reference", compiled=True)),
@@ -90,17 +100,23 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                         COMPILED_NATIVE,
                     ),
                 ],
-                targets=[Target(REFERENCE, "time"), Target(REFERENCE, "memory")],
+                targets=[
+                    Target(REFERENCE, "time", DEFAULT_MIN_SPEEDUP, subject=DEFAULT),
+                    Target(COMPILED_REFERENCE, "time", 1.0, subject=DEFAULT),
+                    Target(REFERENCE, "memory", subject=DEFAULT),
+                    Target(REFERENCE, "time", 1.0),
+                    Target(REFERENCE, "memory"),
+                ],
             )
         )
     return result
 
 
 def _setup(
-    shape: TrainShape, device: torch.device, ops: str, compiled: bool = False
+    shape: TrainShape, device: torch.device, ops: str, compiled: bool = False, factored: bool = False
 ) -> Callable[[], Callable[[], object]]:
     def setup() -> Callable[[], object]:
-        step = training_step(shape, device, ops, compiled=compiled)
+        step = training_step(shape, device, ops, compiled=compiled, factored=factored)
         if compiled:
             for _ in range(COMPILE_CALLS):
                 step()
@@ -109,15 +125,29 @@ def _setup(
     return setup
 
 
+def _factored_variant(shape: TrainShape, device: torch.device, ops: str) -> Variant:
+    """stg train's factored step with ``ops`` kernels (skipped when native ones are missing)."""
+    setup = _setup(shape, device, ops, factored=True)
+    if ops == "native":
+        return _renamed(native_variant("xattn", device, setup), f"factored, {ops}")
+    return Variant(f"factored, {ops}", setup)
+
+
 def _renamed(variant: Variant, name: str) -> Variant:
     return Variant(name, variant.setup)
 
 
 def training_step(
-    shape: TrainShape, device: torch.device, ops: str, seed: int = 0, compiled: bool = False
+    shape: TrainShape,
+    device: torch.device,
+    ops: str,
+    seed: int = 0,
+    compiled: bool = False,
+    factored: bool = False,
 ) -> Callable[[], object]:
     """A closure running one optimizer step on a fixed random batch (``compiled``: the forward
-    pass and the losses under ``torch.compile``)."""
+    pass and the losses under ``torch.compile``; ``factored``: the local branch in the span of
+    the words, as ``stg train`` runs it, see ``GroundingModel.factorable``)."""
     generator = torch.Generator().manual_seed(seed)
     config = ModelConfig(
         visual_dim=shape.visual_dim,
@@ -127,7 +157,7 @@ def training_step(
         frames_t=shape.frames_t,
     )
     torch.manual_seed(seed)
-    model = GroundingModel(config, ops=ops).to(device)
+    model = GroundingModel(config, ops=ops, factored=factored).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b, u = shape.batch, shape.frames_u
     word_mask = torch.arange(WORDS)[None, :] < torch.randint(3, WORDS + 1, (b, 1), generator=generator)

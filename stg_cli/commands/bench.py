@@ -135,7 +135,7 @@ def _case_table(title: str, rows: list[BenchResult], comparisons: list[Compariso
         table.add_column(f"{escape(unit)}/s", justify="right")
     table.add_column("peak MB", justify="right")
     table.add_column("vs reference", justify="right")
-    table.add_column("native vs this")
+    table.add_column("vs this")
     for row in rows:
         if row.median_ms is None:
             verdicts = [f"[dim]skipped: {escape(row.note or '')}[/dim]"]
@@ -156,14 +156,19 @@ def _case_table(title: str, rows: list[BenchResult], comparisons: list[Compariso
 
 
 def _comparison_text(item: Comparison) -> str:
-    """E.g. "12.3× faster (target ≥ 10×: met)" or "2.10× more memory"."""
+    """E.g. "12.3× faster (target ≥ 10×: met)", "2.10× more memory" or, for a subject other
+    than the native variant, "default: 1.6× faster"."""
+    from stg_cli.bench import NATIVE
+
+    named = "" if item.subject == NATIVE else f"{escape(item.subject)}: "
     if item.ratio is None:
-        return "[dim]not measured[/dim]"
+        return f"[dim]{named}not measured[/dim]"
     if item.measure == "time":
         better, worse = "faster", "slower"
     else:
         better, worse = "less memory", "more memory"
     text = f"{_number(item.ratio)}× {better}" if item.ratio >= 1 else f"{_number(1 / item.ratio)}× {worse}"
+    text = named + text
     if item.target_min is None:
         return text
     minimum = item.target_min

@@ -31,11 +31,33 @@ def training_attention_ops(device: torch.device | str) -> str:
     elsewhere.
 
     On the CPU the native ``xattn`` kernel is slower than MKL's ``bmm`` at every shape of a
-    training step (forward + backward per call 0.54-0.81x the bmm formulation at d = 128 and
-    512, level only for regions attending to words at d = 512; benchmarks/RESULTS.md, "train
-    step"), so training runs the bmm formulation there. Both compute the same attention.
+    training step: per call, forward + backward, 0.54-0.81x the bmm formulation with the layers
+    as written (level only for regions attending to words at d = 512), and in ``stg train``'s
+    factored step (:meth:`GroundingModel.factorable`) 0.64x at the demo's dims, level at the
+    paper's (benchmarks/RESULTS.md, "train step"). So training runs the bmm formulation there.
+    Both compute the same attention.
     """
     return "reference" if torch.device(device).type == "cpu" else "native"
+
+
+def _affine_rows(basis: Tensor, linear: nn.Linear) -> Tensor:
+    """A linear layer on factored tokens X = C B whose last coefficient column is all ones:
+    layer(X) = C · _affine_rows(B), the weight applied to every basis row [S, m, d] and the
+    bias added to the last (constant) row only."""
+    rows = basis @ linear.weight.t()
+    return torch.cat([rows[:, :-1], rows[:, -1:] + linear.bias], 1)
+
+
+def _coefficient_norms(coeffs: Tensor, basis: Tensor) -> Tensor:
+    """‖C B‖ of each factored token, from B's Gram matrix, floored like ``F.normalize``.
+
+    coeffs [V, S, R, m], basis [S, m, d] → [V, S, R] (in at least float32, even under
+    autocast: the quadratic form cancels)."""
+    dtype = torch.promote_types(torch.promote_types(coeffs.dtype, basis.dtype), torch.float32)
+    with torch.autocast(coeffs.device.type, enabled=False):
+        coeffs, basis = coeffs.to(dtype), basis.to(dtype)
+        squared = ((coeffs @ (basis @ basis.transpose(1, 2))) * coeffs).sum(-1)
+        return squared.clamp(min=1e-24).sqrt()
 
 
 def video_means(global_feats: ArrayLike, grid_feats: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -167,15 +189,18 @@ class GroundingModel(nn.Module):
 
     ``ops`` chooses the attention kernels: "native" (``stg_cli.ops.xattn``, which itself runs
     the reference when no kernel exists) or "reference" (the bmm formulation; what ``stg
-    train`` runs on the CPU, see :func:`training_attention_ops`).
+    train`` runs on the CPU, see :func:`training_attention_ops`). ``factored`` lets
+    :meth:`local_similarity` run the stack in the span of the words (exact, and what ``stg
+    train`` runs; False runs every layer as written).
     """
 
-    def __init__(self, config: ModelConfig, ops: str = "native") -> None:
+    def __init__(self, config: ModelConfig, ops: str = "native", factored: bool = True) -> None:
         super().__init__()
         if ops not in OPS_CHOICES:
             raise ValueError(f"ops must be one of {', '.join(OPS_CHOICES)}, got {ops!r}")
         self.config = config
         self.ops = ops
+        self.factored = factored
         d = config.dim
         self.frame_norm = FeatureNorm(config.visual_dim)
         self.region_norm = FeatureNorm(config.visual_dim)
@@ -359,12 +384,114 @@ class GroundingModel(nn.Module):
             [c, c] cosine of the pooled local embeddings, entry [k, l] = video k with sentence l.
         """
         count = regions.shape[0]
-        video_index = torch.arange(count, device=regions.device).repeat_interleave(count)
-        sentence_index = torch.arange(count, device=regions.device).repeat(count)
-        out = self.local_stack(regions, words, region_mask, word_mask, pairs=(video_index, sentence_index))
-        video = F.normalize(self.pool(out.video, region_mask[video_index]).float(), dim=-1)
-        sentence = F.normalize(self.pool(out.words, word_mask[sentence_index]).float(), dim=-1)
+        if self.factored and self.factorable(words.shape[1]):
+            video, sentence = self._factored_pools(regions, region_mask, words, word_mask)
+        else:
+            video_index = torch.arange(count, device=regions.device).repeat_interleave(count)
+            sentence_index = torch.arange(count, device=regions.device).repeat(count)
+            pairs = (video_index, sentence_index)
+            out = self.local_stack(regions, words, region_mask, word_mask, pairs=pairs)
+            video = self.pool(out.video, region_mask[video_index])
+            sentence = self.pool(out.words, word_mask[sentence_index])
+        video = F.normalize(video.reshape(count * count, -1).float(), dim=-1)
+        sentence = F.normalize(sentence.reshape(count * count, -1).float(), dim=-1)
         return (video * sentence).sum(-1).view(count, count)
+
+    def factorable(self, words: int) -> bool:
+        """Whether :meth:`local_similarity` can run the stack in the span of ``words`` word
+        tokens, and whether that span is narrower than d (else it would not pay).
+
+        The first layer must be a cross-attention (it has no residual, so each region token
+        leaves it as a convex combination of its sentence's words), and a later cross layer
+        may only come last (its region outputs are only pooled). Each self layer doubles the
+        span: K + 1 after the first layer, 2(K + 1) after cross → self.
+        """
+        layers = self.layers
+        if layers[0] != "cross" or "cross" in layers[1:-1]:
+            return False
+        return (words + 1) * 2 ** layers.count("self") < self.config.dim
+
+    def _factored_pools(
+        self, regions: Tensor, region_mask: Tensor, words: Tensor, word_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The pooled local embeddings of every (video, sentence) pair of a chunk, with the
+        region tokens kept as coefficients over a small basis of each sentence.
+
+        After the first cross layer a pair's region tokens are X = C B: C [R, m] coefficients
+        (the attention over the K words, and a constant column of ones), B [m, d] the
+        sentence's words and a constant row. An affine map of X is C applied to the map of B's
+        rows (the bias on the constant row); a self-attention's logits are (C Q_B K_Bᵀ) Cᵀ;
+        its output is (A C) V_B and extends the basis; the norms of the region tokens are
+        those of C under B's Gram matrix; and the last cross layer's region outputs are only
+        pooled. So no [P, R, d] tensor is formed, and the R × R self-attention runs in width m
+        instead of d. Exactly the arithmetic of :meth:`local_stack` + :meth:`pool`, reordered.
+
+        Args:
+            regions: [V, R, d] projected region tokens; region_mask: [V, R] bool.
+            words: [S, K, d] projected word tokens; word_mask: [S, K] bool.
+
+        Returns:
+            (video [V, S, d], sentence [V, S, d]) pooled embeddings, not normalised.
+        """
+        videos, cells, dim = regions.shape
+        sentences, num_words, _ = words.shape
+        pairs = videos * sentences
+        pair_region_mask = region_mask[:, None].expand(-1, sentences, -1)  # [V, S, R]
+        pair_word_mask = word_mask[None].expand(videos, -1, -1)  # [V, S, K]
+        region_keys, word_keys = self._keys(regions), self._keys(words)
+        # one product gives the first layer's logits of every pair: [V, R, S, K]
+        logits = region_keys.reshape(videos * cells, dim) @ word_keys.reshape(sentences * num_words, dim).t()
+        logits = logits.view(videos, cells, sentences, num_words) * self.scale
+        to_words = reference.masked_softmax(logits, word_mask[None, None])
+        to_regions = reference.masked_softmax(logits, region_mask[:, :, None, None], dim=1)
+        pair_words = to_regions.reshape(videos, cells, sentences * num_words).transpose(1, 2) @ regions
+        pair_words = pair_words.view(videos, sentences, num_words, dim)
+        ones = to_words.new_ones(videos, sentences, cells, 1)
+        coeffs = torch.cat([to_words.permute(0, 2, 1, 3), ones], -1)  # [V, S, R, m]
+        basis = torch.cat([words, words.new_zeros(sentences, 1, dim)], 1)  # [S, m, d]
+        # every layer between the first and a last cross layer is a self layer (factorable)
+        for self_index in range(self.layers.count("self")):
+            layer = self.video_self[self_index]
+            width = basis.shape[1]
+            query_rows = _affine_rows(basis, layer.query)
+            key_rows = _affine_rows(basis, layer.key)
+            value_rows = _affine_rows(basis, layer.value)
+            flat = coeffs.reshape(pairs, cells, width)
+            mixed, _ = self._attend(
+                (coeffs @ (query_rows @ key_rows.transpose(1, 2))).reshape(pairs, cells, width),
+                flat,
+                flat,
+                pair_region_mask.reshape(pairs, cells),
+                dim**-0.5,
+                False,
+            )
+            coeffs = torch.cat([coeffs[..., :-1], mixed.view(videos, sentences, cells, width), ones], -1)
+            basis = torch.cat(
+                [basis[:, :-1], value_rows @ layer.out.weight.t(), basis[:, -1:] + layer.out.bias], 1
+            )
+            pair_words, _ = self._self_attend(
+                self.word_self[self_index],
+                pair_words.reshape(pairs, num_words, dim),
+                pair_word_mask.reshape(pairs, num_words),
+                False,
+            )
+            pair_words = pair_words.view(videos, sentences, num_words, dim)
+        region_weights = pair_region_mask.to(coeffs.dtype)[..., None]  # [V, S, R, 1]
+        region_count = region_weights.sum(2).clamp(min=1)  # [V, S, 1]
+        video = ((coeffs * region_weights).sum(2) / region_count)[:, :, None] @ basis  # [V, S, 1, d]
+        if self.layers[-1] == "cross":
+            word_keys = self._keys(pair_words)
+            logits = coeffs @ (word_keys @ basis.transpose(1, 2)).transpose(-1, -2)  # [V, S, R, K]
+            if self.cosine:
+                logits = logits / _coefficient_norms(coeffs, basis)[..., None]
+            logits = logits * self.scale
+            to_words = reference.masked_softmax(logits, pair_word_mask[:, :, None, :])
+            to_regions = reference.masked_softmax(logits, pair_region_mask[..., None], dim=2)
+            pooled_attention = (to_words * region_weights).sum(2, keepdim=True) / region_count[..., None]
+            video = video + pooled_attention @ pair_words
+            pair_words = pair_words + (to_regions.transpose(-1, -2) @ coeffs) @ basis
+        sentence = self.pool(pair_words.reshape(pairs, num_words, dim), pair_word_mask.reshape(pairs, -1))
+        return video.view(videos, sentences, dim), sentence.view(videos, sentences, dim)
 
     # ----------------------------------------------------------------- training forward
 

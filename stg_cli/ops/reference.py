@@ -105,11 +105,16 @@ def xattn(
         masked gives zeros in both; a row with a NaN logit gives NaN in both (probabilities
         of masked keys stay 0).
     """
-    logits = torch.bmm(q, k.transpose(1, 2)) * scale
-    logits = logits.masked_fill(~key_mask[:, None, :], torch.finfo(logits.dtype).min)
-    probs = torch.where(key_mask[:, None, :], torch.softmax(logits, dim=-1), 0.0)
+    probs = masked_softmax(torch.bmm(q, k.transpose(1, 2)) * scale, key_mask[:, None, :])
     out = torch.bmm(probs, v)
     return out, (probs if return_probs else None)
+
+
+def masked_softmax(logits: Tensor, key_mask: Tensor, dim: int = -1) -> Tensor:
+    """Softmax over ``dim`` among the keys ``key_mask`` keeps (bool, broadcastable to
+    ``logits``): masked keys get 0, and a row without a key is all 0 (never NaN)."""
+    logits = logits.masked_fill(~key_mask, torch.finfo(logits.dtype).min)
+    return torch.where(key_mask, torch.softmax(logits, dim=dim), 0.0)
 
 
 def normalized_rollout_layers(layers: Tensor) -> Tensor:

@@ -150,6 +150,67 @@ def test_pairing_inside_the_stack_equals_pairing_before_it(attention, cross_logi
         torch.testing.assert_close(ours, theirs)
 
 
+FACTORABLE_STACKS = [name for name, layers in ATTENTION_STACKS.items() if layers[0] == "cross"]
+
+
+@pytest.mark.parametrize("attention", FACTORABLE_STACKS)
+@pytest.mark.parametrize("cross_logits", ["cosine", "dot"])
+@pytest.mark.parametrize("ops", ["native", "reference"])
+def test_factored_similarity_equals_the_layers_as_written(attention, cross_logits, ops):
+    """The factored local branch is the same arithmetic reordered: in float64 its similarities
+    and every gradient match the literal stack to rounding, with padded regions and words, a
+    video without frames and a sentence without words."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        visual_dim=DV, text_dim=DW, dim=32, grid=GRID, frames_u=6, frames_t=3,
+        attention=attention, cross_logits=cross_logits,
+    )  # fmt: skip
+    model = GroundingModel(config, ops=ops).double()
+    generator = torch.Generator().manual_seed(4)
+    regions = torch.randn(4, 9, 32, generator=generator, dtype=torch.float64, requires_grad=True)
+    words = torch.randn(4, 5, 32, generator=generator, dtype=torch.float64, requires_grad=True)
+    region_mask = torch.ones(4, 9, dtype=torch.bool)
+    region_mask[1, 6:] = False
+    region_mask[3] = False
+    word_mask = torch.ones(4, 5, dtype=torch.bool)
+    word_mask[0, 3:] = False
+    word_mask[2] = False
+    assert model.factorable(5)
+    inputs = [regions, words, *model.parameters()]
+    results = []
+    for factored in (True, False):
+        model.factored = factored
+        similarity = model.local_similarity(regions, region_mask, words, word_mask)
+        assert torch.isfinite(similarity).all()
+        weights = torch.randn(4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+        grads = torch.autograd.grad((similarity * weights).sum(), inputs, allow_unused=True)
+        results.append((similarity, grads))
+    (factored_sim, factored_grads), (literal_sim, literal_grads) = results
+    torch.testing.assert_close(factored_sim, literal_sim, rtol=1e-10, atol=1e-12)
+    for ours, theirs in zip(factored_grads, literal_grads):
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-11)
+
+
+def test_factoring_needs_a_first_cross_layer_and_a_span_narrower_than_d():
+    assert make_model(attention="cross-self-cross").factorable(5)  # 2 · (5 + 1) = 12 < 16
+    assert not make_model(attention="cross-self-cross").factorable(7)  # 16 is not < 16
+    assert make_model(attention="cross-cross").factorable(14)
+    assert not make_model(attention="self-cross").factorable(1)
+
+
+def test_factored_similarity_under_bfloat16_autocast_stays_close():
+    model = make_model()
+    model.ops = "reference"  # the CPU has no bfloat16 kernel
+    batch = make_batch()
+    exact = model(**batch, local_chunk=4).local_similarity[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(**batch, local_chunk=4).local_similarity[0]
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, exact, rtol=0.0, atol=0.05)
+
+
 def test_training_runs_the_bmm_attention_on_the_cpu_and_the_kernels_on_cuda():
     assert training_attention_ops("cpu") == "reference"
     assert training_attention_ops(torch.device("cpu")) == "reference"

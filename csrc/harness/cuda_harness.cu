@@ -731,30 +731,33 @@ void run_timings(int runs, size_t shared_limit) {
                empty);
   }
 
-  const int B = 64, M = 392, L = 20, D = 512;
-  const size_t rows = static_cast<size_t>(B) * M;
-  const size_t keys = static_cast<size_t>(B) * L;
-  Mask key_mask(keys, 1);
-  for (size_t i = 0; i < keys; ++i) key_mask[i] = (i % L) < 15 ? 1 : 0;
-  DeviceArray<bool> mask = upload_mask(key_mask);
+  // Both directions of a paper-size cross layer (T = 8: 392 regions, 20 words, 15 real): regions
+  // attending to words (M=392, L=20) and words attending to regions (M=20, L=392, two chunks).
+  const int B = 64, D = 512;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  auto time_attention = [&](auto storage_tag, const char* forward_name,
-                            const char* backward_name) {
+  auto time_attention = [&](auto storage_tag, const char* type, int M, int L, int real_keys) {
     using scalar_t = decltype(storage_tag);
     using acc_t = xattn::acc_type<scalar_t>;
+    const size_t rows = static_cast<size_t>(B) * M;
+    const size_t keys = static_cast<size_t>(B) * L;
+    Mask key_mask(keys, 1);
+    for (size_t i = 0; i < keys; ++i) key_mask[i] = static_cast<int>(i % L) < real_keys ? 1 : 0;
+    DeviceArray<bool> mask = upload_mask(key_mask);
     DeviceArray<scalar_t> q(to_storage<scalar_t>(uniform_values(rows * D, 1.0, random)));
     DeviceArray<scalar_t> k(to_storage<scalar_t>(uniform_values(keys * D, 1.0, random)));
     DeviceArray<scalar_t> v(to_storage<scalar_t>(uniform_values(keys * D, 1.0, random)));
     DeviceArray<scalar_t> grad_out(to_storage<scalar_t>(uniform_values(rows * D, 1.0, random)));
     DeviceArray<scalar_t> out(rows * D), grad_q(rows * D), grad_k(keys * D), grad_v(keys * D);
     DeviceArray<acc_t> lse(rows), probs_workspace(rows * L), grad_scores_workspace(rows * L);
-    print_time(forward_name, median_microseconds(runs, [&] {
+    const std::string shape = std::string(type) + " B=64 M=" + std::to_string(M) +
+                              " L=" + std::to_string(L) + " D=512";
+    print_time(("xattn forward " + shape).c_str(), median_microseconds(runs, [&] {
                  xattn::launch_forward<scalar_t>(q.get(), k.get(), v.get(), mask.get(), B, M, L,
                                                  D, scale, out.get(), lse.get(), nullptr,
                                                  nullptr);
                }),
                empty);
-    print_time(backward_name, median_microseconds(runs, [&] {
+    print_time(("xattn backward " + shape).c_str(), median_microseconds(runs, [&] {
                  xattn::launch_backward<scalar_t>(
                      grad_out.get(), nullptr, q.get(), k.get(), v.get(), mask.get(), lse.get(), B,
                      M, L, D, scale, grad_q.get(), grad_k.get(), grad_v.get(),
@@ -762,10 +765,10 @@ void run_timings(int runs, size_t shared_limit) {
                }),
                empty);
   };
-  time_attention(float{}, "xattn forward f32 B=64 M=392 L=20 D=512",
-                 "xattn backward f32 B=64 M=392 L=20 D=512");
-  time_attention(__nv_bfloat16{}, "xattn forward bf16 B=64 M=392 L=20 D=512",
-                 "xattn backward bf16 B=64 M=392 L=20 D=512");
+  time_attention(float{}, "f32", 392, 20, 15);
+  time_attention(__nv_bfloat16{}, "bf16", 392, 20, 15);
+  time_attention(float{}, "f32", 20, 392, 392);
+  time_attention(__nv_bfloat16{}, "bf16", 20, 392, 392);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -796,13 +799,18 @@ int run_checks(size_t shared_limit) {
       {"D=200", {4, 16, 7, 200}, 1.0, 1 / std::sqrt(200.0), false, true},
       {"D=512", {5, 50, 20, 512}, 1.0, 1 / std::sqrt(512.0), true, true},
       {"L=256", {4, 20, 256, 64}, 1.0, 1 / std::sqrt(64.0), true, true},
+      {"L=600 (3 key chunks)", {8, 20, 600, 64}, 1.0, 1 / std::sqrt(64.0), true, true},
+      {"L=1030 D=512", {4, 9, 1030, 512}, 1.0, 1 / std::sqrt(512.0), true, false},
+      {"extreme logits L=600", {4, 17, 600, 64}, 30.0, 1.0, true, true},
       {"no keys", {2, 5, 0, 32}, 1.0, 1 / std::sqrt(32.0), true, true},
       {"extreme logits", {4, 17, 20, 64}, 30.0, 1.0, true, true},
   };
   for (const AttentionCase& c : attention_cases) check_attention<float>(report, c, random);
   check_attention<double>(report, attention_cases[1], random);
   check_attention<double>(report, attention_cases[4], random);
-  for (const AttentionCase& c : {attention_cases[1], attention_cases[4], attention_cases[7]}) {
+  check_attention<double>(report, attention_cases[6], random);
+  for (const AttentionCase& c : {attention_cases[1], attention_cases[4], attention_cases[6],
+                                 attention_cases[10]}) {
     check_attention<__nv_bfloat16>(report, c, random);
     check_attention<__half>(report, c, random);
   }

@@ -13,9 +13,9 @@ NATIVE_DTYPES = {
     "cpu": (torch.float32, torch.float64),
     "cuda": (torch.float16, torch.bfloat16, torch.float32, torch.float64),
 }
-# The CUDA kernels keep a query row's logits and a feature chunk on chip: beyond these sizes
-# the reference runs instead (csrc/xattn/cuda/xattn_kernels.cuh, kMaxKeys and kMaxHeadDim).
-CUDA_MAX_KEYS = 256
+# The CUDA kernels keep a query row's features in registers (any number of keys, visited in
+# chunks): beyond this width the reference runs instead (csrc/xattn/cuda/xattn_kernels.cuh,
+# kMaxHeadDim).
 CUDA_MAX_DIM = 512
 
 
@@ -59,8 +59,8 @@ def xattn(
     scale = _validate.finite(scale, "scale")
     native_dtypes = NATIVE_DTYPES.get(q.device.type, ())
     size_limit = None
-    if q.device.type == "cuda" and (keys > CUDA_MAX_KEYS or dim > CUDA_MAX_DIM):
-        size_limit = f"L <= {CUDA_MAX_KEYS} keys and D <= {CUDA_MAX_DIM} features"
+    if q.device.type == "cuda" and dim > CUDA_MAX_DIM:
+        size_limit = f"D <= {CUDA_MAX_DIM} features"
     if _native.use_native("xattn", q.device, q.dtype, native_dtypes, size_limit):
         out, _, probs = torch.ops.stg.xattn(q, k, v, key_mask, scale, bool(return_probs))
         return out, (probs if return_probs else None)

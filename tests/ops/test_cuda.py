@@ -47,8 +47,13 @@ def max_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("dtype", LOW_PRECISION, ids=str)
-def test_xattn_low_precision_forward_and_backward(dtype):
-    q, k, v, key_mask = attention_inputs(4, 392, 20, 512)
+@pytest.mark.parametrize(
+    "shape",
+    [(4, 392, 20, 512), (4, 20, 392, 512)],
+    ids=["regions-to-words", "words-to-regions (two key chunks)"],
+)
+def test_xattn_low_precision_forward_and_backward(dtype, shape):
+    q, k, v, key_mask = attention_inputs(*shape)
     scale = 512**-0.5
     grad = torch.randn_like(q)
     exact = [t.clone().requires_grad_() for t in (q, k, v)]

@@ -24,6 +24,7 @@ SHAPES = (
     (9, 17, 6, 8),
     (2, 4, 130, 33),
     (2, 9, 20, 512),
+    (2, 5, 600, 16),
 )
 MASK_KINDS = ("none", "random", "masked_key", "fully_masked")
 
@@ -157,6 +158,42 @@ def test_gradient_matches_reference(device, generator, return_probs):
     expected = grads_of(lambda q, k, v: reference.xattn(q, k, v, key_mask, 0.5, return_probs))
     for grad, expected_grad in zip(grads, expected):
         torch.testing.assert_close(grad, expected_grad, atol=1e-12, rtol=1e-10)
+
+
+@pytest.mark.requires_native
+@pytest.mark.parametrize("return_probs", [False, True])
+def test_keys_beyond_one_chunk_match_the_reference(device, generator, return_probs):
+    """More keys than the CUDA kernel's chunk of 256, whose softmax runs online across chunks:
+    keys real only in the last chunk (the running maximum starts empty), one real key, all real,
+    with logits spread wide; output, probabilities and gradients equal the reference."""
+    q, k, v = make_inputs(3, 5, 600, 24, generator)
+    inputs = [(q * 3).to(device), k.to(device), v.to(device)]
+    key_mask = torch.ones(3, 600, dtype=torch.bool)
+    key_mask[0, :520] = False
+    key_mask[1] = False
+    key_mask[1, 599] = True
+    key_mask = key_mask.to(device)
+    out_weights = torch.randn(3, 5, 24, generator=generator, dtype=torch.float64).to(device)
+    probs_weights = torch.randn(3, 5, 600, generator=generator, dtype=torch.float64).to(device)
+
+    def run(function):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out, probs = function(*leaves)
+        loss = (out * out_weights).sum()
+        if return_probs:
+            loss = loss + (probs * probs_weights).sum()
+        loss.backward()
+        return out, probs, [leaf.grad for leaf in leaves]
+
+    out, probs, grads = run(lambda q, k, v: xattn(q, k, v, key_mask, scale=0.7, return_probs=return_probs))
+    expected_out, expected_probs, expected = run(
+        lambda q, k, v: reference.xattn(q, k, v, key_mask, 0.7, return_probs)
+    )
+    assert_close(out, expected_out)
+    if return_probs:
+        assert_close(probs, expected_probs)
+    for grad, expected_grad in zip(grads, expected):
+        torch.testing.assert_close(grad, expected_grad, atol=1e-11, rtol=1e-10)
 
 
 @pytest.mark.parametrize(

@@ -1,30 +1,36 @@
-// Fused masked softmax attention for short keys on CUDA: raw-pointer kernels and their
-// launchers, no torch headers (the torch-facing launcher and the standalone harness both include
-// this file).
+// Fused masked softmax attention on CUDA: raw-pointer kernels and their launchers, no torch
+// headers (the torch-facing launcher and the standalone harness both include this file).
 //
 // Shapes (row-major, contiguous): q[B,M,D], k[B,L,D], v[B,L,D], key_mask[B,L], out[B,M,D],
 // lse[B,M] (log-sum-exp of the scaled, masked logits; 0 for a fully masked row), probs[B,M,L]
 // (optional). Storage types: float, double, __half, __nv_bfloat16; arithmetic in float (double
 // for double). A fully masked row gives zero output, zero probabilities and zero gradients.
+// Any number of keys L; D ≤ kMaxHeadDim.
 //
 // Row kernels (forward, backward_rows): one warp owns kRowsPerWarp query rows of one batch entry
-// and keeps them in registers, lane l holding features l, l + 32, ... (D ≤ 32·kChunks). For every
-// unmasked key the warp loads the key row once, forms the kRowsPerWarp dot products with shuffle
-// reductions and keeps the logits of its rows in shared memory ([rows, L] per warp); the softmax
-// is two-pass over those logits (exact max, then exp(s - lse)); the weighted sum over keys again
-// loads each value row once for all the warp's rows. Keys and values are read straight from global
+// and keeps them in registers, lane l holding features l, l + 32, ... (D ≤ 32·kChunks). The keys
+// are visited in chunks of at most kKeyChunk: for every unmasked key of a chunk the warp loads
+// the key row once, forms the kRowsPerWarp dot products with shuffle reductions and keeps the
+// logits of its rows in shared memory ([rows, chunk] per warp). The forward softmax is online
+// across chunks (a running maximum and sum per row rescale the output accumulated so far), so
+// shared memory does not grow with L; the weighted sum over a chunk's keys again loads each
+// value row once for all the warp's rows. With probs asked for, a second pass over the chunks
+// recomputes the logits and writes exp(s - lse). Keys and values are read straight from global
 // memory rather than staged in shared memory: one batch entry's keys and values (80 KiB for 20
-// words × 512 features in float32, 1 MiB at the limits L = 256, D = 512) are read by every warp
-// working on that entry and are served from L1/L2, and the register blocking over rows is what
-// divides that traffic. Nothing of size [B,M,L,D] exists.
+// words × 512 features in float32) are read by every warp working on that entry and are served
+// from L1/L2, and the register blocking over rows is what divides that traffic. The key mask is
+// read from global memory too (one byte per key, the same address for the whole warp). Nothing
+// of size [B,M,L,D] exists.
 //
-// Backward: backward_rows recomputes P = exp(scale·q·k - lse) for its rows, dP = dO·Vᵀ
-// (+ grad_probs), Drow = Σ_j P dP and dS = P ⊙ (dP - Drow), writes dQ = scale·dS·K and stores P
-// and dS ([B,M,L] in the accumulator type) to a caller-provided workspace. backward_keys then
-// reduces over the query rows per batch entry: one block owns (b, a tile of 16 keys, a tile of
-// 128 features), one thread per feature, and computes dV = Pᵀ·dO and dK = scale·dSᵀ·Q with the
-// workspace tiles staged in shared memory. No atomics: the reduction order is fixed, so the
-// gradients are deterministic, and dK, dV need no zero fill.
+// Backward: backward_rows makes two passes over the key chunks of its rows. The first computes
+// P = exp(scale·q·k - lse) and dP = dO·Vᵀ (+ grad_probs), stores both to a caller-provided
+// workspace ([B,M,L] each, accumulator type) and sums Drow = Σ_j P dP exactly; the second reads
+// them back (each lane its own entries), writes dS = P ⊙ (dP - Drow) over dP and accumulates
+// dQ = scale·dS·K chunk by chunk. backward_keys then reduces over the query rows per batch entry:
+// one block owns (b, a tile of 16 keys, a tile of 128 features), one thread per feature, and
+// computes dV = Pᵀ·dO and dK = scale·dSᵀ·Q with the workspace tiles staged in shared memory. No
+// atomics: the reduction order is fixed, so the gradients are deterministic, and dK, dV need no
+// zero fill.
 #pragma once
 
 #include <cuda/std/limits>
@@ -40,7 +46,8 @@
 namespace stg::xattn {
 
 constexpr int kMaxHeadDim = 512;
-constexpr int kMaxKeys = 256;
+// Keys per chunk of the row kernels (their shared memory holds [rows, chunk] logits per warp).
+constexpr int kKeyChunk = 256;
 using stg::device::kWarpSize;
 // Warps per block of the row kernels.
 constexpr int kRowWarps = 4;
@@ -141,7 +148,7 @@ __device__ __forceinline__ void store_rows(scalar_t* matrix, int first_row, int 
 // Ends with __syncwarp(), so every lane may read any score afterwards.
 template <typename scalar_t, int kRows, int kChunks, typename Epilogue>
 __device__ __forceinline__ void row_key_dots(const acc_type<scalar_t> (&rows)[kRows][kChunks],
-                                             const scalar_t* keys, const unsigned char* key_valid,
+                                             const scalar_t* keys, const bool* key_valid,
                                              int L, int D, acc_type<scalar_t> masked_value,
                                              acc_type<scalar_t>* scores,
                                              const Epilogue& epilogue) {
@@ -174,19 +181,14 @@ __device__ __forceinline__ void row_key_dots(const acc_type<scalar_t> (&rows)[kR
   __syncwarp();
 }
 
-// result[r][c] = Σ_j weights[r·L + j] · values_j[lane + 32c] over unmasked keys.
+// result[r][c] += Σ_j weights[r·L + j] · values_j[lane + 32c] over unmasked keys.
 template <typename scalar_t, int kRows, int kChunks>
-__device__ __forceinline__ void weighted_key_sum(const acc_type<scalar_t>* weights,
-                                                 const scalar_t* values,
-                                                 const unsigned char* key_valid, int L, int D,
-                                                 acc_type<scalar_t> (&result)[kRows][kChunks]) {
+__device__ __forceinline__ void add_weighted_key_sum(const acc_type<scalar_t>* weights,
+                                                     const scalar_t* values,
+                                                     const bool* key_valid, int L, int D,
+                                                     acc_type<scalar_t> (&result)[kRows][kChunks]) {
   using acc_t = acc_type<scalar_t>;
   const int lane = threadIdx.x % kWarpSize;
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) result[r][c] = 0;
-  }
   for (int j = 0; j < L; ++j) {
     if (!key_valid[j]) continue;
     acc_t value[kChunks];
@@ -205,11 +207,13 @@ __device__ __forceinline__ void weighted_key_sum(const acc_type<scalar_t>* weigh
   }
 }
 
-// Stages key_mask[0, L) of one batch entry in shared memory; ends with a block barrier.
-__device__ __forceinline__ void stage_key_mask(const bool* key_mask, int L,
-                                               unsigned char* key_valid) {
-  for (int j = threadIdx.x; j < L; j += blockDim.x) key_valid[j] = key_mask[j];
-  __syncthreads();
+template <typename T, int kRows, int kChunks>
+__device__ __forceinline__ void fill(T (&values)[kRows][kChunks], T value) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) values[r][c] = value;
+  }
 }
 
 }  // namespace detail
@@ -228,17 +232,19 @@ int row_tiles(int M) {
   return (M + kRowsPerBlock<scalar_t> - 1) / kRowsPerBlock<scalar_t>;
 }
 
-// Dynamic shared memory of a row kernel: `score_buffers` [rows, L] buffers per warp + the mask.
+// Keys per chunk of the row kernels for L keys.
+__host__ __device__ constexpr int key_chunk(int L) { return L < kKeyChunk ? L : kKeyChunk; }
+
+// Dynamic shared memory of a row kernel: `score_buffers` [rows, chunk] buffers per warp.
 template <typename scalar_t>
 constexpr size_t row_kernel_shared_bytes(int L, int score_buffers) {
-  return static_cast<size_t>(kRowsPerBlock<scalar_t>) * L * score_buffers *
-             sizeof(acc_type<scalar_t>) +
-         L;
+  return static_cast<size_t>(kRowsPerBlock<scalar_t>) * key_chunk(L) * score_buffers *
+         sizeof(acc_type<scalar_t>);
 }
 
-// The row kernels never need the shared-memory opt-in.
-static_assert(row_kernel_shared_bytes<float>(kMaxKeys, 2) <= 48 * 1024, "row kernel smem");
-static_assert(row_kernel_shared_bytes<double>(kMaxKeys, 2) <= 48 * 1024, "row kernel smem");
+// The row kernels never need the shared-memory opt-in, whatever L.
+static_assert(row_kernel_shared_bytes<float>(kKeyChunk, 2) <= 48 * 1024, "row kernel smem");
+static_assert(row_kernel_shared_bytes<double>(kKeyChunk, 2) <= 48 * 1024, "row kernel smem");
 
 // Grid: batch · row_tiles(M) blocks of kRowThreads; block (b, tile) handles query rows
 // [tile·kRowsPerBlock, (tile + 1)·kRowsPerBlock). probs may be null.
@@ -257,55 +263,101 @@ __global__ void __launch_bounds__(kRowThreads)
   const int64_t b = blockIdx.x / tiles_per_batch;
   const int first_row =
       static_cast<int>(blockIdx.x % tiles_per_batch) * kRowsPerBlock<scalar_t> + warp * kRows;
-
-  acc_t* scores = reinterpret_cast<acc_t*>(shared_bytes) + warp * kRows * L;
-  unsigned char* key_valid = shared_bytes + kRowsPerBlock<scalar_t> * L * sizeof(acc_t);
-  detail::stage_key_mask(key_mask + b * L, L, key_valid);
   if (first_row >= M) return;
 
+  const int chunk = key_chunk(L);
+  acc_t* scores = reinterpret_cast<acc_t*>(shared_bytes) + warp * kRows * chunk;
+  const bool* key_valid = key_mask + b * L;
   const scalar_t* keys = k + b * L * D;
   const scalar_t* values = v + b * L * D;
-  {
-    acc_t query[kRows][kChunks];
-    detail::load_rows<scalar_t>(q + b * M * D, first_row, M, D, query);
-    detail::row_key_dots<scalar_t>(query, keys, key_valid, L, D,
-                                   detail::negative_infinity<acc_t>(), scores,
-                                   [&](int, acc_t dot) { return dot * scale; });
-  }
+  const auto scaled = [&](int, acc_t dot) { return dot * scale; };
+  acc_t query[kRows][kChunks];
+  detail::load_rows<scalar_t>(q + b * M * D, first_row, M, D, query);
 
+  // Online softmax over the chunks: peak[r] is the largest logit so far (-inf while no key was
+  // valid, NaN once a logit was NaN), total[r] = Σ exp(s - peak) and result[r] = Σ exp(s - peak)
+  // · v, both rescaled whenever the peak grows.
+  acc_t peak[kRows];
+  acc_t total[kRows];
+  acc_t result[kRows][kChunks];
+  detail::fill(result, acc_t(0));
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const int row = first_row + r;
-    acc_t* row_scores = scores + r * L;
-    acc_t peak = detail::negative_infinity<acc_t>();
-    // A NaN score makes the row NaN, as in the reference (fmax would skip it).
-    for (int j = lane; j < L; j += kWarpSize) {
-      peak = detail::max_keeping_nan(peak, row_scores[j]);
-    }
-    peak = detail::warp_max_keeping_nan(peak);
-    const bool any_valid = peak != detail::negative_infinity<acc_t>();
-    acc_t row_lse = 0;
-    if (any_valid) {
-      acc_t total = 0;
-      for (int j = lane; j < L; j += kWarpSize) total += detail::exp_of(row_scores[j] - peak);
-      row_lse = peak + detail::log_of(detail::warp_sum(total));
-    }
-    // Each lane rewrites only the entries it read: logits become probabilities in place.
-    for (int j = lane; j < L; j += kWarpSize) {
-      const acc_t p =
-          any_valid && key_valid[j] ? detail::exp_of(row_scores[j] - row_lse) : acc_t(0);
-      row_scores[j] = p;
-      if (probs != nullptr && row < M) {
-        probs[(b * M + row) * L + j] = ScalarTraits<scalar_t>::from_acc(p);
+    peak[r] = detail::negative_infinity<acc_t>();
+    total[r] = 0;
+  }
+  for (int start = 0; start < L; start += chunk) {
+    const int span = L - start < chunk ? L - start : chunk;
+    detail::row_key_dots<scalar_t>(query, keys + static_cast<int64_t>(start) * D,
+                                   key_valid + start, span, D,
+                                   detail::negative_infinity<acc_t>(), scores, scaled);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      acc_t* row_scores = scores + r * span;
+      acc_t chunk_peak = detail::negative_infinity<acc_t>();
+      // A NaN score makes the row NaN, as in the reference (fmax would skip it).
+      for (int j = lane; j < span; j += kWarpSize) {
+        chunk_peak = detail::max_keeping_nan(chunk_peak, row_scores[j]);
+      }
+      const acc_t new_peak =
+          detail::max_keeping_nan(peak[r], detail::warp_max_keeping_nan(chunk_peak));
+      const bool any_valid = new_peak != detail::negative_infinity<acc_t>();
+      // Each lane rewrites only the entries it read: logits become weights in place.
+      acc_t partial = 0;
+      for (int j = lane; j < span; j += kWarpSize) {
+        const acc_t weight = any_valid && key_valid[start + j]
+                                 ? detail::exp_of(row_scores[j] - new_peak)
+                                 : acc_t(0);
+        row_scores[j] = weight;
+        partial += weight;
+      }
+      const acc_t chunk_total = detail::warp_sum(partial);
+      if (any_valid) {
+        const acc_t rescale = detail::exp_of(peak[r] - new_peak);  // 0 after an empty start
+        total[r] = total[r] * rescale + chunk_total;
+#pragma unroll
+        for (int c = 0; c < kChunks; ++c) result[r][c] *= rescale;
+        peak[r] = new_peak;
       }
     }
-    if (lane == 0 && row < M) lse[b * M + row] = row_lse;
+    __syncwarp();
+    detail::add_weighted_key_sum<scalar_t>(scores, values + static_cast<int64_t>(start) * D,
+                                           key_valid + start, span, D, result);
+    __syncwarp();
   }
-  __syncwarp();
 
-  acc_t result[kRows][kChunks];
-  detail::weighted_key_sum<scalar_t>(scores, values, key_valid, L, D, result);
+  acc_t row_lse[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const bool any_valid = peak[r] != detail::negative_infinity<acc_t>();
+    row_lse[r] = any_valid ? peak[r] + detail::log_of(total[r]) : acc_t(0);
+    const acc_t inverse = any_valid ? acc_t(1) / total[r] : acc_t(0);
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) result[r][c] *= inverse;
+    if (lane == 0 && first_row + r < M) lse[b * M + first_row + r] = row_lse[r];
+  }
   detail::store_rows<scalar_t>(out + b * M * D, first_row, M, D, result, acc_t(1));
+  if (probs == nullptr) return;
+
+  for (int start = 0; start < L; start += chunk) {
+    const int span = L - start < chunk ? L - start : chunk;
+    detail::row_key_dots<scalar_t>(query, keys + static_cast<int64_t>(start) * D,
+                                   key_valid + start, span, D,
+                                   detail::negative_infinity<acc_t>(), scores, scaled);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const int row = first_row + r;
+      if (row >= M) continue;
+      const bool any_valid = peak[r] != detail::negative_infinity<acc_t>();
+      for (int j = lane; j < span; j += kWarpSize) {
+        const acc_t p = any_valid && key_valid[start + j]
+                            ? detail::exp_of(scores[r * span + j] - row_lse[r])
+                            : acc_t(0);
+        probs[(b * M + row) * L + start + j] = ScalarTraits<scalar_t>::from_acc(p);
+      }
+    }
+    __syncwarp();
+  }
 }
 
 // Same grid as forward_kernel. grad_probs may be null. Writes grad_q and, for its rows,
@@ -329,14 +381,13 @@ __global__ void __launch_bounds__(kRowThreads)
   const int64_t b = blockIdx.x / tiles_per_batch;
   const int first_row =
       static_cast<int>(blockIdx.x % tiles_per_batch) * kRowsPerBlock<scalar_t> + warp * kRows;
-
-  acc_t* probs = reinterpret_cast<acc_t*>(shared_bytes) + warp * kRows * L;
-  acc_t* grad_scores = reinterpret_cast<acc_t*>(shared_bytes) +
-                       kRowsPerBlock<scalar_t> * L + warp * kRows * L;
-  unsigned char* key_valid = shared_bytes + 2 * kRowsPerBlock<scalar_t> * L * sizeof(acc_t);
-  detail::stage_key_mask(key_mask + b * L, L, key_valid);
   if (first_row >= M) return;
 
+  const int chunk = key_chunk(L);
+  acc_t* probs = reinterpret_cast<acc_t*>(shared_bytes) + warp * kRows * chunk;
+  acc_t* grad_scores = reinterpret_cast<acc_t*>(shared_bytes) +
+                       kRowsPerBlock<scalar_t> * chunk + warp * kRows * chunk;
+  const bool* key_valid = key_mask + b * L;
   const scalar_t* keys = k + b * L * D;
   const scalar_t* values = v + b * L * D;
   acc_t row_lse[kRows];
@@ -344,49 +395,78 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int r = 0; r < kRows; ++r) {
     row_lse[r] = first_row + r < M ? lse[b * M + first_row + r] : acc_t(0);
   }
+  const auto probability = [&](int r, acc_t dot) {
+    return detail::exp_of(dot * scale - row_lse[r]);
+  };
+  const auto plain = [](int, acc_t dot) { return dot; };
+
+  // Pass 1: P and dP (+ grad_probs) of every key to the workspaces, and Drow = Σ_j P·dP.
+  acc_t row_dot[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) row_dot[r] = 0;
   {
     acc_t query[kRows][kChunks];
-    detail::load_rows<scalar_t>(q + b * M * D, first_row, M, D, query);
-    detail::row_key_dots<scalar_t>(
-        query, keys, key_valid, L, D, acc_t(0), probs,
-        [&](int r, acc_t dot) { return detail::exp_of(dot * scale - row_lse[r]); });
-  }
-  {
     acc_t grad_row[kRows][kChunks];
+    detail::load_rows<scalar_t>(q + b * M * D, first_row, M, D, query);
     detail::load_rows<scalar_t>(grad_out + b * M * D, first_row, M, D, grad_row);
-    detail::row_key_dots<scalar_t>(grad_row, values, key_valid, L, D, acc_t(0), grad_scores,
-                                   [](int, acc_t dot) { return dot; });
-  }
-
+    for (int start = 0; start < L; start += chunk) {
+      const int span = L - start < chunk ? L - start : chunk;
+      const int64_t key_offset = static_cast<int64_t>(start) * D;
+      detail::row_key_dots<scalar_t>(query, keys + key_offset, key_valid + start, span, D,
+                                     acc_t(0), probs, probability);
+      detail::row_key_dots<scalar_t>(grad_row, values + key_offset, key_valid + start, span, D,
+                                     acc_t(0), grad_scores, plain);
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int row = first_row + r;
-    const int64_t row_offset = (b * M + row) * L;
-    acc_t* row_probs = probs + r * L;
-    acc_t* row_grad = grad_scores + r * L;
-    // Each lane touches only its own keys j in both loops, so no barrier is needed between them.
-    acc_t partial = 0;
-    for (int j = lane; j < L; j += kWarpSize) {
-      if (!key_valid[j]) continue;
-      if (grad_probs != nullptr && row < M) {
-        row_grad[j] += ScalarTraits<scalar_t>::to_acc(grad_probs[row_offset + j]);
+      for (int r = 0; r < kRows; ++r) {
+        const int row = first_row + r;
+        if (row >= M) continue;
+        const int64_t row_offset = (b * M + row) * L + start;
+        acc_t partial = 0;
+        for (int j = lane; j < span; j += kWarpSize) {
+          acc_t p = 0;
+          acc_t grad_p = 0;
+          if (key_valid[start + j]) {
+            p = probs[r * span + j];
+            grad_p = grad_scores[r * span + j];
+            if (grad_probs != nullptr) {
+              grad_p += ScalarTraits<scalar_t>::to_acc(grad_probs[row_offset + j]);
+            }
+            partial += p * grad_p;
+          }
+          probs_workspace[row_offset + j] = p;
+          grad_scores_workspace[row_offset + j] = grad_p;
+        }
+        row_dot[r] += detail::warp_sum(partial);
       }
-      partial += row_probs[j] * row_grad[j];
-    }
-    const acc_t row_dot = detail::warp_sum(partial);
-    for (int j = lane; j < L; j += kWarpSize) {
-      const acc_t grad_score = key_valid[j] ? row_probs[j] * (row_grad[j] - row_dot) : acc_t(0);
-      row_grad[j] = grad_score;
-      if (row < M) {
-        probs_workspace[row_offset + j] = row_probs[j];
-        grad_scores_workspace[row_offset + j] = grad_score;
-      }
+      __syncwarp();
     }
   }
-  __syncwarp();
 
+  // Pass 2: dS = P ⊙ (dP - Drow) over dP, and dQ = scale · Σ_j dS_j k_j. Each lane reads back
+  // only the workspace entries it wrote in pass 1.
   acc_t grad_query[kRows][kChunks];
-  detail::weighted_key_sum<scalar_t>(grad_scores, keys, key_valid, L, D, grad_query);
+  detail::fill(grad_query, acc_t(0));
+  for (int start = 0; start < L; start += chunk) {
+    const int span = L - start < chunk ? L - start : chunk;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const int row = first_row + r;
+      const int64_t row_offset = (b * M + row) * L + start;
+      for (int j = lane; j < span; j += kWarpSize) {
+        acc_t grad_score = 0;
+        if (row < M) {
+          grad_score = probs_workspace[row_offset + j] *
+                       (grad_scores_workspace[row_offset + j] - row_dot[r]);
+          grad_scores_workspace[row_offset + j] = grad_score;
+        }
+        grad_scores[r * span + j] = grad_score;
+      }
+    }
+    __syncwarp();
+    detail::add_weighted_key_sum<scalar_t>(grad_scores, keys + static_cast<int64_t>(start) * D,
+                                           key_valid + start, span, D, grad_query);
+    __syncwarp();
+  }
   detail::store_rows<scalar_t>(grad_q + b * M * D, first_row, M, D, grad_query, scale);
 }
 
@@ -476,7 +556,7 @@ void dispatch_feature_chunks(int D, const Launch& launch) {
 
 }  // namespace detail
 
-// Launches forward_kernel. Requires D ≤ kMaxHeadDim, L ≤ kMaxKeys and batch · row_tiles(M) <
+// Launches forward_kernel. Requires D ≤ kMaxHeadDim and batch · row_tiles(M) <
 // 2^31 (checked by the caller). probs may be null. Launch errors are left for the caller's
 // cudaGetLastError().
 template <typename scalar_t>

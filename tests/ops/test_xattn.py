@@ -122,6 +122,13 @@ def test_nan_input_gives_nan_like_the_reference(device, generator, dtype, poison
     assert torch.all(probs[0, :, 2] == 0)
     finite = ~expected_out.isnan()
     assert_close(out[finite], expected_out[finite])
+    if poisoned != "q":
+        # the masked key's gradients stay 0 although its row's sums are NaN
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        grad_k, grad_v = torch.autograd.grad(
+            xattn(*leaves, key_mask, scale=0.5)[0].sum(), leaves[1:], allow_unused=True
+        )
+        assert torch.all(grad_k[0, 2] == 0) and torch.all(grad_v[0, 2] == 0)
 
 
 def test_meta_tensors_give_shapes():

@@ -55,6 +55,10 @@ void check_attention(const char* op, const at::Tensor& q, const at::Tensor& k,
   const int64_t B = q.size(0), M = q.size(1), D = q.size(2), L = k.size(1);
   TORCH_CHECK(D <= kMaxHeadDim, op, ": the feature size D = ", D, " exceeds the kernel's limit ",
               kMaxHeadDim);
+  // The kernels index rows and keys with int (the key loop steps by a chunk past L).
+  TORCH_CHECK(M <= kIntMax && L <= kIntMax - kKeyChunk, op,
+              ": too many query rows or keys for the kernel, got q of shape ", q.sizes(),
+              " and k of shape ", k.sizes());
   // Grids are one-dimensional: blocks per batch entry times B must stay below 2^31.
   const int64_t row_blocks = (M + kRowsPerBlock<double> - 1) / kRowsPerBlock<double>;
   const int64_t key_blocks = ((L + kKeysPerBlock - 1) / kKeysPerBlock) *

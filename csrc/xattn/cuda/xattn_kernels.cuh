@@ -455,8 +455,11 @@ __global__ void __launch_bounds__(kRowThreads)
       for (int j = lane; j < span; j += kWarpSize) {
         acc_t grad_score = 0;
         if (row < M) {
-          grad_score = probs_workspace[row_offset + j] *
-                       (grad_scores_workspace[row_offset + j] - row_dot[r]);
+          // A masked key's dS is 0 even when Drow is not finite (0·NaN would be NaN).
+          if (key_valid[start + j]) {
+            grad_score = probs_workspace[row_offset + j] *
+                         (grad_scores_workspace[row_offset + j] - row_dot[r]);
+          }
           grad_scores_workspace[row_offset + j] = grad_score;
         }
         grad_scores[r * span + j] = grad_score;

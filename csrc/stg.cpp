@@ -5,6 +5,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/op_checks.h"
@@ -65,6 +66,12 @@ at::Tensor sinkhorn_backward_cpu(const at::Tensor& grad_log_q, const at::Tensor&
   return grad_P;
 }
 
+// Rows per task of a row pass over [rows, L] matrices: about 32 K elements.
+int64_t row_grain(int64_t L) {
+  return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(L, 1));
+}
+
+// The products run through at::bmm (MKL); one native pass per row does the masked softmax.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> xattn_cpu(const at::Tensor& q,
                                                          const at::Tensor& k,
                                                          const at::Tensor& v,
@@ -76,22 +83,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> xattn_cpu(const at::Tensor& q,
   const auto k_c = k.contiguous();
   const auto v_c = v.contiguous();
   const auto mask_c = key_mask.contiguous();
-  const int64_t B = q.size(0), M = q.size(1), D = q.size(2), L = k.size(1);
-  auto out = at::empty_like(q_c);
+  const int64_t B = q.size(0), M = q.size(1), L = k.size(1);
   auto lse = at::empty({B, M}, q.options());
-  auto probs = return_probs ? at::empty({B, M, L}, q.options()) : at::empty({0}, q.options());
-  // Rows of a few KB each: a grain of 16 rows keeps the scheduling cost negligible.
-  constexpr int64_t kRowGrain = 16;
+  auto probs = at::bmm(q_c, k_c.transpose(1, 2));
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "xattn_cpu", [&] {
-    scalar_t* probs_ptr = return_probs ? probs.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, B * M, kRowGrain, [&](int64_t begin, int64_t end) {
-      xattn::forward_cpu<scalar_t>(q_c.data_ptr<scalar_t>(), k_c.data_ptr<scalar_t>(),
-                                   v_c.data_ptr<scalar_t>(), mask_c.data_ptr<bool>(), M, L, D,
-                                   scale, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
-                                   probs_ptr, begin, end);
+    at::parallel_for(0, B * M, row_grain(L), [&](int64_t begin, int64_t end) {
+      xattn::softmax_rows_cpu<scalar_t>(probs.data_ptr<scalar_t>(), mask_c.data_ptr<bool>(), M, L,
+                                        scale, lse.data_ptr<scalar_t>(), begin, end);
     });
   });
-  return {out, lse, probs};
+  auto out = at::bmm(probs, v_c);
+  return {out, lse, return_probs ? probs : at::empty({0}, q.options())};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> xattn_backward_cpu(
@@ -108,24 +110,21 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> xattn_backward_cpu(
   const auto k_c = k.contiguous();
   const auto v_c = v.contiguous();
   const auto mask_c = key_mask.contiguous();
-  const auto out_c = out.to(dtype).contiguous();
   const auto lse_c = lse.to(dtype).contiguous();
-  const int64_t B = q.size(0), M = q.size(1), D = q.size(2), L = k.size(1);
-  auto grad_q = at::empty_like(q_c);
-  auto grad_k = at::empty_like(k_c);
-  auto grad_v = at::empty_like(v_c);
+  const int64_t B = q.size(0), M = q.size(1), L = k.size(1);
+  // P is recomputed from lse (the forward keeps no [B, M, L] tensor for the backward).
+  auto probs = at::bmm(q_c, k_c.transpose(1, 2));
+  auto grad_logits = at::bmm(grad_out_c, v_c.transpose(1, 2));
   AT_DISPATCH_FLOATING_TYPES(dtype, "xattn_backward_cpu", [&] {
     const scalar_t* grad_probs_ptr = has_grad_probs ? grad_probs_c.data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      xattn::backward_cpu<scalar_t>(
-          grad_out_c.data_ptr<scalar_t>(), grad_probs_ptr, q_c.data_ptr<scalar_t>(),
-          k_c.data_ptr<scalar_t>(), v_c.data_ptr<scalar_t>(), mask_c.data_ptr<bool>(),
-          out_c.data_ptr<scalar_t>(), lse_c.data_ptr<scalar_t>(), M, L, D, scale,
-          grad_q.data_ptr<scalar_t>(), grad_k.data_ptr<scalar_t>(), grad_v.data_ptr<scalar_t>(),
-          begin, end);
+    at::parallel_for(0, B * M, row_grain(L), [&](int64_t begin, int64_t end) {
+      xattn::softmax_backward_rows_cpu<scalar_t>(
+          probs.data_ptr<scalar_t>(), grad_logits.data_ptr<scalar_t>(), grad_probs_ptr,
+          mask_c.data_ptr<bool>(), lse_c.data_ptr<scalar_t>(), M, L, scale, begin, end);
     });
   });
-  return {grad_q, grad_k, grad_v};
+  return {at::bmm(grad_logits, k_c), at::bmm(grad_logits.transpose(1, 2), q_c),
+          at::bmm(probs.transpose(1, 2), grad_out_c)};
 }
 
 at::Tensor rollout_cpu(const at::Tensor& layers, const at::Tensor& rows) {

@@ -1,25 +1,25 @@
-// Fused masked softmax attention for short keys: raw-pointer kernels, no torch headers.
+// The CPU row passes of the masked softmax attention: raw pointers, no torch headers. The
+// products around them are at::bmm calls in the CPU entry points (csrc/stg.cpp).
 //
-// Shapes (row-major, contiguous): q[B,M,D], k[B,L,D], v[B,L,D], key_mask[B,L],
-// out[B,M,D], lse[B,M] (log-sum-exp of the scaled, masked logits; 0 for a fully masked
-// row), probs[B,M,L] (may be null). A fully masked row yields zero output and probs.
+// Shapes (row-major, contiguous): rows of [B·M, L] matrices, key_mask[B, L], lse[B·M] (the
+// log-sum-exp of the scaled, masked logits; 0 for a fully masked row). A fully masked row gets
+// zero probabilities and zero gradients.
 #pragma once
 #include <cstdint>
 
 namespace stg::xattn {
 
-// Handles the flattened query rows [row_begin, row_end) of the B·M rows.
+// Rows [row_begin, row_end): logits (q·kᵀ) become the probabilities in place; lse is written.
 template <typename scalar_t>
-void forward_cpu(const scalar_t* q, const scalar_t* k, const scalar_t* v, const bool* key_mask,
-                 int64_t M, int64_t L, int64_t D, double scale, scalar_t* out, scalar_t* lse,
-                 scalar_t* probs, int64_t row_begin, int64_t row_end);
+void softmax_rows_cpu(scalar_t* logits, const bool* key_mask, int64_t M, int64_t L, double scale,
+                      scalar_t* lse, int64_t row_begin, int64_t row_end);
 
-// Handles the batch entries [batch_begin, batch_end). grad_probs may be null. grad_k and grad_v are overwritten for each handled batch entry.
+// Rows [row_begin, row_end): probs holds q·kᵀ and becomes P (from lse); grad_logits holds dO·vᵀ
+// and becomes dS = scale·P·(dP - Σ_j P dP), dP including grad_probs (may be null).
 template <typename scalar_t>
-void backward_cpu(const scalar_t* grad_out, const scalar_t* grad_probs, const scalar_t* q,
-                  const scalar_t* k, const scalar_t* v, const bool* key_mask,
-                  const scalar_t* out, const scalar_t* lse, int64_t M, int64_t L, int64_t D,
-                  double scale, scalar_t* grad_q, scalar_t* grad_k, scalar_t* grad_v,
-                  int64_t batch_begin, int64_t batch_end);
+void softmax_backward_rows_cpu(scalar_t* probs, scalar_t* grad_logits,
+                               const scalar_t* grad_probs, const bool* key_mask,
+                               const scalar_t* lse, int64_t M, int64_t L, double scale,
+                               int64_t row_begin, int64_t row_end);
 
 }  // namespace stg::xattn

@@ -30,12 +30,10 @@ def training_attention_ops(device: torch.device | str) -> str:
     """The attention kernels ``stg train`` uses on ``device``: "reference" on the CPU, "native"
     elsewhere.
 
-    On the CPU the native ``xattn`` kernel is slower than MKL's ``bmm`` at every shape of a
-    training step: per call, forward + backward, 0.54-0.81x the bmm formulation with the layers
-    as written (level only for regions attending to words at d = 512), and in ``stg train``'s
-    factored step (:meth:`GroundingModel.factorable`) 0.64x at the demo's dims, level at the
-    paper's (benchmarks/RESULTS.md, "train step"). So training runs the bmm formulation there.
-    Both compute the same attention.
+    In ``stg train``'s factored step (:meth:`GroundingModel.factorable`) on the CPU, the native
+    ``xattn`` is 0.94x the bmm attention at the demo's dims and 1.32x at the paper's
+    (benchmarks/RESULTS.md, "train step"); training runs the bmm formulation there, the faster
+    one at the demo's dims. Both compute the same attention.
     """
     return "reference" if torch.device(device).type == "cpu" else "native"
 

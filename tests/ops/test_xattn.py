@@ -49,6 +49,27 @@ def make_key_mask(kind, batch, keys, generator):
     return key_mask
 
 
+def run_with_gradients(function, inputs, generator):
+    """Runs function(q, k, v) -> (out, probs or None) on fresh leaf copies of ``inputs`` and
+    back-propagates a fixed random weighting of out (and of probs when returned); the weights
+    are drawn from a generator seeded from ``generator``'s seed, so two calls weight alike.
+
+    Returns:
+        (out, probs, [grad of q, k, v]).
+    """
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    out, probs = function(*leaves)
+    weights = torch.Generator().manual_seed(int(generator.initial_seed()) + 1)
+    loss = (out * torch.randn(out.shape, generator=weights, dtype=out.dtype).to(out.device)).sum()
+    if probs is not None:
+        loss = (
+            loss
+            + (probs * torch.randn(probs.shape, generator=weights, dtype=probs.dtype).to(probs.device)).sum()
+        )
+    loss.backward()
+    return out, probs, [leaf.grad for leaf in leaves]
+
+
 def assert_close(actual, expected):
     """Equal up to the tolerance of expected's dtype."""
     tolerance = TOLERANCE[expected.dtype]
@@ -149,20 +170,12 @@ def test_gradient_matches_reference(device, generator, return_probs):
     inputs = [t.to(device) for t in make_inputs(3, 4, 6, 5, generator)]
     key_mask = make_key_mask("random", 3, 6, generator).to(device)
     key_mask[-1] = False
-    out_weights = torch.randn(3, 4, 5, generator=generator, dtype=torch.float64).to(device)
-    probs_weights = torch.randn(3, 4, 6, generator=generator, dtype=torch.float64).to(device)
-
-    def grads_of(function):
-        leaves = [t.clone().requires_grad_() for t in inputs]
-        out, probs = function(*leaves)
-        loss = (out * out_weights).sum()
-        if return_probs:
-            loss = loss + (probs * probs_weights).sum()
-        loss.backward()
-        return [leaf.grad for leaf in leaves]
-
-    grads = grads_of(lambda q, k, v: xattn(q, k, v, key_mask, scale=0.5, return_probs=return_probs))
-    expected = grads_of(lambda q, k, v: reference.xattn(q, k, v, key_mask, 0.5, return_probs))
+    _, _, grads = run_with_gradients(
+        lambda q, k, v: xattn(q, k, v, key_mask, scale=0.5, return_probs=return_probs), inputs, generator
+    )
+    _, _, expected = run_with_gradients(
+        lambda q, k, v: reference.xattn(q, k, v, key_mask, 0.5, return_probs), inputs, generator
+    )
     for grad, expected_grad in zip(grads, expected):
         torch.testing.assert_close(grad, expected_grad, atol=1e-12, rtol=1e-10)
 
@@ -180,21 +193,11 @@ def test_keys_beyond_one_chunk_match_the_reference(device, generator, return_pro
     key_mask[1] = False
     key_mask[1, 599] = True
     key_mask = key_mask.to(device)
-    out_weights = torch.randn(3, 5, 24, generator=generator, dtype=torch.float64).to(device)
-    probs_weights = torch.randn(3, 5, 600, generator=generator, dtype=torch.float64).to(device)
-
-    def run(function):
-        leaves = [t.clone().requires_grad_() for t in inputs]
-        out, probs = function(*leaves)
-        loss = (out * out_weights).sum()
-        if return_probs:
-            loss = loss + (probs * probs_weights).sum()
-        loss.backward()
-        return out, probs, [leaf.grad for leaf in leaves]
-
-    out, probs, grads = run(lambda q, k, v: xattn(q, k, v, key_mask, scale=0.7, return_probs=return_probs))
-    expected_out, expected_probs, expected = run(
-        lambda q, k, v: reference.xattn(q, k, v, key_mask, 0.7, return_probs)
+    out, probs, grads = run_with_gradients(
+        lambda q, k, v: xattn(q, k, v, key_mask, scale=0.7, return_probs=return_probs), inputs, generator
+    )
+    expected_out, expected_probs, expected = run_with_gradients(
+        lambda q, k, v: reference.xattn(q, k, v, key_mask, 0.7, return_probs), inputs, generator
     )
     assert_close(out, expected_out)
     if return_probs:

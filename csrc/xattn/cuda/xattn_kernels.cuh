@@ -273,6 +273,12 @@ __global__ void __launch_bounds__(kRowThreads)
   const auto scaled = [&](int, acc_t dot) { return dot * scale; };
   acc_t query[kRows][kChunks];
   detail::load_rows<scalar_t>(q + b * M * D, first_row, M, D, query);
+  // scores[r·span + j] = the scaled logits of keys [start, start + span) (-inf when masked).
+  const auto chunk_logits = [&](int start, int span) {
+    detail::row_key_dots<scalar_t>(query, keys + static_cast<int64_t>(start) * D,
+                                   key_valid + start, span, D,
+                                   detail::negative_infinity<acc_t>(), scores, scaled);
+  };
 
   // Online softmax over the chunks: peak[r] is the largest logit so far (-inf while no key was
   // valid, NaN once a logit was NaN), total[r] = Σ exp(s - peak) and result[r] = Σ exp(s - peak)
@@ -288,9 +294,7 @@ __global__ void __launch_bounds__(kRowThreads)
   }
   for (int start = 0; start < L; start += chunk) {
     const int span = L - start < chunk ? L - start : chunk;
-    detail::row_key_dots<scalar_t>(query, keys + static_cast<int64_t>(start) * D,
-                                   key_valid + start, span, D,
-                                   detail::negative_infinity<acc_t>(), scores, scaled);
+    chunk_logits(start, span);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       acc_t* row_scores = scores + r * span;
@@ -341,9 +345,7 @@ __global__ void __launch_bounds__(kRowThreads)
 
   for (int start = 0; start < L; start += chunk) {
     const int span = L - start < chunk ? L - start : chunk;
-    detail::row_key_dots<scalar_t>(query, keys + static_cast<int64_t>(start) * D,
-                                   key_valid + start, span, D,
-                                   detail::negative_infinity<acc_t>(), scores, scaled);
+    chunk_logits(start, span);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       const int row = first_row + r;

@@ -11,13 +11,14 @@ on CUDA (``quick``: tiny B = 16, paper B = 8, chunk 8).
 
 Variants: ``default`` is exactly what ``stg train`` runs on the device: the local branch
 factored through the words (``GroundingModel.factorable``: exact, the R × R self-attention in
-width 2(K + 1) instead of d) with the attention kernels of
-:func:`stg_cli.models.grounding.training_attention_ops`, eager; ``factored, <ops>`` the same
-with the device's other kernels. The others run every layer as written: ``native`` with the
-attention through :func:`stg_cli.ops.xattn`, ``reference`` through the bmm reference
-(:func:`stg_cli.ops.reference.xattn`); ``compile(reference)`` and ``compile(native)`` the same
-with the forward pass and the losses under ``torch.compile`` (compiled, and run twice, while
-the variant is set up, so that neither the compile nor its first calls are timed).
+width 2(K + 1) instead of d) with the attention kernels chosen per call
+(:func:`stg_cli.models.grounding.uses_native_attention`), eager; ``factored, native`` and
+``factored, reference`` the same with one kind of kernel throughout. The others run every
+layer as written: ``native`` with the attention through :func:`stg_cli.ops.xattn`,
+``reference`` through the bmm reference (:func:`stg_cli.ops.reference.xattn`);
+``compile(reference)`` and ``compile(native)`` the same with the forward pass and the losses
+under ``torch.compile`` (compiled, and run twice, while the variant is set up, so that neither
+the compile nor its first calls are timed).
 
 Targets: ``default`` ≥ 1.5× the eager reference and ≥ 1× ``compile(reference)``; ``native``
 ≥ 1× the reference (the same layers, other kernels).
@@ -32,7 +33,6 @@ import torch
 
 from stg_cli.bench.common import REFERENCE, Case, Target, Variant, native_variant
 from stg_cli.models import GroundingModel, ModelConfig
-from stg_cli.models.grounding import training_attention_ops
 from stg_cli.train.losses import LossConfig, global_loss, local_loss
 
 WORDS = 12
@@ -81,8 +81,6 @@ def shapes(quick: bool, device_type: str = "cpu") -> list[TrainShape]:
 def cases(quick: bool, device: torch.device) -> list[Case]:
     """One case per shape: native and reference attention, each eager and compiled."""
     result = []
-    default_ops = training_attention_ops(device)
-    other_ops = "native" if default_ops == "reference" else "reference"
     for shape in shapes(quick, device.type):
         result.append(
             Case(
@@ -90,8 +88,9 @@ def cases(quick: bool, device: torch.device) -> list[Case]:
                 shape=shape.describe(),
                 device=str(device),
                 variants=[
-                    Variant(DEFAULT, _setup(shape, device, default_ops, factored=True)),
-                    _factored_variant(shape, device, other_ops),
+                    Variant(DEFAULT, _setup(shape, device, "auto", factored=True)),
+                    _factored_variant(shape, device, "native"),
+                    _factored_variant(shape, device, "reference"),
                     native_variant("xattn", device, _setup(shape, device, "native")),
                     Variant(REFERENCE, _setup(shape, device, "reference")),
                     Variant(COMPILED_REFERENCE, _setup(shape, device, "reference", compiled=True)),

@@ -20,22 +20,27 @@ from stg_cli.models.config import ATTENTION_STACKS, ModelConfig
 from stg_cli.ops import FrameSelection, reference, rollout, rollout_paper, select_frames, xattn
 
 HEATMAP_MODES = ("global", "paper", "rollout")
-OPS_CHOICES = ("native", "reference")
+OPS_CHOICES = ("auto", "native", "reference")
+# logits per pair (queries × keys) from which "auto" runs the native attention on the CPU
+CPU_NATIVE_MIN_LOGITS = 120_000
 # Softmax temperature of the global activation maps, the NCE temperature of training: cells whose
 # share of the cosine differs by 0.07 differ by a factor e in probability.
 ACTIVATION_TEMPERATURE = 0.07
 
 
-def training_attention_ops(device: torch.device | str) -> str:
-    """The attention kernels ``stg train`` uses on ``device``: "reference" on the CPU, "native"
-    elsewhere.
+def uses_native_attention(ops: str, device_type: str, queries: int, keys: int) -> bool:
+    """Whether an attention call of ``queries`` × ``keys`` logits per pair runs the native
+    ``xattn`` (else the bmm formulation) under ``ops``.
 
-    In ``stg train``'s factored step (:meth:`GroundingModel.factorable`) on the CPU, the native
-    ``xattn`` is 0.94x the bmm attention at the demo's dims and 1.32x at the paper's
-    (benchmarks/RESULTS.md, "train step"); training runs the bmm formulation there, the faster
-    one at the demo's dims. Both compute the same attention.
+    "auto" (what ``stg train`` runs) takes the native kernels off the CPU, and on the CPU from
+    :data:`CPU_NATIVE_MIN_LOGITS` logits per pair on: there, per call, forward + backward, the
+    native op beat the bmm formulation 1.10-1.40x at 392 × 392 and was level or behind below
+    about 90,000 (0.86-1.07x at 196 × 196 and 300 × 300; benchmarks/RESULTS.md, "xattn on the
+    CPU"). Both compute the same attention.
     """
-    return "reference" if torch.device(device).type == "cpu" else "native"
+    if ops == "auto":
+        return device_type != "cpu" or queries * keys >= CPU_NATIVE_MIN_LOGITS
+    return ops == "native"
 
 
 def _affine_rows(basis: Tensor, linear: nn.Linear) -> Tensor:
@@ -186,8 +191,9 @@ class GroundingModel(nn.Module):
     """Projections f, g, f', g', the frame selector and the local attention stack.
 
     ``ops`` chooses the attention kernels: "native" (``stg_cli.ops.xattn``, which itself runs
-    the reference when no kernel exists) or "reference" (the bmm formulation; what ``stg
-    train`` runs on the CPU, see :func:`training_attention_ops`). ``factored`` lets
+    the reference when no kernel exists), "reference" (the bmm formulation) or "auto" (per
+    call, the faster of the two; what ``stg train`` runs, see :func:`uses_native_attention`).
+    ``factored`` lets
     :meth:`local_similarity` run the stack in the span of the words (exact, and what ``stg
     train`` runs; False runs every layer as written).
     """
@@ -288,9 +294,9 @@ class GroundingModel(nn.Module):
         self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float, probs: bool
     ) -> tuple[Tensor, Tensor | None]:
         k, v = k.to(q.dtype), v.to(q.dtype)
-        if self.ops == "reference":
-            return reference.xattn(q, k, v, mask, scale, probs)
-        return xattn(q, k, v, mask, scale=scale, return_probs=probs)
+        if uses_native_attention(self.ops, q.device.type, q.shape[1], k.shape[1]):
+            return xattn(q, k, v, mask, scale=scale, return_probs=probs)
+        return reference.xattn(q, k, v, mask, scale, probs)
 
     def _keys(self, tokens: Tensor) -> Tensor:
         """What a cross layer compares: the tokens themselves, or their directions for cosine

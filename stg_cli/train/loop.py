@@ -40,7 +40,7 @@ from stg_cli.features import FeatureStore
 from stg_cli.models.checkpoint import CheckpointManager, load_checkpoint
 from stg_cli.models.config import ModelConfig
 from stg_cli.models.export import ModelCard, save_export, store_config_dict, write_model_card
-from stg_cli.models.grounding import GroundingModel, training_attention_ops
+from stg_cli.models.grounding import GroundingModel
 from stg_cli.runs.evaluation import LabelledSplit, evaluate_export, split_priors
 from stg_cli.train.calibration import calibrate_threshold
 from stg_cli.train.config import TrainConfig
@@ -123,7 +123,7 @@ def train(
     device: str = "auto",
     on_event: Events | None = None,
     stop_after: int | None = None,
-    ops: str | None = None,
+    ops: str = "auto",
 ) -> TrainResult:
     """Trains a grounding model on a feature store.
 
@@ -143,8 +143,8 @@ def train(
             ``--eval`` :class:`PriorsScored` and :class:`Evaluated`.
         stop_after: stop (with a checkpoint) once this many steps are done in total, as if
             interrupted there; the schedule still spans the full run.
-        ops: "native" or "reference" attention kernels; None takes the faster one for the
-            device (:func:`stg_cli.models.grounding.training_attention_ops`).
+        ops: the attention kernels, "auto" (per call the faster on the device,
+            :func:`stg_cli.models.grounding.uses_native_attention`), "native" or "reference".
 
     Raises:
         UserError: unusable store, store/checkpoint mismatch, run folder conflicts.
@@ -464,7 +464,7 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
             f"trained on {state['data']['num_samples']}; resume with the same feature store"
         )
 
-    model = _seeded_model(model_config, config.seed, ops or training_attention_ops(info.device))
+    model = _seeded_model(model_config, config.seed, ops)
     if state is None:
         model.set_feature_stats(feature_stats(dataset))
     model.to(info.device)

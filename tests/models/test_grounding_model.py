@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stg_cli.models import ATTENTION_STACKS, GroundingModel, ModelConfig
-from stg_cli.models.grounding import training_attention_ops, video_means
+from stg_cli.models.grounding import CPU_NATIVE_MIN_LOGITS, uses_native_attention, video_means
 from stg_cli.ops import SELECTION_MODES
 
 DV, DW, D, GRID = 12, 10, 16, (2, 3)
@@ -211,10 +211,26 @@ def test_factored_similarity_under_bfloat16_autocast_stays_close():
     torch.testing.assert_close(low, exact, rtol=0.0, atol=0.05)
 
 
-def test_training_runs_the_bmm_attention_on_the_cpu_and_the_kernels_on_cuda():
-    assert training_attention_ops("cpu") == "reference"
-    assert training_attention_ops(torch.device("cpu")) == "reference"
-    assert training_attention_ops("cuda:0") == "native"
+def test_auto_attention_runs_the_native_kernels_on_cuda_and_for_large_cpu_calls():
+    assert uses_native_attention("auto", "cuda", 12, 12)
+    assert not uses_native_attention("auto", "cpu", 196, 196)
+    assert uses_native_attention("auto", "cpu", 392, 392)
+    assert uses_native_attention("auto", "cpu", 1, CPU_NATIVE_MIN_LOGITS)
+    assert not uses_native_attention("auto", "cpu", 1, CPU_NATIVE_MIN_LOGITS - 1)
+    assert uses_native_attention("native", "cpu", 1, 1) and not uses_native_attention(
+        "reference", "cuda", 9, 9
+    )
+
+
+def test_auto_attention_computes_what_either_kernel_computes():
+    batch = make_batch()
+    results = {}
+    for ops in ("auto", "native", "reference"):
+        model = make_model()
+        model.ops = ops
+        results[ops] = model(**batch).local_similarity[0]
+    torch.testing.assert_close(results["auto"], results["reference"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(results["auto"], results["native"], rtol=1e-4, atol=1e-5)
 
 
 def test_fully_masked_words_give_finite_outputs():

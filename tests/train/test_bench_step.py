@@ -16,6 +16,7 @@ def test_cases_and_one_small_step_lowers_nothing_to_nan():
     assert [variant.name for variant in cases[0].variants] == [
         "default (stg train)",
         "factored, native",
+        "factored, reference",
         "native",
         "reference",
         "compile(reference)",

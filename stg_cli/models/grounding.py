@@ -34,9 +34,9 @@ def uses_native_attention(ops: str, device_type: str, queries: int, keys: int) -
 
     "auto" (what ``stg train`` runs) takes the native kernels off the CPU, and on the CPU from
     :data:`CPU_NATIVE_MIN_LOGITS` logits per pair on: there, per call, forward + backward, the
-    native op beat the bmm formulation 1.10-1.40x at 392 × 392 and was level or behind below
-    about 90,000 (0.86-1.07x at 196 × 196 and 300 × 300; benchmarks/RESULTS.md, "xattn on the
-    CPU"). Both compute the same attention.
+    native op beat the bmm formulation 1.24-1.55x at 392 × 392 and was level or behind up to
+    300 × 300 (0.84-1.07x; ``benchmarks/xattn_calls.py``, benchmarks/RESULTS.md, "xattn on
+    the CPU"). Both compute the same attention.
     """
     if ops == "auto":
         return device_type != "cpu" or queries * keys >= CPU_NATIVE_MIN_LOGITS
@@ -442,6 +442,7 @@ class GroundingModel(nn.Module):
         pairs = videos * sentences
         pair_region_mask = region_mask[:, None].expand(-1, sentences, -1)  # [V, S, R]
         pair_word_mask = word_mask[None].expand(videos, -1, -1)  # [V, S, K]
+        flat_region_mask = pair_region_mask.reshape(pairs, cells)
         region_keys, word_keys = self._keys(regions), self._keys(words)
         # one product gives the first layer's logits of every pair: [V, R, S, K]
         logits = region_keys.reshape(videos * cells, dim) @ word_keys.reshape(sentences * num_words, dim).t()
@@ -465,7 +466,7 @@ class GroundingModel(nn.Module):
                 (coeffs @ (query_rows @ key_rows.transpose(1, 2))).reshape(pairs, cells, width),
                 flat,
                 flat,
-                pair_region_mask.reshape(pairs, cells),
+                flat_region_mask,
                 dim**-0.5,
                 False,
             )
@@ -480,9 +481,9 @@ class GroundingModel(nn.Module):
                 False,
             )
             pair_words = pair_words.view(videos, sentences, num_words, dim)
-        region_weights = pair_region_mask.to(coeffs.dtype)[..., None]  # [V, S, R, 1]
-        region_count = region_weights.sum(2).clamp(min=1)  # [V, S, 1]
-        video = ((coeffs * region_weights).sum(2) / region_count)[:, :, None] @ basis  # [V, S, 1, d]
+        # pooling is linear: pool the coefficients (and the last layer's attention), not tokens
+        pooled_coeffs = self.pool(coeffs.reshape(pairs, cells, -1), flat_region_mask)
+        video = pooled_coeffs.view(videos, sentences, 1, -1) @ basis  # [V, S, 1, d]
         if self.layers[-1] == "cross":
             word_keys = self._keys(pair_words)
             logits = coeffs @ (word_keys @ basis.transpose(1, 2)).transpose(-1, -2)  # [V, S, R, K]
@@ -491,8 +492,8 @@ class GroundingModel(nn.Module):
             logits = logits * self.scale
             to_words = reference.masked_softmax(logits, pair_word_mask[:, :, None, :])
             to_regions = reference.masked_softmax(logits, pair_region_mask[..., None], dim=2)
-            pooled_attention = (to_words * region_weights).sum(2, keepdim=True) / region_count[..., None]
-            video = video + pooled_attention @ pair_words
+            pooled_attention = self.pool(to_words.reshape(pairs, cells, num_words), flat_region_mask)
+            video = video + pooled_attention.view(videos, sentences, 1, num_words) @ pair_words
             pair_words = pair_words + (to_regions.transpose(-1, -2) @ coeffs) @ basis
         sentence = self.pool(pair_words.reshape(pairs, num_words, dim), pair_word_mask.reshape(pairs, -1))
         return video.view(videos, sentences, dim), sentence.view(videos, sentences, dim)

@@ -21,6 +21,7 @@ the wrong-query control asks, at the same seconds, for the next step of the same
 scored against the true box. The model-free priors of the same split are printed beside them.
 
 Usage: python benchmarks/where_probe.py [--out DIR] [--seeds N] [--steps N] [--json FILE]
+    [--backbone NAME] [--no-centring]
 """
 
 from __future__ import annotations
@@ -91,10 +92,11 @@ class CellScorer(nn.Module):
         return (cosines * weights[..., None]).sum(-2) / weights.sum(-1, keepdim=True).clamp(min=1)
 
 
-def prepare(out: Path) -> tuple[Path, Path, LabelledSplit]:
-    """The demo's benchmark and training features (a one-step demo), and the test videos'
-    features with the training store's text encoder. Returns (train store, test store, split)."""
-    settings = preset("quick")
+def prepare(out: Path, backbone: str) -> tuple[Path, Path, LabelledSplit]:
+    """The demo's benchmark and training features with ``backbone`` (a one-step demo), and the
+    test videos' features with the training store's text encoder. Returns (train store, test
+    store, split)."""
+    settings = replace(preset("quick"), backbone=backbone)
     data = out / "data"
     run_demo(data, replace(settings, name="where-probe-data", steps=1))
     split = LabelledSplit.find(data / "synth" / "test")
@@ -110,11 +112,12 @@ def prepare(out: Path) -> tuple[Path, Path, LabelledSplit]:
     return data / "features", test_store, split
 
 
-def labelled_seconds(split: LabelledSplit, store: FeatureStore, encoder) -> list[dict]:
-    """Every annotated second of the test split: its video, the centred grid features of its
-    frame [N, Dv], the step's and each distractor's (word vectors, word mask, box), and the
-    wrong query of the demo's control (:func:`stg_cli.runs.evaluation.wrong_query_truth`: the
-    next step of the same video; None for a video with a single step)."""
+def labelled_seconds(split: LabelledSplit, store: FeatureStore, encoder, centre: bool) -> list[dict]:
+    """Every annotated second of the test split: its video, the grid features of its frame
+    [N, Dv] (less the video's mean frame when ``centre``), the step's and each distractor's
+    (word vectors, word mask, box), and the wrong query of the demo's control
+    (:func:`stg_cli.runs.evaluation.wrong_query_truth`: the next step of the same video; None for
+    a video with a single step)."""
     boxes = json.loads((split.annotations / "GoundingYouTubeBox.json").read_text())
     distractors = json.loads((split.annotations / "distractors.json").read_text())
     wrong = wrong_query_truth(load_truth_segments(split.annotations / "ground_seg.json"))
@@ -133,7 +136,8 @@ def labelled_seconds(split: LabelledSplit, store: FeatureStore, encoder) -> list
     for video_id in sorted(boxes):
         video = store.load(video_id)
         grid = np.asarray(video.grid_feats, np.float32)
-        grid = grid - video_means(video.global_feats, grid)[1]
+        if centre:
+            grid = grid - video_means(video.global_feats, grid)[1]
         times = np.asarray(video.frame_times, np.float64)
         for second, item in sorted(boxes[video_id].items(), key=lambda item: int(item[0])):
             frame = int(np.argmin(np.abs(times - int(second))))
@@ -210,10 +214,12 @@ def train_supervised(seconds: list[dict], seed: int, steps: int, grid, size) -> 
     return scorer
 
 
-def train_mil(train_store: Path, seed: int, steps: int, frames_u: int) -> tuple[CellScorer, float, float]:
+def train_mil(
+    train_store: Path, seed: int, steps: int, frames_u: int, centre: bool
+) -> tuple[CellScorer, float, float]:
     """The narration-supervised scorer (see the module docstring); also its first and last loss."""
     torch.manual_seed(seed)
-    dataset = ClipDataset(FeatureStore.open(train_store), frames_u=frames_u, center_video=True)
+    dataset = ClipDataset(FeatureStore.open(train_store), frames_u=frames_u, center_video=centre)
     everything = dataset.batch(np.arange(len(dataset)))
     scorer = CellScorer(
         everything.grid_feats[everything.frame_mask].reshape(-1, dataset.visual_dim),
@@ -257,14 +263,25 @@ def main(argv: list[str]) -> int:
         "--steps", type=int, default=300, help="optimizer steps of each scorer (default: %(default)s)"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the runs and priors to this file")
+    parser.add_argument(
+        "--backbone", default="tiny", help="visual backbone of stg extract (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--no-centring",
+        dest="centre",
+        action="store_false",
+        help="score the raw grid features instead of subtracting each video's mean frame",
+    )
     args = parser.parse_args(argv)
     begin = time.perf_counter()
-    train_store, test_store, split = prepare(args.out)
+    train_store, test_store, split = prepare(args.out, args.backbone)
     settings = preset("quick")
-    grid = (7, 7)
     size = settings.synth.annotation_size
     encoder = load_text_from(train_store / "text_encoder")
-    seconds = labelled_seconds(split, FeatureStore.open(test_store), encoder)
+    test_features = FeatureStore.open(test_store)
+    seconds = labelled_seconds(split, test_features, encoder, args.centre)
+    cells = seconds[0]["cells"].shape[0]
+    grid = (round(cells**0.5),) * 2
     videos = sorted({item["video"] for item in seconds})
     halves = (set(videos[: len(videos) // 2]), set(videos[len(videos) // 2 :]))
     runs: dict[str, list[dict]] = {"box-supervised (other half of the test videos)": [], "narration MIL": []}
@@ -279,7 +296,9 @@ def main(argv: list[str]) -> int:
             hits["right"] += right * len(scored) / len(seconds)
             hits["wrong"] += wrong * len(scored) / len(seconds)
         runs["box-supervised (other half of the test videos)"].append({"seed": seed, **hits})
-        scorer, first, last = train_mil(train_store, seed, args.steps, settings.model_options["frames_u"])
+        scorer, first, last = train_mil(
+            train_store, seed, args.steps, settings.model_options["frames_u"], args.centre
+        )
         right, wrong = pointing(scorer, seconds, grid, size)
         runs["narration MIL"].append(
             {"seed": seed, "right": right, "wrong": wrong, "first_loss": first, "last_loss": last}
@@ -308,7 +327,14 @@ def main(argv: list[str]) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
             json.dumps(
-                {"runs": runs, "priors": priors.scores, "seconds": len(seconds), "steps": args.steps},
+                {
+                    "runs": runs,
+                    "priors": priors.scores,
+                    "seconds": len(seconds),
+                    "steps": args.steps,
+                    "backbone": args.backbone,
+                    "centre": args.centre,
+                },
                 indent=2,
             )
             + "\n"

@@ -117,6 +117,12 @@ def command(
         "training and grounding.",
         show_default=_default(MODEL["center_video"]),
     ),
+    local_projections: str | None = typer.Option(
+        None,
+        "--local-projections",
+        help="own: the local branch's own f', g' (the paper); shared: f' = f, g' = g.",
+        show_default=_default(MODEL["local_projections"]),
+    ),
     seed: int | None = typer.Option(None, "--seed", show_default=_default(TRAIN["seed"])),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     amp: bool | None = typer.Option(
@@ -186,6 +192,7 @@ def command(
             cross_logits=cross_logits,
             cross_temperature=cross_temperature,
             center_video=center_video,
+            local_projections=local_projections,
         ),
     )
     main = int(os.environ.get("RANK", "0")) == 0

@@ -41,10 +41,11 @@ the pointing game only. ``DemoReport.notes`` starts with a warning when a prior'
 comes within 5 points of the trained model's.
 
 Detection threshold: each model grounds with the threshold τ calibrated on its training clips
-(:mod:`stg_cli.train.calibration`, what ``stg ground`` does without ``--tau``), and the temporal
-IoU's alignment gives background frames the same score τ. Models trained for minutes on a few
-dozen videos give frame–query cosines far below the paper's fixed 0.5 (contrastive training
-only needs positives to beat negatives), so 0.5 would detect almost nothing.
+(:mod:`stg_cli.train.calibration`, what ``stg ground`` does without ``--tau``; ``DemoPreset.tau``
+fixes one instead), and the temporal IoU's alignment gives background frames the same score τ.
+Models trained for minutes on a few dozen videos give frame–query cosines far below the paper's
+fixed 0.5 (contrastive training only needs positives to beat negatives), so 0.5 would detect
+almost nothing.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from stg_cli import files
+from stg_cli.defaults import DEFAULT_SMOOTH
 from stg_cli.errors import UserError
 from stg_cli.features.extract import ExtractOptions, extract
 from stg_cli.ground.pipeline import Grounder, GroundSettings
@@ -92,8 +94,10 @@ class DemoPreset:
 
     ``model_options`` are :class:`stg_cli.models.ModelConfig` fields, ``train_options`` further
     :class:`stg_cli.train.TrainConfig` fields (e.g. ``loss``, ``seed``) for ablations,
-    ``heatmap`` the grounding's heatmap mode (``stg ground --heatmap``), and ``backbone`` and
-    ``text`` the encoders of ``stg extract --backbone/--text`` (their default weights).
+    ``heatmap`` the grounding's heatmap mode (``stg ground --heatmap``), ``tau`` and ``smooth``
+    its detection threshold and label smoothing (``stg ground --tau/--smooth``; None: each
+    model's calibrated τ), and ``backbone`` and ``text`` the encoders of ``stg extract
+    --backbone/--text`` (their default weights).
     """
 
     name: str
@@ -106,6 +110,8 @@ class DemoPreset:
     heatmap: str = "global"
     backbone: str = "tiny"
     text: str = "word2vec"
+    tau: float | None = None
+    smooth: int = DEFAULT_SMOOTH
 
 
 def preset(name: str) -> DemoPreset:
@@ -229,7 +235,9 @@ def run_demo(
     grounders = {export: Grounder(export, device=device) for export in (trained.export, untrained_export)}
     for done, (name, export, trimmed) in enumerate(grounding):
         report_stage("ground", done, len(grounding), name.replace("_", " "))
-        row_settings = GroundSettings(heatmap=settings.heatmap, trimmed=trimmed)
+        row_settings = GroundSettings(
+            heatmap=settings.heatmap, trimmed=trimmed, tau=settings.tau, smooth=settings.smooth
+        )
         row_failed, thresholds[name] = ground_split(
             grounders[export], split, out / "ground" / name, row_settings, viz_first=name == "trained"
         )

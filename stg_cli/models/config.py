@@ -8,6 +8,7 @@ from stg_cli.defaults import ATTENTION_STACKS, SELECTION_MODES
 from stg_cli.errors import UserError
 
 CROSS_LOGITS = ("dot", "cosine")
+LOCAL_PROJECTIONS = ("own", "shared")
 
 # upper bounds checked before anything is allocated (a tampered export's config must not make
 # stg allocate gigabytes): far above every backbone and the paper's dims (Dv, Dw ≤ 1280, d = 512)
@@ -38,6 +39,15 @@ class ModelConfig:
             so the local loss starts with (almost) no gradient; sharp cosine attention breaks
             that symmetry from the first step.
         cross_temperature: temperature of the ``cosine`` logits.
+        local_projections: what maps grid cells and words into the local branch. ``own``: the
+            paper's f' and g', trained by the local loss alone. ``shared``: f' = f and g' = g,
+            the global branch's projections (and input statistics) applied to each grid cell
+            and each word, trained by both losses. Why ``shared`` exists: the paper's
+            heatmap is essentially CA1's word→region attention, and with ``own`` projections
+            nothing makes it pick the named action's cells (the local loss is met by pooling
+            over all regions); with ``shared`` it compares each word with each cell in the
+            space where the global loss has already made frames and their narration agree
+            (see benchmarks/RESULTS.md, "Where").
         attention_scale: scale of the ``dot`` logits; None means 1/sqrt(d).
         center_video: subtract each video's mean from its features before the model sees them
             (:func:`stg_cli.models.grounding.video_means`: the mean global token over its
@@ -67,6 +77,7 @@ class ModelConfig:
     cross_temperature: float = 0.1
     attention_scale: float | None = None
     center_video: bool = True
+    local_projections: str = "own"
 
     def __post_init__(self) -> None:
         if (
@@ -89,6 +100,11 @@ class ModelConfig:
         if self.cross_logits not in CROSS_LOGITS:
             raise UserError(
                 f"cross_logits must be one of {', '.join(CROSS_LOGITS)}, got {self.cross_logits!r}"
+            )
+        if self.local_projections not in LOCAL_PROJECTIONS:
+            raise UserError(
+                f"local_projections must be one of {', '.join(LOCAL_PROJECTIONS)}, "
+                f"got {self.local_projections!r}"
             )
         if not self.cross_temperature > 0:
             raise UserError(f"cross_temperature must be > 0, got {self.cross_temperature}")

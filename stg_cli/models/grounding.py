@@ -212,8 +212,10 @@ class GroundingModel(nn.Module):
         self.word_norm = FeatureNorm(config.text_dim)
         self.frame_proj = Projection(config.visual_dim, d, config.gated)  # f
         self.sentence_proj = Projection(config.text_dim, d, config.gated)  # g
-        self.region_proj = Projection(config.visual_dim, d, config.gated)  # f'
-        self.word_proj = Projection(config.text_dim, d, config.gated)  # g'
+        self.shared_projections = config.local_projections == "shared"
+        if not self.shared_projections:
+            self.region_proj = Projection(config.visual_dim, d, config.gated)  # f'
+            self.word_proj = Projection(config.text_dim, d, config.gated)  # g'
         self.layers = ATTENTION_STACKS[config.attention]
         self.video_self = nn.ModuleList(SelfAttention(d) for kind in self.layers if kind == "self")
         self.word_self = nn.ModuleList(SelfAttention(d) for kind in self.layers if kind == "self")
@@ -240,12 +242,20 @@ class GroundingModel(nn.Module):
         return F.normalize(self.sentence_proj(self.word_norm(words.to(self._dtype()))), dim=-1)
 
     def region_tokens(self, grid: Tensor) -> Tensor:
-        """f': [..., Dv] grid tokens → [..., d] (not normalised)."""
-        return self.region_proj(self.region_norm(grid.to(self._dtype())))
+        """f' (f itself with shared projections): [..., Dv] grid tokens → [..., d] (not
+        normalised)."""
+        grid = grid.to(self._dtype())
+        if self.shared_projections:
+            return self.frame_proj(self.frame_norm(grid))
+        return self.region_proj(self.region_norm(grid))
 
     def word_tokens(self, words: Tensor) -> Tensor:
-        """g': [..., Dw] word tokens → [..., d] (not normalised)."""
-        return self.word_proj(self.word_norm(words.to(self._dtype())))
+        """g' (g itself with shared projections): [..., Dw] word tokens → [..., d] (not
+        normalised)."""
+        words = words.to(self._dtype())
+        if self.shared_projections:
+            return self.sentence_proj(self.word_norm(words))
+        return self.word_proj(self.word_norm(words))
 
     # ----------------------------------------------------------------- selection
 

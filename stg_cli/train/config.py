@@ -40,6 +40,7 @@ MODEL_OPTIONS = (
     "cross_logits",
     "cross_temperature",
     "center_video",
+    "local_projections",
 )
 
 

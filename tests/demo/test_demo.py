@@ -4,6 +4,7 @@ valid, and training improves on the untrained model."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -88,6 +89,11 @@ def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
     again = run_demo(tmp_path / "demo", SMALL)
     assert again.stage_seconds["train"] < report.stage_seconds["train"]
     assert again.row("trained").metrics == report.row("trained").metrics
+
+    # the paper's inference protocol: a fixed τ instead of each model's calibrated one
+    fixed = run_demo(tmp_path / "demo", replace(SMALL, tau=0.5, smooth=0))
+    assert report.thresholds["trained"] != 0.5
+    assert fixed.thresholds == {"trained": 0.5, "untrained": 0.5}
 
 
 def test_unknown_preset_is_a_user_error():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stg_cli.models import ATTENTION_STACKS, GroundingModel, ModelConfig
 from stg_cli.models.grounding import CPU_NATIVE_MIN_LOGITS, uses_native_attention, video_means
@@ -383,3 +384,62 @@ def test_centring_offsets_are_the_means_when_on_and_zero_when_off():
     np.testing.assert_array_equal(on[0], global_feats.mean(0))
     np.testing.assert_array_equal(on[1], grid_feats.mean(0))
     assert off[0].shape == (2,) and off[1].shape == (3, 2) and not off[0].any() and not off[1].any()
+
+
+def test_shared_projections_are_the_global_branchs_f_and_g():
+    """``local_projections="shared"``: the local branch's region and word tokens are f and g of
+    the global branch (with its input statistics), the model has no f' or g' of its own, and
+    the heatmaps still come from the local stack."""
+    own, shared = make_model(), make_model(local_projections="shared")
+    assert {"region_proj.linear.weight", "word_proj.linear.weight"} <= set(own.state_dict())
+    assert not any(key.startswith(("region_proj.", "word_proj.")) for key in shared.state_dict())
+    shared.set_feature_stats(
+        {
+            "global": (torch.full((DV,), 1.0), torch.full((DV,), 2.0)),
+            "words": (torch.zeros(DW), torch.ones(DW) * 3),
+        }
+    )
+    grid, words = torch.randn(3, 6, DV), torch.randn(4, DW)
+    torch.testing.assert_close(shared.region_tokens(grid), shared.frame_proj(shared.frame_norm(grid)))
+    torch.testing.assert_close(shared.word_tokens(words), shared.sentence_proj(shared.word_norm(words)))
+    # the cell embedding the activation map scores is the local branch's region token
+    assert torch.allclose(
+        F.normalize(shared.region_tokens(grid), dim=-1), shared.frame_embeddings(grid), atol=1e-6
+    )
+    heat = shared.heatmaps(grid, words, mode="paper")
+    assert heat.shape == (3, 6) and torch.allclose(heat.sum(1), torch.ones(3))
+
+
+def test_shared_projections_let_the_local_loss_train_f_and_g():
+    """With shared projections the local similarity's gradient reaches f and g (the global
+    branch's projections); with its own f', g' it does not."""
+    for mode, reaches in (("own", False), ("shared", True)):
+        model = make_model(local_projections=mode)
+        similarity = model(**make_batch(), local_chunk=4, compute_global=False).local_similarity[0]
+        similarity.diagonal().sum().backward()
+        for name in ("frame_proj.linear.weight", "sentence_proj.linear.weight"):
+            grad = model.get_parameter(name).grad
+            assert (grad is not None and grad.abs().sum() > 0) == reaches, (mode, name)
+
+
+@pytest.mark.parametrize("factored", [True, False])
+def test_shared_projections_factor_exactly(factored):
+    """The factored local branch gives the written layers' similarities with shared
+    projections too (the projections are applied before the stack)."""
+    model = make_model(local_projections="shared").double()
+    batch = {k: v.double() if v.is_floating_point() else v for k, v in make_batch().items()}
+    model.factored = factored
+    ours = model(**batch, local_chunk=4).local_similarity[0]
+    model.factored = not factored
+    theirs = model(**batch, local_chunk=4).local_similarity[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_local_projections_validation_and_older_configs():
+    with pytest.raises(ValueError, match="local_projections"):
+        ModelConfig(visual_dim=3, text_dim=4, local_projections="tied")
+    shared = ModelConfig(visual_dim=3, text_dim=4, local_projections="shared")
+    assert ModelConfig.from_dict(shared.to_dict()) == shared
+    older = shared.to_dict()
+    del older["local_projections"]
+    assert ModelConfig.from_dict(older).local_projections == "own"

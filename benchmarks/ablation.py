@@ -184,6 +184,23 @@ VARIANTS = (
         {"local_projections": "shared", "center_video": False},
         heatmap=PAPER,
     ),
+    Variant(
+        "heatmap paper, shared projections, no centring, cosine/0.2",
+        f"{SHARED} × {CENTRING}, softer cosine cross-attention",
+        {"local_projections": "shared", "center_video": False, "cross_temperature": 0.2},
+        heatmap=PAPER,
+    ),
+    Variant(
+        "heatmap paper, shared projections, no centring, cosine/0.2, d=256",
+        f"{SHARED} × {CENTRING}, softer cosine cross-attention, embeddings of width 256",
+        {"local_projections": "shared", "center_video": False, "cross_temperature": 0.2, "dim": 256},
+        heatmap=PAPER,
+    ),
+    Variant(
+        "shared projections, no centring, cosine/0.2",
+        f"f' = f and g' = g × {CENTRING}, softer cosine cross-attention, global heatmaps",
+        {"local_projections": "shared", "center_video": False, "cross_temperature": 0.2},
+    ),
     Variant("paper inference", PROTOCOL, ground_options=PAPER_INFERENCE),
     Variant(
         "paper protocol",

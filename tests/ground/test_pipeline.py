@@ -57,6 +57,20 @@ def test_predictions_are_valid(export_dir, small_video, tmp_path):
     assert timings.seconds["decode"] > 0 and timings.seconds["features"] > 0
 
 
+def test_a_shared_projection_export_loads_and_grounds_with_the_paper_heatmaps(small_video, tmp_path):
+    """An export trained with ``local_projections="shared"`` has no f' or g' of its own; it
+    loads with its config and its paper heatmaps come from the global branch's f and g."""
+    export = make_export(tmp_path / "export", local_projections="shared")
+    grounder = Grounder(export)
+    assert grounder.model.config.local_projections == "shared"
+    assert not hasattr(grounder.model, "region_proj")
+    results, _ = _run(export, [small_video], tmp_path / "out", heatmap="paper")
+    assert results[0].error is None
+    prediction = json.loads((tmp_path / "out" / "clip.json").read_text())
+    with np.load(tmp_path / "out" / prediction["heatmaps"]) as archive:
+        assert np.allclose(archive["cells"].reshape(6, -1).sum(1), 1.0, atol=1e-5)
+
+
 def test_high_tau_gives_background_only(export_dir, small_video, tmp_path):
     (result,), _ = _run(export_dir, [small_video], tmp_path, tau=1.5)
     assert result.prediction["segments"] == []

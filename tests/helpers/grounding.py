@@ -15,8 +15,9 @@ SENTENCES = [
 ] * 25
 
 
-def make_export(directory: Path, seed: int = 0, save_text: bool = True) -> Path:
-    """A random-initialised tiny-backbone model exported to ``directory`` with its text encoder."""
+def make_export(directory: Path, seed: int = 0, save_text: bool = True, **model_options) -> Path:
+    """A random-initialised tiny-backbone model exported to ``directory`` with its text encoder
+    (``model_options``: further :class:`stg_cli.models.config.ModelConfig` fields)."""
     from stg_cli.backbones import load_visual, train_word2vec
     from stg_cli.models import GroundingModel
     from stg_cli.models.config import ModelConfig
@@ -25,7 +26,9 @@ def make_export(directory: Path, seed: int = 0, save_text: bool = True) -> Path:
     torch.manual_seed(seed)
     backbone = load_visual("tiny")
     text = train_word2vec(SENTENCES, dim=32, seed=seed)
-    config = ModelConfig(visual_dim=backbone.spec.dim, text_dim=text.dim, dim=64, frames_u=8, frames_t=4)
+    config = ModelConfig(
+        visual_dim=backbone.spec.dim, text_dim=text.dim, dim=64, frames_u=8, frames_t=4, **model_options
+    )
     model = GroundingModel(config)
     store = {
         "backbone": "tiny",

@@ -130,6 +130,10 @@ LOCAL_MAPS = "local-branch heatmaps (paper chain)"
 STACK = "attention stack (paper Table 8), local heatmaps"
 PAPER = "paper"
 SHARED = "local-branch heatmaps (paper chain), f' = f and g' = g"
+# shared projections on the raw features, and with the softer cross-attention that localises best
+SHARED_RAW = {"local_projections": "shared", "center_video": False}
+SHARED_SOFT = {**SHARED_RAW, "cross_temperature": 0.2}
+SOFTER = "softer cosine cross-attention"
 PROTOCOL = "the paper's inference: τ = 0.5, no smoothing"
 PAPER_INFERENCE = {"tau": 0.5, "smooth": 0}
 VARIANTS = (
@@ -179,27 +183,24 @@ VARIANTS = (
     Variant("heatmap paper, cross-cross", STACK, {"attention": "cross-cross"}, heatmap=PAPER),
     Variant("heatmap paper, shared projections", SHARED, {"local_projections": "shared"}, heatmap=PAPER),
     Variant(
-        "heatmap paper, shared projections, no centring",
-        f"{SHARED} × {CENTRING}",
-        {"local_projections": "shared", "center_video": False},
-        heatmap=PAPER,
+        "heatmap paper, shared projections, no centring", f"{SHARED} × {CENTRING}", SHARED_RAW, heatmap=PAPER
     ),
     Variant(
         "heatmap paper, shared projections, no centring, cosine/0.2",
-        f"{SHARED} × {CENTRING}, softer cosine cross-attention",
-        {"local_projections": "shared", "center_video": False, "cross_temperature": 0.2},
+        f"{SHARED} × {CENTRING}, {SOFTER}",
+        SHARED_SOFT,
         heatmap=PAPER,
     ),
     Variant(
         "heatmap paper, shared projections, no centring, cosine/0.2, d=256",
-        f"{SHARED} × {CENTRING}, softer cosine cross-attention, embeddings of width 256",
-        {"local_projections": "shared", "center_video": False, "cross_temperature": 0.2, "dim": 256},
+        f"{SHARED} × {CENTRING}, {SOFTER}, embeddings of width 256",
+        {**SHARED_SOFT, "dim": 256},
         heatmap=PAPER,
     ),
     Variant(
         "shared projections, no centring, cosine/0.2",
-        f"f' = f and g' = g × {CENTRING}, softer cosine cross-attention, global heatmaps",
-        {"local_projections": "shared", "center_video": False, "cross_temperature": 0.2},
+        f"f' = f and g' = g × {CENTRING}, {SOFTER}, global heatmaps",
+        SHARED_SOFT,
     ),
     Variant("paper inference", PROTOCOL, ground_options=PAPER_INFERENCE),
     Variant(

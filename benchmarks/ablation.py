@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -270,10 +270,9 @@ def settings_dict(settings: DemoPreset) -> dict:
     ``tau`` and ``smooth`` appear only where a variant sets them, so that results stored before
     the presets had them still match."""
     data = json.loads(json.dumps(asdict(settings)))
-    defaults = DemoPreset(settings.name, settings.synth, {}, 0, 0, 0)
-    for name in ("tau", "smooth"):
-        if data[name] == getattr(defaults, name):
-            del data[name]
+    for preset_field in fields(DemoPreset):
+        if preset_field.name in ("tau", "smooth") and data[preset_field.name] == preset_field.default:
+            del data[preset_field.name]
     return data
 
 

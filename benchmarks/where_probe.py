@@ -279,9 +279,8 @@ def main(argv: list[str]) -> int:
     size = settings.synth.annotation_size
     encoder = load_text_from(train_store / "text_encoder")
     test_features = FeatureStore.open(test_store)
+    grid = test_features.config.grid
     seconds = labelled_seconds(split, test_features, encoder, args.centre)
-    cells = seconds[0]["cells"].shape[0]
-    grid = (round(cells**0.5),) * 2
     videos = sorted({item["video"] for item in seconds})
     halves = (set(videos[: len(videos) // 2]), set(videos[len(videos) // 2 :]))
     runs: dict[str, list[dict]] = {"box-supervised (other half of the test videos)": [], "narration MIL": []}

@@ -13,8 +13,8 @@ uniform temporal prior and the model-free spatial priors (centre, random, motion
 energy; given true timing).
 
 Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--backbone NAME]
-                                    [--preset ablation|demo] [--variant NAME ...] [--quick]
-                                    [--json FILE]
+                                    [--preset ablation|demo] [--test-videos N]
+                                    [--variant NAME ...] [--quick] [--json FILE]
 
 ``--preset demo`` trains and scores each variant exactly like ``stg demo`` (its quick benchmark
 and settings) instead of the ablation's own.
@@ -134,6 +134,7 @@ SHARED = "local-branch heatmaps (paper chain), f' = f and g' = g"
 SHARED_RAW = {"local_projections": "shared", "center_video": False}
 SHARED_SOFT = {**SHARED_RAW, "cross_temperature": 0.2}
 SOFTER = "softer cosine cross-attention"
+SAME_VIDEO = "the other steps of a clip's video as its negatives"
 PROTOCOL = "the paper's inference: τ = 0.5, no smoothing"
 PAPER_INFERENCE = {"tau": 0.5, "smooth": 0}
 VARIANTS = (
@@ -201,6 +202,19 @@ VARIANTS = (
         "shared projections, no centring, cosine/0.2",
         f"f' = f and g' = g × {CENTRING}, {SOFTER}, global heatmaps",
         SHARED_SOFT,
+    ),
+    Variant(
+        "heatmap paper, shared projections, no centring, cosine/0.2, same-video negatives",
+        f"{SHARED} × {CENTRING}, {SOFTER}, {SAME_VIDEO}",
+        SHARED_SOFT,
+        {"negatives": "same-video"},
+        heatmap=PAPER,
+    ),
+    Variant(
+        "heatmap rollout, shared projections, no centring, cosine/0.2",
+        f"local-branch heatmaps (attention rollout), f' = f and g' = g × {CENTRING}, {SOFTER}",
+        SHARED_SOFT,
+        heatmap="rollout",
     ),
     Variant("paper inference", PROTOCOL, ground_options=PAPER_INFERENCE),
     Variant(
@@ -494,6 +508,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "100 steps) (default: %(default)s)",
     )
     parser.add_argument(
+        "--test-videos",
+        type=int,
+        default=None,
+        help="test videos of the benchmark (default: the preset's). The training videos stay the "
+        "same (each video is planned from its own seed), so more test videos score the same "
+        "models on more annotated seconds; the runs go to a folder of their own",
+    )
+    parser.add_argument(
         "--variant",
         dest="variants",
         action="append",
@@ -511,6 +533,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be >= 1")
+    if args.test_videos is not None and args.test_videos < 1:
+        parser.error("--test-videos must be >= 1")
     return args
 
 
@@ -524,6 +548,9 @@ def main(argv: list[str]) -> int:
     else:
         base, out = FULL, args.out / "full"
     base = replace(base, backbone=args.backbone)
+    if args.test_videos is not None:
+        base = replace(base, synth=replace(base.synth, test_videos=args.test_videos))
+        out = out.with_name(f"{out.name}-test{args.test_videos}")
     chosen = QUICK_VARIANTS if args.quick else None
     if args.variants is not None:
         chosen = tuple(name.strip() for name in args.variants)

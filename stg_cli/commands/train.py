@@ -98,6 +98,13 @@ def command(
     local_chunk: int | None = typer.Option(
         None, "--local-chunk", help="Clips per local-loss chunk.", show_default=_default(TRAIN["local_chunk"])
     ),
+    negatives: str | None = typer.Option(
+        None,
+        "--negatives",
+        help="any: shuffled batches; same-video: each video's clips one after another, so a "
+        "clip's local negatives are other steps of its own video.",
+        show_default=_default(TRAIN["negatives"]),
+    ),
     temperature: float | None = typer.Option(
         None, "--temperature", help="NCE temperature.", show_default=_default(TRAIN["temperature"])
     ),
@@ -172,6 +179,7 @@ def command(
             grad_clip=grad_clip,
             seed=seed,
             local_chunk=local_chunk,
+            negatives=negatives,
             loss=loss,
             temperature=temperature,
             margin=margin,

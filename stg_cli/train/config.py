@@ -43,6 +43,9 @@ MODEL_OPTIONS = (
     "local_projections",
 )
 
+#: how the clips of a step are drawn (:attr:`TrainConfig.negatives`)
+NEGATIVES = ("any", "same-video")
+
 
 @dataclass
 class TrainConfig:
@@ -57,6 +60,12 @@ class TrainConfig:
             then cosine decay to ``min_lr_ratio`` × lr.
         grad_clip: maximum global gradient norm (0 disables clipping).
         local_chunk: clips per chunk of the local loss (chunk² pairs are attended at once).
+        negatives: which clips a step trains on together, i.e. each clip's negatives.
+            ``any``: a shuffled draw over all clips. ``same-video``: each epoch visits the
+            videos in a shuffled order and each video's clips one after another (shuffled
+            among themselves), so a local chunk holds mostly other steps of the clip's own
+            video: the same scene, told apart only by the named action (and the global
+            batch holds a few videos).
         loss, temperature, margin: see :class:`stg_cli.train.losses.LossConfig`.
         min_time: captions are widened to at least this many seconds.
         amp: bfloat16 autocast; None = on for CUDA, never on the CPU.
@@ -76,6 +85,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     local_chunk: int = 16
+    negatives: str = "any"
     loss: str = "both"
     temperature: float = 0.07
     margin: float = 0.1
@@ -96,6 +106,8 @@ class TrainConfig:
             raise UserError(f"--lr must be > 0, got {self.lr}")
         if self.local_chunk < 1:
             raise UserError(f"--local-chunk must be >= 1, got {self.local_chunk}")
+        if self.negatives not in NEGATIVES:
+            raise UserError(f"--negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}")
         for name in ("log_every", "checkpoint_every", "keep"):
             if getattr(self, name) < 1:
                 flag = "--" + name.replace("_", "-")

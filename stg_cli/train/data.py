@@ -134,6 +134,10 @@ class ClipDataset:
     def __len__(self) -> int:
         return len(self.owners)
 
+    def sample_videos(self) -> np.ndarray:
+        """The video (its index in ``videos``) of each sample [num_samples]."""
+        return np.array([slot for slot, _ in self.owners], dtype=np.int64)
+
     def _means(self, video, center_video: bool) -> tuple[np.ndarray, np.ndarray]:
         return centring_offsets(center_video, video.global_feats, video.grid_feats)
 
@@ -203,11 +207,16 @@ class BatchOrder:
     Attributes:
         num_samples: samples in the dataset. global_batch: clips per step over all processes.
         seed: the run's seed.
+        groups: None (each epoch is a shuffled permutation of all samples) or the video of
+            each sample [num_samples]: each epoch then visits the videos in a shuffled order
+            and each video's samples consecutively, shuffled among themselves (``stg train
+            --negatives same-video``).
     """
 
     num_samples: int
     global_batch: int
     seed: int
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.global_batch < 1:
@@ -217,6 +226,8 @@ class BatchOrder:
                 f"the feature store has {self.num_samples} training samples, fewer than the "
                 f"batch size {self.global_batch}; lower --batch-size"
             )
+        if self.groups is not None and len(self.groups) != self.num_samples:
+            raise ValueError(f"groups has {len(self.groups)} entries for {self.num_samples} samples")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -225,11 +236,24 @@ class BatchOrder:
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
 
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Every sample id once, in the order epoch ``epoch`` (0-based) visits them [num_samples]."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(self.num_samples, generator=generator).numpy()
+        if self.groups is None:
+            return order
+        groups = np.asarray(self.groups)
+        names = np.unique(groups)
+        rank = np.empty(len(names), dtype=np.int64)
+        rank[torch.randperm(len(names), generator=generator).numpy()] = np.arange(len(names))
+        group_rank = rank[np.searchsorted(names, groups[order])]
+        # a stable sort by the group's place keeps the shuffled order within each group
+        return order[np.argsort(group_rank, kind="stable")]
+
     def ids(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
         """Sample ids of this process at ``step`` (0-based): [global_batch / world_size]."""
         epoch, position = divmod(step, self.steps_per_epoch)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        order = torch.randperm(self.num_samples, generator=generator).numpy()
+        order = self.epoch_order(epoch)
         chosen = order[position * self.global_batch : (position + 1) * self.global_batch]
         per_rank = self.global_batch // world_size
         return chosen[rank * per_rank : (rank + 1) * per_rank]

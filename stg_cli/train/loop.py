@@ -456,7 +456,8 @@ def _train(features, out, model_options, config, resume, info, on_event, stop_af
         raise UserError(
             f"--batch-size {config.batch_size} is not divisible by the {info.world_size} processes"
         )
-    order = BatchOrder(len(dataset), config.batch_size, config.seed)
+    groups = dataset.sample_videos() if config.negatives == "same-video" else None
+    order = BatchOrder(len(dataset), config.batch_size, config.seed, groups)
     total = config.total_steps(order.steps_per_epoch)
     if state is not None and int(state["data"]["num_samples"]) != len(dataset):
         raise UserError(

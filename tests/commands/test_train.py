@@ -61,11 +61,24 @@ def test_a_settings_file_sets_the_run_and_options_override_it(feats, tmp_path):
     )
     run = tmp_path / "run"
     result = CliRunner().invoke(
-        app, ["train", str(feats), "--out", str(run), "--config", str(settings), "--lr", "0.002"]
+        app,
+        [
+            "train",
+            str(feats),
+            "--out",
+            str(run),
+            "--config",
+            str(settings),
+            "--lr",
+            "0.002",
+            "--negatives",
+            "same-video",
+        ],
     )
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["steps"] == 2 and config["train"]["lr"] == 0.002
+    assert config["train"]["negatives"] == "same-video"
     assert config["model"]["dim"] == 16 and config["model"]["cross_logits"] == "dot"
     assert config["train"]["margin"] == 0.1  # the dataclass default, neither file nor option
 
@@ -97,6 +110,8 @@ def test_bad_options_are_user_errors(feats, tmp_path, monkeypatch, capsys):
     assert code == 2 and "select" in err
     code, err = run_main(monkeypatch, capsys, feats, "--out", tmp_path / "r", "--batch-size", "100")
     assert code == 2 and "fewer than the batch size" in err
+    code, err = run_main(monkeypatch, capsys, feats, "--out", tmp_path / "r", "--negatives", "hard")
+    assert code == 2 and "--negatives must be one of any, same-video" in err
 
 
 @pytest.mark.slow

@@ -22,6 +22,9 @@ def test_the_file_overrides_defaults_and_options_override_the_file(tmp_path):
     config, model = resolve_settings(path, {"lr": 1e-2, "batch_size": None}, {"dim": None, "frames_t": 2})
     assert config.steps == 40 and config.lr == 1e-2 and config.batch_size == TrainConfig.batch_size
     assert model["dim"] == 64 and model["select"] == "global" and model["frames_t"] == 2
+    assert config.negatives == "any"
+    same_video, _ = resolve_settings(path, {"negatives": "same-video"}, {})
+    assert same_video.negatives == "same-video"
 
 
 @pytest.mark.parametrize(
@@ -34,6 +37,7 @@ def test_the_file_overrides_defaults_and_options_override_the_file(tmp_path):
         ("train = 3\n", "train must be a table"),
         ("[train]\nlr = -1.0\n", "--lr must be > 0"),
         ("[train]\nloss = 'nope'\n", "loss must be one of"),
+        ("[train]\nnegatives = 'other-video'\n", "--negatives must be one of any, same-video"),
     ],
 )
 def test_bad_files_are_user_errors_naming_the_key(tmp_path, text, message):

@@ -52,6 +52,32 @@ def test_batch_order_is_deterministic_and_splits_by_rank():
         BatchOrder(3, 4, 0)
 
 
+def test_same_video_order_visits_each_videos_clips_together():
+    groups = np.array([0] * 5 + [1] * 7 + [2] * 3 + [3] * 5)
+    order = BatchOrder(20, 4, 7, groups)
+    for epoch in range(3):
+        visit = order.epoch_order(epoch)
+        assert sorted(visit) == list(range(20))
+        videos = groups[visit]
+        # each video's clips form one run: the video changes exactly three times
+        assert int((videos[1:] != videos[:-1]).sum()) == 3
+    assert list(order.epoch_order(0)) != list(order.epoch_order(1))
+    whole = np.concatenate([order.ids(step) for step in range(order.steps_per_epoch)])
+    assert list(whole) == list(order.epoch_order(0))
+    assert list(order.ids(2)) == list(BatchOrder(20, 4, 7, groups).ids(2))
+    # the grouped order keeps the shuffled order's draw: without groups nothing changes
+    assert list(BatchOrder(20, 4, 7).epoch_order(0)) == list(BatchOrder(20, 4, 7, None).epoch_order(0))
+    with pytest.raises(ValueError, match="groups"):
+        BatchOrder(20, 4, 7, groups[:10])
+
+
+def test_sample_videos_name_each_samples_video(store):
+    data = ClipDataset(store, frames_u=8)
+    videos = data.sample_videos()
+    assert videos.shape == (len(data),)
+    assert [int(video) for video in videos] == [slot for slot, _ in data.owners]
+
+
 def test_centred_batches_subtract_each_videos_means(store):
     plain = ClipDataset(store, frames_u=8)
     centred = ClipDataset(store, frames_u=8, center_video=True)

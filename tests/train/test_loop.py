@@ -159,6 +159,26 @@ def test_single_loss_modes_train(tmp_path, loss):
     assert result.steps == 4
 
 
+def test_same_video_negatives_train_on_one_videos_clips_at_a_time(tmp_path, monkeypatch):
+    from stg_cli.train.data import ClipDataset
+
+    seen: list[list[int]] = []
+    collate = ClipDataset.batch
+
+    def recording(self, sample_ids):
+        seen.append([self.owners[int(sample)][0] for sample in sample_ids])
+        return collate(self, sample_ids)
+
+    monkeypatch.setattr(ClipDataset, "batch", recording)
+    store = make_store(videos=3, captions=4)
+    train(store, tmp_path / "run", MODEL, config(steps=3, batch_size=4, negatives="same-video"))
+    training_batches = seen[:3]  # then the threshold's calibration reads the clips in order
+    assert all(len(videos) == 4 and len(set(videos)) == 1 for videos in training_batches)
+    assert sorted(videos[0] for videos in training_batches) == [0, 1, 2]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["negatives"] == "same-video"
+
+
 def test_bad_batch_size_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="fewer than the batch size"):
         train(make_store(videos=1, captions=2), tmp_path / "run", MODEL, config(batch_size=8))

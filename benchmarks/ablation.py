@@ -544,7 +544,9 @@ def main(argv: list[str]) -> int:
     if args.quick:
         base, out = QUICK, args.out / "quick"
     elif args.preset == "demo":
-        base, out = replace(preset("quick"), name="ablation-demo"), args.out / "demo"
+        # the demo's sizes with ModelConfig's defaults (`tiny` has no settings of its own): each
+        # variant sets the model options it tests
+        base, out = replace(preset("quick", backbone="tiny"), name="ablation-demo"), args.out / "demo"
     else:
         base, out = FULL, args.out / "full"
     base = replace(base, backbone=args.backbone)

@@ -96,7 +96,7 @@ def prepare(out: Path, backbone: str) -> tuple[Path, Path, LabelledSplit]:
     """The demo's benchmark and training features with ``backbone`` (a one-step demo), and the
     test videos' features with the training store's text encoder. Returns (train store, test
     store, split)."""
-    settings = replace(preset("quick"), backbone=backbone)
+    settings = preset("quick", backbone=backbone)
     data = out / "data"
     run_demo(data, replace(settings, name="where-probe-data", steps=1))
     split = LabelledSplit.find(data / "synth" / "test")

@@ -117,7 +117,7 @@ class VideoGrounder:
         *,
         tau: float | None = None,
         smooth: int = DEFAULT_SMOOTH,
-        heatmap: str = "global",
+        heatmap: str = "auto",
         mask_threshold: float = DEFAULT_MASK_THRESHOLD,
         fps: float | None = None,
     ) -> GroundingResult:

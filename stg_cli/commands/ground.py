@@ -54,10 +54,11 @@ def command(
         DEFAULT_SMOOTH, "--smooth", help="Majority-filter window over frame labels, odd (0: off)."
     ),
     heatmap: str = typer.Option(
-        "global",
+        "auto",
         "--heatmap",
         help="Heatmaps from the global branch's activation map (global) or the local branch's "
-        "attention: its paper chain (paper) or rollout (rollout).",
+        "attention: its paper chain (paper) or rollout (rollout); auto: paper for a model "
+        "trained with --local-projections shared, else global.",
     ),
     mask_threshold: float = typer.Option(
         DEFAULT_MASK_THRESHOLD,

@@ -37,7 +37,9 @@ def command(
     test_videos: int | None = typer.Option(None, "--test-videos", help="Test videos."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same benchmark."),
     quick: bool = typer.Option(
-        False, "--quick", help="The demo set (default): 24 + 6 videos, 40-60 s, 320x240, 5 fps."
+        False,
+        "--quick",
+        help="The quick set (default): 24 + 6 videos, 40-60 s, 320x240, 5 fps (stg demo: 24 + 30).",
     ),
     full: bool = typer.Option(
         False, "--full", help="The larger set: 120 + 30 videos, 60-180 s, 640x480, 10 fps."

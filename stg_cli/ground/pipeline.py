@@ -51,6 +51,10 @@ from stg_cli.video_files import VideoInput
 STAGES = ("decode", "features", "temporal", "spatial", "viz")
 
 
+#: ``stg ground --heatmap``: a read-out of the model, or ``auto`` (the model's default one)
+HEATMAP_CHOICES = ("auto", *HEATMAP_MODES)
+
+
 @dataclass(frozen=True)
 class GroundSettings:
     """Options of a grounding run (defaults as documented in the temporal/spatial modules).
@@ -59,11 +63,13 @@ class GroundSettings:
     (:mod:`stg_cli.train.calibration`), or :data:`DEFAULT_TAU` for a model without one.
     ``trimmed``: take when and what from the video's ground-truth segments instead of detecting
     them (:func:`stg_cli.ground.temporal.given_segments`), and predict only where.
+    ``heatmap``: one of :data:`HEATMAP_CHOICES`; ``auto`` takes the model's
+    :attr:`~stg_cli.models.config.ModelConfig.default_heatmap`.
     """
 
     tau: float | None = None
     smooth: int = DEFAULT_SMOOTH
-    heatmap: str = "global"
+    heatmap: str = "auto"
     mask_threshold: float = DEFAULT_MASK_THRESHOLD
     fps: float | None = None
     viz: bool = False
@@ -71,8 +77,8 @@ class GroundSettings:
     trimmed: bool = False
 
     def __post_init__(self) -> None:
-        if self.heatmap not in HEATMAP_MODES:
-            raise UserError(f"--heatmap must be one of {', '.join(HEATMAP_MODES)}, got {self.heatmap!r}")
+        if self.heatmap not in HEATMAP_CHOICES:
+            raise UserError(f"--heatmap must be one of {', '.join(HEATMAP_CHOICES)}, got {self.heatmap!r}")
         if self.tau is not None and not np.isfinite(self.tau):
             raise UserError(f"--tau must be a number, got {self.tau}")
         if not 0.0 <= self.mask_threshold <= 1.0:
@@ -172,6 +178,10 @@ class Grounder:
             self._backbone = backbone
         return self._backbone
 
+    def heatmap_mode(self, settings: GroundSettings) -> str:
+        """The read-out of a run: ``settings.heatmap``, or for ``auto`` the model's default."""
+        return self.config.default_heatmap if settings.heatmap == "auto" else settings.heatmap
+
     def threshold(self, settings: GroundSettings) -> float:
         """The detection threshold τ of a run: ``settings.tau``, else the model's calibrated
         one, else :data:`DEFAULT_TAU`."""
@@ -245,7 +255,7 @@ class Grounder:
                 grid_feats[span].float(),
                 queries.words[segment.query],
                 queries.mask[segment.query],
-                mode=settings.heatmap,
+                mode=self.heatmap_mode(settings),
                 query=queries.sentence[segment.query],
             )
             cells[span] = heat.reshape(-1, gh, gw).numpy()

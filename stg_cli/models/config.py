@@ -112,6 +112,16 @@ class ModelConfig:
             raise UserError(f"grid sides must be from 1 to {MAX_GRID_SIDE}, got {self.grid}")
 
     @property
+    def default_heatmap(self) -> str:
+        """The read-out ``stg ground --heatmap auto`` (the default) uses for this model: the
+        local branch's paper chain (``paper``) when it shares f and g, else the global branch's
+        activation map (``global``). Measured (benchmarks/RESULTS.md, "The paper's read-out
+        with shared projections"): with its own f' and g' the paper chain points little above
+        the centre prior and the activation map is the better read-out; with shared
+        projections the paper chain points above the same model's activation map."""
+        return "paper" if self.local_projections == "shared" else "global"
+
+    @property
     def num_cells(self) -> int:
         """N, grid tokens per frame."""
         return self.grid[0] * self.grid[1]

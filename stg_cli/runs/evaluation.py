@@ -303,7 +303,7 @@ def evaluate_export(
     export: Path,
     split: LabelledSplit,
     out: Path,
-    heatmap: str = "global",
+    heatmap: str = "auto",
     device: str = "cpu",
     controls: bool = True,
 ) -> dict[str, float | None]:

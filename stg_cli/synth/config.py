@@ -127,12 +127,12 @@ class SynthConfig:
 
     @classmethod
     def quick(cls, **changes: object) -> SynthConfig:
-        """The demo set: 24 train + 6 test videos of 40-60 s, 320x240 at 5 fps, 10 nouns and
-        8 verbs, 4-5 objects of 0.18 x the frame width, 3-6 actions of 3-10 s per video
-        (about 7,300 frames). Objects were 0.22 x the width before the distractors came: with
-        four or five objects at once their boxes (object and signature, twice the object's
-        side) then covered so much of the frame that a fixed point at the centre hit the step's
-        box on up to 46 % of the test seconds for some seeds."""
+        """The quick set: 24 train + 6 test videos of 40-60 s (``stg demo`` asks for 30 test
+        videos), 320x240 at 5 fps, 10 nouns and 8 verbs, 4-5 objects of 0.18 x the frame width,
+        3-6 actions of 3-10 s per video (about 7,300 frames). Objects were 0.22 x the width
+        before the distractors came: with four or five objects at once their boxes (object and
+        signature, twice the object's side) then covered so much of the frame that a fixed point
+        at the centre hit the step's box on up to 46 % of the test seconds for some seeds."""
         return replace(cls(), **changes).validated()
 
     @classmethod

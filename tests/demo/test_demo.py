@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from stg_cli.cli import app
 from stg_cli.demo import DemoPreset, preset, run_demo
 from stg_cli.errors import UserError
+from stg_cli.features import FeatureStore
 from stg_cli.metrics.predictions import load_predictions
 from stg_cli.synth.config import SynthConfig
 from stg_cli.video import probe
@@ -77,6 +78,11 @@ def test_small_demo_runs_every_stage_and_training_helps(tmp_path):
 
     predictions = load_predictions(tmp_path / "demo" / "ground" / "trained" / "predictions.json")
     assert len(predictions) == SMALL.synth.test_videos
+    # the groundings read the test videos' features from their own store, encoded like training's
+    test_store = FeatureStore.open(tmp_path / "demo" / "test-features")
+    assert sorted(test_store.video_ids) == sorted(predictions)
+    train_store = FeatureStore.open(tmp_path / "demo" / "features")
+    assert test_store.config.fingerprint == train_store.config.fingerprint
     for prediction in predictions.values():
         for segment in prediction.segments:
             assert 0 <= segment.start <= segment.end <= prediction.duration

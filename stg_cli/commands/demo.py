@@ -64,7 +64,7 @@ CAPTION = (
 def command(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder of every stage's output."),
     quick: bool = typer.Option(
-        False, "--quick", help="The default: 24 + 30 short videos, 100 steps, about 5 minutes on 2 cores."
+        False, "--quick", help="The default: 24 + 30 short videos, 100 steps, about 3 minutes on 2 cores."
     ),
     full: bool = typer.Option(
         False, "--full", help="The larger benchmark: 120 + 30 videos of 1-3 min, 600 steps."

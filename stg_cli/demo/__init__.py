@@ -86,11 +86,11 @@ PRESETS = ("quick", "full")
 QUICK_TEST_VIDEOS = 30
 #: the model settings the demo trains with a backbone, where they are not
 #: :class:`stg_cli.models.ModelConfig`'s defaults: those measured to localise best with it
-#: (benchmarks/RESULTS.md, "The paper's read-out with shared projections"). With
-#: ``effnet-lite0``: the local branch shares f and g (its paper chain, the default read-out of
-#: such a model, then points above the activation map), no video centring (it removes the
-#: objects' appearance the queries name) and softer cross-attention (cosine / 0.2). With
-#: ``tiny`` none of these helps.
+#: (benchmarks/RESULTS.md, "The same models on 30 test videos"). With ``effnet-lite0``: the
+#: local branch shares f and g (its paper chain, the default read-out of such a model, then
+#: points as often as the activation map and depends more on the query), no video centring (it
+#: removes the objects' appearance the queries name) and softer cross-attention (cosine / 0.2).
+#: With ``tiny`` none of these helps.
 BACKBONE_MODEL_OPTIONS = {
     "effnet-lite0": {"local_projections": "shared", "center_video": False, "cross_temperature": 0.2}
 }

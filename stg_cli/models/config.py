@@ -115,10 +115,11 @@ class ModelConfig:
     def default_heatmap(self) -> str:
         """The read-out ``stg ground --heatmap auto`` (the default) uses for this model: the
         local branch's paper chain (``paper``) when it shares f and g, else the global branch's
-        activation map (``global``). Measured (benchmarks/RESULTS.md, "The paper's read-out
-        with shared projections"): with its own f' and g' the paper chain points little above
-        the centre prior and the activation map is the better read-out; with shared
-        projections the paper chain points above the same model's activation map."""
+        activation map (``global``). Measured (benchmarks/RESULTS.md): with its own f' and g'
+        the paper chain points little above the centre prior and the activation map is the
+        better read-out (the ablation); with shared projections the paper chain points as often
+        as the same model's activation map and a wrong query costs it more ("The same models on
+        30 test videos")."""
         return "paper" if self.local_projections == "shared" else "global"
 
     @property

@@ -242,13 +242,10 @@ class BatchOrder:
         order = torch.randperm(self.num_samples, generator=generator).numpy()
         if self.groups is None:
             return order
-        groups = np.asarray(self.groups)
-        names = np.unique(groups)
-        rank = np.empty(len(names), dtype=np.int64)
-        rank[torch.randperm(len(names), generator=generator).numpy()] = np.arange(len(names))
-        group_rank = rank[np.searchsorted(names, groups[order])]
+        _, group = np.unique(np.asarray(self.groups), return_inverse=True)
+        place = np.argsort(torch.randperm(int(group.max()) + 1, generator=generator).numpy())
         # a stable sort by the group's place keeps the shuffled order within each group
-        return order[np.argsort(group_rank, kind="stable")]
+        return order[np.argsort(place[group[order]], kind="stable")]
 
     def ids(self, step: int, rank: int = 0, world_size: int = 1) -> np.ndarray:
         """Sample ids of this process at ``step`` (0-based): [global_batch / world_size]."""
